@@ -1,0 +1,48 @@
+"""Guards the source layout: `operator/` is a source root, never a package shadowing the stdlib `operator`."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_operator_dir_is_not_a_package() -> None:
+    assert not (REPO / "operator" / "__init__.py").exists(), (
+        "operator/__init__.py must never exist: it would shadow the standard library module 'operator'"
+    )
+
+
+def test_import_operator_from_repo_root_is_stdlib() -> None:
+    code = "import operator, sys; print(operator.__file__); assert hasattr(operator, 'itemgetter')"
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    location = Path(proc.stdout.strip())
+    assert REPO not in location.parents, f"'import operator' resolved to {location}, not the standard library"
+
+
+def test_packaging_maps_packages_explicitly() -> None:
+    config = tomllib.loads((REPO / "pyproject.toml").read_text())
+    setuptools = config["tool"]["setuptools"]
+    assert setuptools["package-dir"] == {"": "operator"}
+    include = setuptools["packages"]["find"]["include"]
+    assert "goldrush_operator" in include and "goldrush_sim" in include
+    assert all(name.startswith(("goldrush_operator", "goldrush_sim")) for name in include)
+    scripts = config["project"]["scripts"]
+    assert set(scripts) >= {"goldrush-operator", "goldrush-sim"}
+
+
+def test_only_adapters_import_their_libraries() -> None:
+    """kopf only in handlers, kubernetes only in kube, httpx only in the api package."""
+    rules = {"kopf": {"handlers.py"}, "kubernetes": {"kube.py"}, "httpx": {"api"}}
+    pkg = REPO / "operator" / "goldrush_operator"
+    for path in pkg.rglob("*.py"):
+        rel = path.relative_to(pkg)
+        text = path.read_text()
+        for lib, allowed in rules.items():
+            imported = f"import {lib}" in text or f"from {lib} " in text or f"from {lib}." in text
+            if imported:
+                assert rel.parts[0] in allowed, f"{rel} imports {lib}; only {sorted(allowed)} may"
