@@ -1,0 +1,172 @@
+"""The Kubernetes adapter: the only module that imports `kubernetes`.
+
+Async wrappers (the official client runs in a bounded thread pool) for the few calls the operator makes
+besides kopf's own watching: read Secrets and ConfigMaps, merge-patch the object's annotations and its
+`status` subresource, and post Events. Called by the reconciler (`reconciler.py`) and the CLI
+(`cli.py` for `logs`/`describe`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import datetime as dt
+import os
+import uuid
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+
+from goldrush_operator.resource import GROUP, PLURAL, VERSION
+
+T = TypeVar("T")
+
+COMPONENT = "goldrush-operator"
+
+
+class KubeError(RuntimeError):
+    """A Kubernetes API call failed; `status` is the HTTP status (0 for transport errors)."""
+
+    def __init__(self, message: str, status: int = 0) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class NotFound(KubeError):
+    """The object does not exist (HTTP 404)."""
+
+
+def load_config() -> client.ApiClient:
+    """An API client from `KUBECONFIG`/`~/.kube/config`, else the in-cluster service account."""
+    cfg = client.Configuration()
+    if os.environ.get("KUBERNETES_SERVICE_HOST") and not os.environ.get("KUBECONFIG"):
+        config.load_incluster_config(client_configuration=cfg)
+    else:
+        config.load_kube_config(client_configuration=cfg)
+    cfg.connection_pool_maxsize = 32
+    return client.ApiClient(cfg)
+
+
+class Kube:
+    """Async facade over the sync client; one instance per operator process."""
+
+    def __init__(self, api_client: client.ApiClient | None = None, workers: int = 16) -> None:
+        self._api_client = api_client or load_config()
+        self._core = client.CoreV1Api(self._api_client)
+        self._custom = client.CustomObjectsApi(self._api_client)
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kube")
+        self.writes = 0
+
+    async def _run(self, fn: Callable[[], T]) -> T:
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._pool, fn)
+        except ApiException as exc:
+            status = int(exc.status or 0)
+            text = f"Kubernetes API {status} {exc.reason}"
+            if status == 404:
+                raise NotFound(text, status) from None
+            raise KubeError(text, status) from None
+        except OSError as exc:  # urllib3 wraps most transport errors into OSError subclasses
+            raise KubeError(f"Kubernetes API unreachable: {type(exc).__name__}") from None
+
+    # ------------------------------------------------------------------------------------------ reads
+
+    async def get_secret_data(self, namespace: str, name: str) -> dict[str, str]:
+        """Decoded `data` (and `stringData`-derived) values of a Secret; raises NotFound."""
+
+        def call() -> dict[str, str]:
+            secret = self._core.read_namespaced_secret(name, namespace)
+            out: dict[str, str] = {}
+            for key, value in (secret.data or {}).items():
+                try:
+                    out[key] = base64.b64decode(value).decode("utf-8")
+                except (binascii.Error, UnicodeDecodeError):
+                    continue
+            return out
+
+        return await self._run(call)
+
+    async def get_configmap_data(self, namespace: str, name: str) -> dict[str, str]:
+        """`data` of a ConfigMap; raises NotFound."""
+        return await self._run(lambda: dict(self._core.read_namespaced_config_map(name, namespace).data or {}))
+
+    async def get_pipeline_object(self, namespace: str, name: str) -> dict[str, Any]:
+        """The GoldRushPipeline object as a dict; raises NotFound."""
+        obj = await self._run(
+            lambda: self._custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+        )
+        return dict(obj)
+
+    # ------------------------------------------------------------------------------------------ writes
+
+    async def patch_annotations(self, namespace: str, name: str, annotations: Mapping[str, str | None]) -> None:
+        """Merge-patch `metadata.annotations` (None removes a key); never touches spec."""
+        body = {"metadata": {"annotations": dict(annotations)}}
+        self.writes += 1
+        await self._run(
+            lambda: self._custom.patch_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name, body)
+        )
+
+    async def patch_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
+        """Merge-patch the `status` subresource with `status` (lists are replaced whole)."""
+        body = {"status": dict(status)}
+        self.writes += 1
+        await self._run(
+            lambda: self._custom.patch_namespaced_custom_object_status(
+                GROUP, VERSION, namespace, PLURAL, name, body
+            )
+        )
+
+    async def post_event(
+        self, obj: Mapping[str, Any], reason: str, message: str, *, warning: bool = False
+    ) -> None:
+        """Record a core/v1 Event about `obj`. The message must already be scrubbed of secrets."""
+        meta = obj.get("metadata", {})
+        namespace = str(meta.get("namespace") or "default")
+        now = dt.datetime.now(dt.UTC)
+        event = client.CoreV1Event(
+            metadata=client.V1ObjectMeta(name=f"{meta.get('name', 'object')}.{uuid.uuid4().hex[:12]}",
+                                         namespace=namespace),
+            involved_object=client.V1ObjectReference(
+                api_version=f"{GROUP}/{VERSION}",
+                kind="GoldRushPipeline",
+                name=meta.get("name"),
+                namespace=namespace,
+                uid=meta.get("uid"),
+                resource_version=meta.get("resourceVersion"),
+            ),
+            reason=reason,
+            message=message[:1024],
+            type="Warning" if warning else "Normal",
+            source=client.V1EventSource(component=COMPONENT),
+            reporting_component=COMPONENT,
+            reporting_instance=os.environ.get("HOSTNAME", COMPONENT),
+            first_timestamp=now,
+            last_timestamp=now,
+            count=1,
+        )
+        self.writes += 1
+        await self._run(lambda: self._core.create_namespaced_event(namespace, event))
+
+    def close(self) -> None:
+        """Stop the worker threads and close the HTTP pool."""
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._api_client.close()
+
+
+def current_namespace() -> str:
+    """The kubeconfig context's namespace (or the in-cluster one), else `default`."""
+    try:
+        _, context = config.list_kube_config_contexts()
+        return str((context or {}).get("context", {}).get("namespace") or "default")
+    except (config.ConfigException, OSError, TypeError):
+        try:
+            with open("/var/run/secrets/kubernetes.io/serviceaccount/namespace") as fh:
+                return fh.read().strip() or "default"
+        except OSError:
+            return "default"
