@@ -1,0 +1,272 @@
+"""Generate the `GoldRushPipeline` CustomResourceDefinition from the pydantic models in `resource.py`.
+
+`generate_crd()` returns the CRD as a dict and `render_crd_yaml()` as deterministic YAML text. The CLI
+`crd` command prints `render_crd_yaml()`; the committed `crds/goldrush.dev_goldrushpipelines.yaml` is that
+output, and a unit test fails when the two differ (regenerate with `goldrush-operator crd > crds/...`).
+
+Pydantic's JSON schema is turned into a *structural* OpenAPI v3 schema: `$ref`s are inlined, titles and
+`null` defaults dropped, `anyOf [X, null]` (optional fields) collapsed to `X` (optional = not required),
+and free-form objects become `x-kubernetes-preserve-unknown-fields`. Anything the cleaner does not
+understand raises, so a model change can never silently produce a non-structural CRD.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+import yaml
+from pydantic import BaseModel
+
+from goldrush_operator.resource import (
+    CATEGORIES,
+    CRD_NAME,
+    GROUP,
+    KIND,
+    PLURAL,
+    SHORT_NAMES,
+    SINGULAR,
+    VERSION,
+    GoldRushPipeline,
+)
+
+CRD_FILE_NAME: Final = f"{GROUP}_{PLURAL}.yaml"
+
+_HEADER: Final = (
+    "# Generated from goldrush_operator/resource.py by `goldrush-operator crd`; do not edit by hand.\n"
+)
+
+# Key order in every emitted schema node, for readable and stable YAML.
+_KEY_ORDER: Final[tuple[str, ...]] = (
+    "description",
+    "type",
+    "format",
+    "enum",
+    "pattern",
+    "minLength",
+    "maxLength",
+    "minimum",
+    "maximum",
+    "minItems",
+    "maxItems",
+    "minProperties",
+    "maxProperties",
+    "default",
+    "properties",
+    "required",
+    "additionalProperties",
+    "items",
+    "x-kubernetes-preserve-unknown-fields",
+    "x-kubernetes-list-type",
+    "x-kubernetes-list-map-keys",
+    "x-kubernetes-validations",
+)
+_DROPPED_KEYS: Final = frozenset({"title", "$defs"})
+_READY = '.status.conditions[?(@.type=="Ready")]'
+
+PRINTER_COLUMNS: Final[tuple[dict[str, Any], ...]] = (
+    {
+        "name": "PHASE",
+        "type": "string",
+        "jsonPath": ".status.phase",
+        "description": "Remote runtime phase.",
+    },
+    {
+        "name": "READY",
+        "type": "string",
+        "jsonPath": f"{_READY}.status",
+        "description": "Ready condition status.",
+    },
+    {
+        "name": "PIPELINE",
+        "type": "string",
+        "jsonPath": ".status.pipelineId",
+        "description": "Remote pipeline id.",
+    },
+    {
+        "name": "TOPIC",
+        "type": "string",
+        "jsonPath": ".spec.topic",
+        "description": "Source topic.",
+    },
+    {
+        "name": "AGE",
+        "type": "date",
+        "jsonPath": ".metadata.creationTimestamp",
+        "description": "Time since the object was created.",
+    },
+    {
+        "name": "PROJECT",
+        "type": "string",
+        "jsonPath": ".spec.project",
+        "description": "GoldRush project.",
+        "priority": 1,
+    },
+    {
+        "name": "DESTINATION",
+        "type": "string",
+        "jsonPath": ".spec.destination.type",
+        "description": "Destination type.",
+        "priority": 1,
+    },
+    {
+        "name": "REASON",
+        "type": "string",
+        "jsonPath": f"{_READY}.reason",
+        "description": "Ready condition reason.",
+        "priority": 1,
+    },
+    {
+        "name": "MESSAGE",
+        "type": "string",
+        "jsonPath": f"{_READY}.message",
+        "description": "Ready condition message.",
+        "priority": 1,
+    },
+)
+
+
+class SchemaError(ValueError):
+    """The pydantic schema contains something that has no structural OpenAPI equivalent."""
+
+
+def _ordered(node: dict[str, Any]) -> dict[str, Any]:
+    unknown = set(node) - set(_KEY_ORDER)
+    if unknown:
+        raise SchemaError(f"unsupported schema keys {sorted(unknown)}")
+    return {key: node[key] for key in _KEY_ORDER if key in node}
+
+
+def _resolve(node: dict[str, Any], defs: dict[str, Any], path: str) -> dict[str, Any]:
+    """Inline `$ref`, collapse optional `anyOf [X, null]` / single `allOf`; outer keys win."""
+    node = dict(node)
+    if "$ref" in node:
+        ref = node.pop("$ref")
+        name = ref.rsplit("/", 1)[-1]
+        if not ref.startswith("#/$defs/") or name not in defs:
+            raise SchemaError(f"{path}: unresolvable $ref {ref}")
+        node = {**_resolve(defs[name], defs, path), **node}
+    for combinator in ("anyOf", "oneOf", "allOf"):
+        if combinator in node:
+            branches = [b for b in node.pop(combinator) if b != {"type": "null"}]
+            if len(branches) != 1:
+                raise SchemaError(
+                    f"{path}: {combinator} with {len(branches)} non-null branches is not structural"
+                )
+            node = {**_resolve(branches[0], defs, path), **node}
+    return node
+
+
+def _clean(node: dict[str, Any], defs: dict[str, Any], path: str) -> dict[str, Any]:
+    node = _resolve(node, defs, path)
+    for key in _DROPPED_KEYS:
+        node.pop(key, None)
+    if "default" in node and node["default"] is None:
+        del node["default"]
+    if node.get("type") == "null" or isinstance(node.get("type"), list):
+        raise SchemaError(f"{path}: type {node.get('type')!r} is not structural")
+    if "properties" in node:
+        node["properties"] = {
+            name: _clean(sub, defs, f"{path}.{name}") for name, sub in node["properties"].items()
+        }
+    if "items" in node:
+        node["items"] = _clean(node["items"], defs, f"{path}[]")
+    additional = node.get("additionalProperties")
+    if additional is True:
+        if not node.get("x-kubernetes-preserve-unknown-fields"):
+            raise SchemaError(f"{path}: free-form object needs x-kubernetes-preserve-unknown-fields")
+        del node["additionalProperties"]
+    elif additional is False:
+        del node["additionalProperties"]  # unknown fields are pruned by the apiserver anyway
+    elif isinstance(additional, dict):
+        node["additionalProperties"] = _clean(additional, defs, f"{path}.*")
+    if "x-kubernetes-validations" in node:
+        node["x-kubernetes-validations"] = [
+            {k: rule[k] for k in ("rule", "message", "messageExpression", "reason", "fieldPath") if k in rule}
+            for rule in node["x-kubernetes-validations"]
+        ]
+    if "type" not in node and not node.get("x-kubernetes-preserve-unknown-fields"):
+        raise SchemaError(f"{path}: node without type")
+    return _ordered(node)
+
+
+def model_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """The cleaned structural OpenAPI schema of one of the CR models."""
+    raw = model.model_json_schema(by_alias=True, mode="validation")
+    return _clean(raw, raw.get("$defs", {}), model.__name__)
+
+
+def openapi_schema() -> dict[str, Any]:
+    """The `openAPIV3Schema` of the served version."""
+    root = model_schema(GoldRushPipeline)
+    props = root["properties"]
+    props["apiVersion"] = {
+        "description": "APIVersion defines the versioned schema of this representation of an object.",
+        "type": "string",
+    }
+    props["kind"] = {
+        "description": "Kind is a string value representing the REST resource this object represents.",
+        "type": "string",
+    }
+    props["metadata"] = {"type": "object"}
+    root["required"] = ["spec"]
+    return root
+
+
+def generate_crd() -> dict[str, Any]:
+    """The complete `apiextensions.k8s.io/v1` CustomResourceDefinition for GoldRushPipeline."""
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {
+            "name": CRD_NAME,
+            "labels": {
+                "app.kubernetes.io/name": "goldrush-operator",
+                "app.kubernetes.io/part-of": "goldrush",
+            },
+        },
+        "spec": {
+            "group": GROUP,
+            "names": {
+                "kind": KIND,
+                "listKind": f"{KIND}List",
+                "plural": PLURAL,
+                "singular": SINGULAR,
+                "shortNames": list(SHORT_NAMES),
+                "categories": list(CATEGORIES),
+            },
+            "scope": "Namespaced",
+            "versions": [
+                {
+                    "name": VERSION,
+                    "served": True,
+                    "storage": True,
+                    "subresources": {"status": {}},
+                    "additionalPrinterColumns": [dict(c) for c in PRINTER_COLUMNS],
+                    "schema": {"openAPIV3Schema": openapi_schema()},
+                }
+            ],
+        },
+    }
+
+
+class _Dumper(yaml.SafeDumper):
+    """Safe dumper that keeps long strings on one line and indents lists under their keys."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+    def increase_indent(self, flow: bool = False, indentless: bool = False) -> None:
+        super().increase_indent(flow, False)
+
+
+def render_crd_yaml() -> str:
+    """`generate_crd()` as YAML text: stable key order, so equal models give byte-equal output."""
+    body = yaml.dump(
+        generate_crd(),
+        Dumper=_Dumper,
+        sort_keys=False,
+        default_flow_style=False,
+        allow_unicode=True,
+        width=4096,
+    )
+    return _HEADER + body
