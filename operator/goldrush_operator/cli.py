@@ -35,6 +35,10 @@ def _build_parser() -> argparse.ArgumentParser:
                        help="watch this namespace (repeatable); default: GOLDRUSH_NAMESPACES or all")
     scope.add_argument("--all-namespaces", "-A", action="store_true", help="watch all namespaces")
     run.add_argument("--verbose", action="store_true", help="debug logging")
+    run.add_argument("--standalone", action="store_true",
+                     help="accepted for clarity: the operator always runs standalone (one active replica)")
+    run.add_argument("--liveness", metavar="URL", default=None,
+                     help="liveness endpoint, e.g. http://0.0.0.0:8080/healthz (default: GOLDRUSH_HEALTH_PORT)")
     sub.add_parser("crd", help="print the generated CustomResourceDefinition (YAML)")
     for name, text in (("logs", "print the pipeline's recent worker logs"),
                        ("describe", "print live status, metrics and destination health")):
@@ -60,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"goldrush-operator: {exc}", file=sys.stderr)
             return 2
         namespaces = tuple(args.namespace) or (() if args.all_namespaces else settings.namespaces)
-        return run(settings, namespaces, verbose=args.verbose)
+        return run(settings, namespaces, verbose=args.verbose, liveness=args.liveness)
     if args.command in ("logs", "describe"):
         from goldrush_operator.introspect import inspect_command
 
@@ -114,7 +118,9 @@ def configure_logging(settings: Settings, verbose: bool) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def run(settings: Settings, namespaces: tuple[str, ...], *, verbose: bool = False) -> int:
+def run(
+    settings: Settings, namespaces: tuple[str, ...], *, verbose: bool = False, liveness: str | None = None
+) -> int:
     """Start the operator and block until it stops."""
     from goldrush_operator import handlers
     from goldrush_operator.api import GoldRushClient
@@ -144,7 +150,8 @@ def run(settings: Settings, namespaces: tuple[str, ...], *, verbose: bool = Fals
     registry = Registry()
     reconciler = Reconciler(settings, kube, registry, client_for, ServiceKeySource(settings), metrics)
     handlers.install(handlers.Runtime(reconciler=reconciler, registry=registry))
-    liveness = f"http://0.0.0.0:{settings.health_port}/healthz" if settings.health_port else None
+    if liveness is None and settings.health_port:
+        liveness = f"http://0.0.0.0:{settings.health_port}/healthz"
     logging.getLogger("goldrush_operator").info(
         "starting goldrush-operator %s: api %s, namespaces %s", __version__, settings.api_url,
         ",".join(namespaces) or "all",

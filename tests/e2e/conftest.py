@@ -7,13 +7,16 @@ is missing.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from support.ctlplane import ControlPlane, ControlPlaneUnavailable, ensure_binaries
 from support.kubectl import Kubectl
+from support.operator import OperatorProcess
+from support.sim import SimProcess
 
 
 @pytest.fixture(scope="session")
@@ -45,3 +48,48 @@ def namespace(kubeconfig: Path) -> str:
 @pytest.fixture
 def kubectl(kubeconfig: Path, namespace: str) -> Kubectl:
     return Kubectl(kubeconfig, namespace)
+
+
+# ------------------------------------------------------------------------------------------ operator tier
+
+REPO = Path(__file__).resolve().parents[2]
+SIM_ARGS = ("--service-key", "dev-key=group_default", "--service-key", "other-key=group_other",
+            "--deploy-seconds", "1", "--stop-seconds", "0.5", "--bounded-run-seconds", "3")
+
+
+@pytest.fixture(scope="session")
+def crd_installed(kubeconfig: Path) -> None:
+    k = Kubectl(kubeconfig)
+    k("apply", "-f", str(REPO / "crds" / "goldrush.dev_goldrushpipelines.yaml"))
+    k("wait", "--for=condition=Established", "crd/goldrushpipelines.goldrush.dev", "--timeout=30s")
+
+
+@pytest.fixture
+def sim() -> Iterator[SimProcess]:
+    with SimProcess.start(*SIM_ARGS) as process:
+        yield process
+
+
+@pytest.fixture
+def start_operator(
+    kubeconfig: Path, namespace: str, sim: SimProcess, tmp_path: Path, crd_installed: None
+) -> Iterator[Callable[..., OperatorProcess]]:
+    """Start the operator (watching the test's namespace) against the test's simulator; stopped at the end."""
+    started: list[OperatorProcess] = []
+
+    def start(**kwargs: Any) -> OperatorProcess:
+        kwargs.setdefault("namespaces", [namespace])
+        log = tmp_path / f"operator-{len(started)}.log"
+        proc = OperatorProcess.start(kubeconfig, sim.base_url, log, **kwargs)
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        if proc.alive():
+            proc.stop()
+
+
+@pytest.fixture
+def operator(start_operator: Callable[..., OperatorProcess]) -> OperatorProcess:
+    return start_operator()

@@ -1,0 +1,59 @@
+# syntax=docker/dockerfile:1
+#
+# goldrush-operator container image.
+#
+#   docker build -t goldrush-operator:0.1.0 .
+#
+# Stage 1 builds a wheel from the repository (pyproject.toml at the root, sources under
+# operator/) and installs it with its dependencies into a virtual environment at /opt/venv.
+# Stage 2 copies only that virtual environment onto a clean slim base of the same Python.
+#
+# The image runs as the numeric non-root user 65532 and writes nothing outside /tmp, so it
+# works with readOnlyRootFilesystem: true and an emptyDir mounted at /tmp (see deploy/base).
+# For release builds, pin the base image by digest, e.g.
+#   --build-arg PYTHON_IMAGE=python:3.11-slim-bookworm@sha256:<digest>
+
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+
+FROM ${PYTHON_IMAGE} AS build
+
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PYTHONDONTWRITEBYTECODE=1
+
+WORKDIR /src
+
+# .dockerignore is an allowlist: only pyproject.toml, README.md, LICENSE and operator/ arrive here.
+COPY . .
+
+# Build the wheel (build isolation fetches the declared build backend), install it with its
+# dependencies into /opt/venv, then drop the installers that the runtime does not need.
+RUN python -m pip wheel --no-cache-dir --no-deps --wheel-dir /wheels . \
+    && python -m venv /opt/venv \
+    && /opt/venv/bin/python -m pip install --no-cache-dir /wheels/goldrush_operator-*.whl \
+    && /opt/venv/bin/python -m pip uninstall --yes pip setuptools \
+    && /opt/venv/bin/goldrush-operator --help
+
+FROM ${PYTHON_IMAGE} AS runtime
+
+LABEL org.opencontainers.image.title="goldrush-operator" \
+      org.opencontainers.image.description="Kubernetes operator for GoldRush pipelines (GoldRushPipeline, goldrush.dev/v1alpha1)" \
+      org.opencontainers.image.licenses="Apache-2.0"
+
+# Nothing is written at run time except under /tmp: no bytecode caches, HOME points at /tmp.
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    HOME=/tmp \
+    TMPDIR=/tmp
+
+COPY --from=build /opt/venv /opt/venv
+
+WORKDIR /tmp
+
+# 8080: kopf liveness endpoint (/healthz); 9090: Prometheus metrics.
+EXPOSE 8080 9090
+
+USER 65532:65532
+
+ENTRYPOINT ["goldrush-operator", "run"]

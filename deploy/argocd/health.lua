@@ -1,0 +1,131 @@
+-- Argo CD health check for goldrush.dev/GoldRushPipeline.
+--
+-- Register it in argocd-cm under the key
+--   resource.customizations.health.goldrush.dev_GoldRushPipeline
+-- (see docs/installation.md). Test cases: health_test.yaml and testdata/ beside this file.
+--
+-- It reads what goldrush-operator writes: the top-level status.observedGeneration, the
+-- conditions Ready, Synced, Reconciling and Stalled (Reconciling and Stalled are present only
+-- while True), and status.phase, the remote runtime phase (PENDING, DEPLOYING, RUNNING, PAUSED,
+-- FAILED, STOPPING, STOPPED). The first matching rule wins. Plain Lua 5.1, no libraries.
+
+local hs = {}
+
+-- Ready=False with one of these reasons needs a human: Degraded.
+local degradedReadyReasons = {
+  RemoteFailed = true,
+  AuthFailed = true,
+  InvalidSpec = true,
+  SecretNotFound = true,
+  NameConflict = true,
+}
+
+-- Remote phases that are on their way somewhere: Progressing.
+local transitionalPhases = {
+  PENDING = true,
+  DEPLOYING = true,
+  STOPPING = true,
+}
+
+local function findCondition(conditions, conditionType)
+  if type(conditions) ~= "table" then
+    return nil
+  end
+  for _, condition in ipairs(conditions) do
+    if condition.type == conditionType then
+      return condition
+    end
+  end
+  return nil
+end
+
+local function hasStatus(condition, value)
+  return condition ~= nil and condition.status == value
+end
+
+-- The message of the first given condition that has one, else the fallback.
+local function messageOf(fallback, ...)
+  local conditions = { ... }
+  for i = 1, select("#", ...) do
+    local condition = conditions[i]
+    if condition ~= nil and type(condition.message) == "string" and condition.message ~= "" then
+      return condition.message
+    end
+  end
+  return fallback
+end
+
+local function evaluate(obj)
+  local status = obj.status
+  local generation = nil
+  if obj.metadata ~= nil then
+    generation = obj.metadata.generation
+  end
+
+  -- Status written for an older spec, or not written at all yet.
+  if type(status) ~= "table" or status.observedGeneration == nil
+      or (generation ~= nil and status.observedGeneration < generation) then
+    return "Progressing", "Waiting for the operator to observe the latest spec"
+  end
+
+  local spec = obj.spec
+  if type(spec) ~= "table" then
+    spec = {}
+  end
+  local phase = status.phase
+  local ready = findCondition(status.conditions, "Ready")
+  local synced = findCondition(status.conditions, "Synced")
+  local reconciling = findCondition(status.conditions, "Reconciling")
+  local stalled = findCondition(status.conditions, "Stalled")
+
+  if hasStatus(stalled, "True") then
+    return "Degraded", messageOf("Stalled: " .. tostring(stalled.reason), stalled)
+  end
+
+  if hasStatus(ready, "False") and degradedReadyReasons[ready.reason] then
+    return "Degraded", messageOf("Not ready: " .. ready.reason, ready)
+  end
+
+  -- The goldrush.dev/pause-reconciliation annotation: the operator makes no writes at all.
+  if (ready ~= nil and ready.reason == "ReconcilePaused")
+      or (synced ~= nil and synced.reason == "ReconcilePaused") then
+    return "Suspended", messageOf("Reconciliation is paused", ready, synced)
+  end
+
+  -- Never Healthy while the remote configuration differs from the spec.
+  if hasStatus(synced, "False") then
+    if hasStatus(reconciling, "True") or synced.reason == "UpdatePending" then
+      return "Progressing", messageOf("Applying the spec to the remote pipeline", reconciling, synced)
+    end
+    return "Degraded", messageOf("Remote pipeline is out of sync: " .. tostring(synced.reason), synced)
+  end
+
+  if spec.paused == true and phase == "PAUSED" and hasStatus(ready, "True") and ready.reason == "Paused" then
+    return "Suspended", messageOf("Pipeline is paused", ready)
+  end
+
+  if hasStatus(ready, "True") then
+    return "Healthy", messageOf("Pipeline is running", ready)
+  end
+
+  if hasStatus(reconciling, "True") or transitionalPhases[phase] then
+    local fallback = "Waiting for the pipeline to become ready"
+    if phase ~= nil then
+      fallback = "Remote pipeline is " .. phase
+    end
+    return "Progressing", messageOf(fallback, reconciling, ready)
+  end
+
+  if phase == "FAILED" then
+    return "Degraded", messageOf("Remote pipeline FAILED", ready)
+  end
+
+  if phase == "STOPPED" and type(spec.execution) == "table" and spec.execution.mode == "bounded" then
+    return "Healthy", "Bounded pipeline finished"
+  end
+
+  return "Progressing", messageOf("Waiting for the pipeline to become ready", ready)
+end
+
+hs.status, hs.message = evaluate(obj)
+return hs

