@@ -44,9 +44,9 @@ def load_config() -> client.ApiClient:
     """An API client from `KUBECONFIG`/`~/.kube/config`, else the in-cluster service account."""
     cfg = client.Configuration()
     if os.environ.get("KUBERNETES_SERVICE_HOST") and not os.environ.get("KUBECONFIG"):
-        config.load_incluster_config(client_configuration=cfg)
+        config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
     else:
-        config.load_kube_config(client_configuration=cfg)
+        config.load_kube_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
     cfg.connection_pool_maxsize = 32
     return client.ApiClient(cfg)
 
@@ -97,10 +97,11 @@ class Kube:
 
     async def get_pipeline_object(self, namespace: str, name: str) -> dict[str, Any]:
         """The GoldRushPipeline object as a dict; raises NotFound."""
-        obj = await self._run(
+        obj: Any = await self._run(
             lambda: self._custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
         )
-        return dict(obj)
+        result: dict[str, Any] = dict(obj)
+        return result
 
     # ------------------------------------------------------------------------------------------ writes
 
@@ -156,13 +157,13 @@ class Kube:
     def close(self) -> None:
         """Stop the worker threads and close the HTTP pool."""
         self._pool.shutdown(wait=False, cancel_futures=True)
-        self._api_client.close()
+        self._api_client.close()  # type: ignore[no-untyped-call]
 
 
 def current_namespace() -> str:
     """The kubeconfig context's namespace (or the in-cluster one), else `default`."""
     try:
-        _, context = config.list_kube_config_contexts()
+        _, context = config.list_kube_config_contexts()  # type: ignore[no-untyped-call]
         return str((context or {}).get("context", {}).get("namespace") or "default")
     except (config.ConfigException, OSError, TypeError):
         try:

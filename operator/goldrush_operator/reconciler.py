@@ -15,6 +15,7 @@ changes; everything that leaves the process is scrubbed of secret values.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import hashlib
 import hmac
@@ -69,7 +70,7 @@ TRANSIENT_PHASES = frozenset({"DEPLOYING", "STOPPING", "PENDING"})
 LOOKUP_TTL_SECONDS = 10.0
 
 
-class Retry(Exception):  # noqa: N818 - a control-flow signal, not an error
+class Retry(Exception):
     """Raised by `delete` when it must run again after `delay` seconds; `message` is scrubbed."""
 
     def __init__(self, message: str, delay: float) -> None:
@@ -718,23 +719,21 @@ class Reconciler:
         client = self.client_for(service_key)
         secrets = (service_key,)
         try:
-            if not pipeline_id and (state.create_pending or annotations.get(ANNOTATION_CREATE_PENDING)):
+            pending = state.create_pending or annotations.get(ANNOTATION_CREATE_PENDING)
+            if not pipeline_id and pending and spec is not None:
                 # An interrupted create may have landed: find it so that it is not orphaned.
-                if spec is not None:
-                    desired_name = spec.pipeline_display_name(p.namespace, p.name)
-                    key_id = hashlib.sha256(service_key.encode()).hexdigest()
-                    for item in await self._directory(client, key_id, fresh=True):
-                        if item.name == desired_name and item.project == spec.project and item.topic == spec.topic:
-                            pipeline_id = item.id
-                            break
+                desired_name = spec.pipeline_display_name(p.namespace, p.name)
+                key_id = hashlib.sha256(service_key.encode()).hexdigest()
+                for item in await self._directory(client, key_id, fresh=True):
+                    if item.name == desired_name and item.project == spec.project and item.topic == spec.topic:
+                        pipeline_id = item.id
+                        break
             if not pipeline_id:
                 return
             if not state.delete_sent:
                 crash_point("delete.before-delete")
-                try:
+                with contextlib.suppress(NotFoundError):
                     await client.delete_pipeline(pipeline_id)
-                except NotFoundError:
-                    pass
                 crash_point("delete.after-delete")
                 state.delete_sent = True
             try:

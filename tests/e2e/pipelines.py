@@ -50,7 +50,9 @@ def condition(obj: dict[str, Any], ctype: str) -> dict[str, Any] | None:
     return None
 
 
-def wait_phase(kubectl: Kubectl, name: str, phase: str, ready: str | None = None, timeout: float = 40) -> dict[str, Any]:
+def wait_phase(
+    kubectl: Kubectl, name: str, phase: str, ready: str | None = None, timeout: float = 40
+) -> dict[str, Any]:
     def check() -> dict[str, Any] | None:
         obj = get(kubectl, name)
         status = obj.get("status") or {}
@@ -64,7 +66,9 @@ def wait_phase(kubectl: Kubectl, name: str, phase: str, ready: str | None = None
     return result
 
 
-def wait_reason(kubectl: Kubectl, name: str, ctype: str, status: str, reason: str, timeout: float = 40) -> dict[str, Any]:
+def wait_reason(
+    kubectl: Kubectl, name: str, ctype: str, status: str, reason: str, timeout: float = 40
+) -> dict[str, Any]:
     def check() -> dict[str, Any] | None:
         obj = get(kubectl, name)
         c = condition(obj, ctype) or {}

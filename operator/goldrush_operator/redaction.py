@@ -1,0 +1,208 @@
+"""Secret field list and scrubbing helpers for GoldRush pipeline payloads and error text.
+
+Pure functions, no I/O and no HTTP library. Callers:
+
+* ``goldrush_operator.api.client`` refuses bodies that carry the API's read mask (:func:`find_masks`) and
+  scrubs every error message with the secret values of the request body (:func:`secret_values`,
+  :class:`Redactor`);
+* the operator scrubs API error text before it reaches Kubernetes conditions, Events and logs
+  (:func:`scrub`, :class:`Redactor`) and masks payloads before it logs or diffs them (:func:`mask_payload`).
+
+Secret fields of a pipeline payload (:data:`SECRET_FIELD_PATHS`):
+``destination_config.password``, ``destination_config.secret_access_key``,
+``destination_config.sasl.password`` and every value of ``destination_config.headers``
+(``*`` in a path means "every key of this mapping").
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import urllib.parse
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any, Final
+
+__all__ = [
+    "MASK",
+    "REDACTED",
+    "SECRET_FIELD_PATHS",
+    "Redactor",
+    "find_masks",
+    "mask_payload",
+    "scrub",
+    "scrub_fields",
+    "secret_values",
+]
+
+MASK: Final = "******"
+"""The literal the GoldRush API returns in place of a secret value on every read."""
+
+REDACTED: Final = "[REDACTED]"
+"""What :func:`scrub` and :func:`mask_payload` put in place of a secret."""
+
+SECRET_FIELD_PATHS: Final[tuple[tuple[str, ...], ...]] = (
+    ("destination_config", "password"),
+    ("destination_config", "secret_access_key"),
+    ("destination_config", "sasl", "password"),
+    ("destination_config", "headers", "*"),
+)
+"""Paths (as key tuples) of the secret fields of a pipeline payload; ``*`` = every key of that mapping."""
+
+# Field names whose quoted JSON value is scrubbed from free text even when the value is not known.
+_SECRET_KEY_RE: Final = re.compile(
+    r'(?P<key>\\?"(?:password|secret_access_key)\\?"\s*:\s*)(?P<val>\\?"(?:[^"\\]|\\.)*?\\?")'
+)
+_HEADERS_RE: Final = re.compile(r'(?P<key>\\?"headers\\?"\s*:\s*)\{(?P<body>[^{}]*)\}')
+_HEADER_VALUE_RE: Final = re.compile(
+    r'(?P<key>\\?"(?:[^"\\]|\\.)*?\\?"\s*:\s*)(?P<val>\\?"(?:[^"\\]|\\.)*?\\?")'
+)
+
+
+def _walk(node: Any, path: tuple[str, ...]) -> Iterator[tuple[Mapping[str, Any], str]]:
+    """Yield ``(parent mapping, key)`` for every existing leaf that ``path`` addresses in ``node``."""
+    if not path or not isinstance(node, Mapping):
+        return
+    head, rest = path[0], path[1:]
+    keys = list(node.keys()) if head == "*" else ([head] if head in node else [])
+    for key in keys:
+        if rest:
+            yield from _walk(node[key], rest)
+        else:
+            yield node, key
+
+
+def _as_secret_text(value: Any) -> str | None:
+    """The text form of a secret leaf value, or None when it cannot carry a secret."""
+    if value is None or isinstance(value, bool | Mapping | list | tuple):
+        return None
+    text = value if isinstance(value, str) else str(value)
+    return text if text and text != MASK else None
+
+
+def secret_values(payload: Mapping[str, Any]) -> set[str]:
+    """Return the set of non-empty secret values found at :data:`SECRET_FIELD_PATHS` in ``payload``.
+
+    The API mask itself is not a secret and is left out. Numbers are returned in their ``str`` form.
+    """
+    found: set[str] = set()
+    for path in SECRET_FIELD_PATHS:
+        for parent, key in _walk(payload, path):
+            text = _as_secret_text(parent[key])
+            if text is not None:
+                found.add(text)
+    return found
+
+
+def _encoded_forms(secret: str) -> set[str]:
+    """Forms in which ``secret`` may appear in text: raw, JSON-escaped (once and twice), percent-encoded."""
+    forms = {secret}
+    once_ascii = json.dumps(secret)[1:-1]
+    once_utf8 = json.dumps(secret, ensure_ascii=False)[1:-1]
+    forms.update({once_ascii, once_utf8, json.dumps(once_ascii)[1:-1], json.dumps(once_utf8)[1:-1]})
+    forms.add(urllib.parse.quote(secret, safe=""))
+    forms.add(urllib.parse.quote_plus(secret, safe=""))
+    return {form for form in forms if form}
+
+
+def scrub_fields(text: str) -> str:
+    """Replace the quoted JSON values of secret-named fields in ``text`` with :data:`REDACTED`.
+
+    Covers ``"password": "..."``, ``"secret_access_key": "..."`` (also with backslash-escaped quotes, as in
+    JSON embedded in a JSON string) and every value of a ``"headers": {...}`` object. Used when the secret
+    values themselves are not known (for example a server echoing a stored value).
+    """
+
+    def _headers(match: re.Match[str]) -> str:
+        body = _HEADER_VALUE_RE.sub(lambda m: f'{m.group("key")}"{REDACTED}"', match.group("body"))
+        return f"{match.group('key')}{{{body}}}"
+
+    text = _SECRET_KEY_RE.sub(lambda m: f'{m.group("key")}"{REDACTED}"', text)
+    return _HEADERS_RE.sub(_headers, text)
+
+
+def scrub(text: str, secrets: Iterable[str]) -> str:
+    """Return ``text`` with every secret value and every secret-named field value replaced by ``[REDACTED]``.
+
+    Each secret (length >= 1; longest first, so a secret containing another is removed whole) is replaced
+    in its raw, JSON-escaped and percent-encoded forms; then :func:`scrub_fields` runs.
+    """
+    forms: set[str] = set()
+    for secret in secrets:
+        if secret:
+            forms |= _encoded_forms(secret)
+    for form in sorted(forms, key=lambda f: (-len(f), f)):
+        text = text.replace(form, REDACTED)
+    return scrub_fields(text)
+
+
+def mask_payload(payload: Mapping[str, Any], replacement: str = REDACTED) -> dict[str, Any]:
+    """Return a deep copy of ``payload`` with every secret field value replaced by ``replacement``.
+
+    Pass ``replacement=MASK`` to get the form in which the API returns the payload on reads.
+    """
+    masked: dict[str, Any] = copy.deepcopy(dict(payload))
+    for path in SECRET_FIELD_PATHS:
+        for parent, key in _walk(masked, path):
+            if _as_secret_text(parent[key]) is not None or parent[key] == MASK:
+                parent[key] = replacement  # type: ignore[index]  # deep copy: mutable dicts
+    return masked
+
+
+def find_masks(payload: Any, _prefix: str = "") -> list[str]:
+    """Return the dotted paths of every string in ``payload`` (any depth) that contains :data:`MASK`.
+
+    Keys containing the mask are reported too. List items appear as ``[index]``.
+    """
+    found: list[str] = []
+    if isinstance(payload, str):
+        if MASK in payload:
+            found.append(_prefix or "<body>")
+    elif isinstance(payload, Mapping):
+        for key, value in payload.items():
+            path = f"{_prefix}.{key}" if _prefix else str(key)
+            if isinstance(key, str) and MASK in key:
+                found.append(path)
+            found.extend(find_masks(value, path))
+    elif isinstance(payload, list | tuple):
+        for index, value in enumerate(payload):
+            found.extend(find_masks(value, f"{_prefix}[{index}]"))
+    return found
+
+
+class Redactor:
+    """A growing set of known secret values that scrubs text; its repr never shows them.
+
+    ``add()`` and ``add_payload()`` extend it in place; ``with_payload()`` returns an extended copy (used per
+    request so that one request's body secrets do not leak into another's state).
+    """
+
+    __slots__ = ("_secrets",)
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        self._secrets: set[str] = {s for s in secrets if s}
+
+    def add(self, *secrets: str) -> None:
+        """Remember more secret values (empty strings are ignored)."""
+        self._secrets.update(s for s in secrets if s)
+
+    def add_payload(self, payload: Mapping[str, Any]) -> None:
+        """Remember the secret values of a pipeline payload (see :func:`secret_values`)."""
+        self._secrets |= secret_values(payload)
+
+    def with_payload(self, payload: Mapping[str, Any] | None) -> Redactor:
+        """Return a copy that also knows the secret values of ``payload``."""
+        child = Redactor(self._secrets)
+        if payload is not None:
+            child.add_payload(payload)
+        return child
+
+    def scrub(self, text: str) -> str:
+        """Scrub ``text`` with every known secret (see :func:`scrub`)."""
+        return scrub(text, self._secrets)
+
+    def __len__(self) -> int:
+        return len(self._secrets)
+
+    def __repr__(self) -> str:
+        return f"Redactor(<{len(self._secrets)} secrets>)"
