@@ -105,7 +105,8 @@ def up(directory: Path, sim_port: int) -> int:
         items = kubectl.in_namespace(NAMESPACE).json("get", "goldrushpipelines")["items"]
         ready = [
             i for i in items
-            if any(c.get("type") == "Ready" and c.get("status") == "True" for c in i.get("status", {}).get("conditions", []))
+            if any(c.get("type") == "Ready" and c.get("status") == "True"
+                   for c in i.get("status", {}).get("conditions", []))
         ]
         print("\033[2J\033[H" if sys.stdout.isatty() else "", end="")
         print(kubectl.in_namespace(NAMESPACE)("get", "goldrushpipelines").stdout)
