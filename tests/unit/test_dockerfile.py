@@ -338,3 +338,16 @@ def test_image_install_steps_work_as_non_root(world_readable_dir: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert not proc.stdout.strip().startswith(str(site_packages))
+    # Both console scripts and both packages are usable from the installed wheel (`pip install .`).
+    proc = subprocess.run(
+        [*_as_unprivileged(), str(venv / "bin" / "goldrush-sim"), "--help"],
+        capture_output=True, text=True, timeout=60, check=False, env=runtime_env, cwd="/tmp",
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "--service-key" in proc.stdout
+    proc = subprocess.run(
+        [*_as_unprivileged(), venv_python, "-c", "import goldrush_operator.api, goldrush_sim.app; print('ok')"],
+        capture_output=True, text=True, timeout=60, check=False, env=runtime_env, cwd="/tmp",
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "ok"
