@@ -12,7 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from support.ctlplane import REPO, _alive
+from support.ctlplane import REPO, alive
 
 PY = sys.executable
 
@@ -36,7 +36,7 @@ def test_dev_up_and_down_leave_nothing_running(tmp_path: Path) -> None:
         assert dev.returncode == 0, dev.stdout + dev.stderr
         state = json.loads((directory / "devenv.json").read_text())
         pids += [state["operator_pid"], state["sim_pid"]]
-        assert all(_alive(p) for p in pids)
+        assert all(alive(p) for p in pids)
         table = dev.stdout
         for name in ("base-transfers-postgres", "eth-logs-kafka", "base-swaps-webhook"):
             assert name in table
@@ -45,4 +45,4 @@ def test_dev_up_and_down_leave_nothing_running(tmp_path: Path) -> None:
         down = _run("support.devenv", "down", "--dir", str(directory))
         plane = _run("support.ctlplane", "down", "--dir", str(directory))
     assert down.returncode == 0 and plane.returncode == 0
-    assert pids and not [p for p in pids if _alive(p)]
+    assert pids and not [p for p in pids if alive(p)]

