@@ -12,14 +12,24 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextvars
+import datetime as dt
 import json
 import logging
 import os
+import re
 import sys
-from typing import Any
+from collections.abc import Callable, Mapping
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
 
 from goldrush_operator import __version__
 from goldrush_operator.config import ServiceKeySource, Settings
+from goldrush_operator.registry import object_key
+
+if TYPE_CHECKING:
+    from goldrush_operator.reconciler import Reconciler
+    from goldrush_operator.registry import ObjectState
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -78,35 +88,93 @@ def main(argv: list[str] | None = None) -> int:
     return 0 if argv is None and len(sys.argv) <= 1 else 2
 
 
+# The object a log record is about. Set for the duration of every reconcile pass and deletion (see
+# `_context_reconciler`), so records logged below the reconciler (the API client's retries, for example)
+# carry the object too.
+_log_object: contextvars.ContextVar[tuple[str, str] | None] = contextvars.ContextVar(
+    "goldrush_log_object", default=None
+)
+# The reconciler's convention for messages about one object: "<namespace>/<name>: ...".
+_OBJECT_MESSAGE = re.compile(r"^%s/%s: ")
+
+
+class ObjectFields(logging.Filter):
+    """Gives every record about one GoldRushPipeline `namespace`, `name` and (when known) `pipeline_id`.
+
+    Sources, first match wins: `extra={"namespace": ..., "object_name": ..., "pipeline_id": ...}` (`name` is
+    taken by the logger name); the object whose reconcile pass is running;
+    kopf's per-object `k8s_ref`; the reconciler's `"%s/%s: ..."` message convention. `pipeline_id_of` looks the
+    remote id up for a (namespace, name).
+    """
+
+    def __init__(self, pipeline_id_of: Callable[[str, str], str | None] | None = None) -> None:
+        super().__init__()
+        self._pipeline_id_of = pipeline_id_of
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        namespace, name = getattr(record, "namespace", None), getattr(record, "object_name", None)
+        if namespace is None or name is None:
+            namespace, name = self._object_of(record)
+        if namespace is None or name is None:
+            return True
+        record.namespace, record.object_name = namespace, name
+        if getattr(record, "pipeline_id", None) is None and self._pipeline_id_of is not None:
+            try:
+                record.pipeline_id = self._pipeline_id_of(namespace, name)
+            except Exception:  # never let a lookup break logging
+                record.pipeline_id = None
+        return True
+
+    @staticmethod
+    def _object_of(record: logging.LogRecord) -> tuple[str | None, str | None]:
+        current = _log_object.get()
+        if current is not None:
+            return current
+        ref = getattr(record, "k8s_ref", None)
+        if isinstance(ref, dict) and ref.get("name"):
+            return (str(ref["namespace"]) if ref.get("namespace") else None), str(ref["name"])
+        args = record.args
+        if isinstance(record.msg, str) and _OBJECT_MESSAGE.match(record.msg) and isinstance(args, tuple):
+            return str(args[0]), str(args[1])
+        return None, None
+
+
 class _JsonFormatter(logging.Formatter):
-    """One JSON object per line; kopf's per-object records carry namespace/name in `k8s_ref`."""
+    """One JSON object per line: time, level, logger, message, and namespace/name/pipeline_id when known."""
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
-            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
+            "time": dt.datetime.fromtimestamp(record.created, dt.UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),
         }
-        ref = getattr(record, "k8s_ref", None)
-        if isinstance(ref, dict):
-            entry["namespace"] = ref.get("namespace")
-            entry["name"] = ref.get("name")
-        for attr in ("namespace", "name", "pipeline_id"):
-            value = getattr(record, attr, None)
-            if value is not None:
-                entry[attr] = value
+        namespace = getattr(record, "namespace", None)
+        name = getattr(record, "object_name", None)
+        if namespace is not None or name is not None:
+            entry["namespace"] = namespace
+            entry["name"] = name
+        pipeline_id = getattr(record, "pipeline_id", None)
+        if pipeline_id is not None:
+            entry["pipeline_id"] = pipeline_id
         if record.exc_info and record.exc_info[0] is not None:
+            # The type only: exception texts may quote request bodies; they are scrubbed where they are raised.
             entry["error"] = record.exc_info[0].__name__
-        return json.dumps(entry)
+        return json.dumps(entry, default=str)
 
 
-def configure_logging(settings: Settings, verbose: bool) -> None:
+def configure_logging(
+    settings: Settings, verbose: bool, pipeline_id_of: Callable[[str, str], str | None] | None = None
+) -> None:
     """Text by default, JSON with GOLDRUSH_LOG_FORMAT=json; never logs request or response bodies."""
     level = logging.DEBUG if verbose else getattr(logging, settings.log_level, logging.INFO)
     handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(ObjectFields(pipeline_id_of))
     if settings.log_format == "json":
         handler.setFormatter(_JsonFormatter())
+        # Everything the process prints goes through logging, so that every line is one JSON object.
+        logging.captureWarnings(True)
+        sys.excepthook = _log_uncaught
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
@@ -116,6 +184,35 @@ def configure_logging(settings: Settings, verbose: bool) -> None:
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     for noisy in ("httpx", "httpcore", "urllib3", "kubernetes", "aiohttp.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _log_uncaught(kind: type[BaseException], value: BaseException, tb: TracebackType | None) -> None:
+    logging.getLogger("goldrush_operator").critical("operator crashed: %s", kind.__name__, exc_info=(kind, value, tb))
+
+
+def _context_reconciler(base: type[Reconciler]) -> type[Reconciler]:
+    """`base` with every reconcile pass and deletion running inside its object's log context."""
+
+    class ContextReconciler(base):  # type: ignore[valid-type,misc]
+        async def reconcile(self, body: Mapping[str, Any], state: ObjectState) -> float:
+            token = _log_object.set(object_key(body))
+            try:
+                result: float = await super().reconcile(body, state)
+                return result
+            finally:
+                _log_object.reset(token)
+
+        async def delete(self, body: Mapping[str, Any], state: ObjectState) -> None:
+            token = _log_object.set(object_key(body))
+            try:
+                await super().delete(body, state)
+            finally:
+                _log_object.reset(token)
+            # The deletion completed (it raises Retry otherwise): the object leaves the phase gauge.
+            # Idempotent, so harmless once the reconciler reports it itself.
+            self.metrics.phase_changed(state.key, None)
+
+    return ContextReconciler
 
 
 def run(
@@ -129,7 +226,13 @@ def run(
     from goldrush_operator.reconciler import Reconciler
     from goldrush_operator.registry import Registry
 
-    configure_logging(settings, verbose)
+    registry = Registry()
+
+    def pipeline_id_of(namespace: str, name: str) -> str | None:
+        state = registry.objects.get((namespace, name))
+        return state.pipeline_id if state is not None else None
+
+    configure_logging(settings, verbose, pipeline_id_of)
     metrics = PrometheusMetrics()
     if settings.metrics_port:
         metrics.serve(settings.metrics_port)
@@ -147,8 +250,9 @@ def run(
         return client
 
     kube = Kube()
-    registry = Registry()
-    reconciler = Reconciler(settings, kube, registry, client_for, ServiceKeySource(settings), metrics)
+    reconciler = _context_reconciler(Reconciler)(
+        settings, kube, registry, client_for, ServiceKeySource(settings), metrics
+    )
     handlers.install(handlers.Runtime(reconciler=reconciler, registry=registry))
     if liveness is None and settings.health_port:
         liveness = f"http://0.0.0.0:{settings.health_port}/healthz"

@@ -18,7 +18,11 @@ from goldrush_operator.resource import ANNOTATION_PIPELINE_ID
 async def inspect_command(command: str, name: str, namespace: str | None, settings: Settings) -> int:
     """Print logs or a description; returns the exit status (1 with a clear message on any problem)."""
     ns = namespace or current_namespace()
-    kube = Kube(workers=2)
+    try:
+        kube = Kube(workers=2)
+    except Exception as exc:  # the kubernetes library's config errors (kube.py is its only importer)
+        print(f"error: cannot load the Kubernetes configuration (KUBECONFIG or in-cluster): {exc}", file=sys.stderr)
+        return 1
     try:
         try:
             obj = await kube.get_pipeline_object(ns, name)

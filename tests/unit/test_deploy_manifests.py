@@ -39,14 +39,14 @@ SERVICE_KEY_FILE = f"{SERVICE_KEY_DIR}/service-key"
 LIVENESS_ARG = f"--liveness=http://0.0.0.0:{HEALTH_PORT}/healthz"
 
 # Every permission the operator may hold: (apiGroup, resource) -> verbs. Nothing else, anywhere.
-CRD_READ = {("apiextensions.k8s.io", "customresourcedefinitions"): {"get", "list", "watch"}}
+# Exactly what the operator uses (tests/e2e/test_ops_rbac.py proves it with the kube-apiserver audit log).
+CRD_READ = {("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"}}
 WORKLOAD = {
-    ("goldrush.dev", "goldrushpipelines"): {"get", "list", "watch", "patch"},
-    ("goldrush.dev", "goldrushpipelines/status"): {"get", "patch"},
+    ("goldrush.dev", "goldrushpipelines"): {"list", "watch", "patch"},
+    ("goldrush.dev", "goldrushpipelines/status"): {"patch"},
     ("", "secrets"): {"get", "list", "watch"},
     ("", "configmaps"): {"get"},
-    ("", "events"): {"create", "patch"},
-    ("events.k8s.io", "events"): {"create", "patch"},
+    ("", "events"): {"create"},
 }
 NAMESPACE_WATCH = {("", "namespaces"): {"list", "watch"}}
 FORBIDDEN_VERBS = {"*", "delete", "deletecollection", "update", "escalate", "bind", "impersonate"}
