@@ -17,12 +17,13 @@ import contextlib
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import kopf
 
 from goldrush_operator.credentials import decode_secret_data
+from goldrush_operator.kube import KubeError
 from goldrush_operator.reconciler import Reconciler, Retry, run_loop
 from goldrush_operator.registry import Registry
 from goldrush_operator.resource import FINALIZER, GROUP, PLURAL, VERSION
@@ -32,12 +33,23 @@ log = logging.getLogger("goldrush_operator.handlers")
 
 @dataclass
 class Runtime:
-    """What the handlers need; built by `cli.run`."""
+    """What the handlers need; built by `cli.run`.
+
+    Watch liveness: `seen` holds the resourceVersion of every pipeline as the watch delivered it. A quiet
+    watch is normal (nothing changes), so silence alone never fails the probe: after `watch_silence_limit`
+    seconds without events the probe compares `seen` with a fresh LIST, and fails only when the two have
+    disagreed for longer than `watch_stale_grace` (events that the watch should have delivered did not
+    arrive: a dead or hung stream that kopf's own timeouts did not recover).
+    """
 
     reconciler: Reconciler
     registry: Registry
-    watch_silence_limit: float = 600.0
+    watch_silence_limit: float = 120.0
+    watch_stale_grace: float = 90.0
     last_watch_event: float = 0.0
+    namespaces: tuple[str, ...] = ()
+    seen: dict[tuple[str, str], str] = field(default_factory=dict)
+    stale_since: float | None = None
 
 
 _runtime: Runtime | None = None
@@ -106,9 +118,16 @@ async def pipeline_daemon(body: kopf.Body, stopped: kopf.DaemonStopped, **_: Any
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
-def pipeline_event(body: kopf.Body, **_: Any) -> None:
+def pipeline_event(body: kopf.Body, type: str | None, **_: Any) -> None:
     rt = _rt()
     rt.last_watch_event = time.monotonic()
+    rt.stale_since = None
+    meta = body.get("metadata", {})
+    key = (str(meta.get("namespace")), str(meta.get("name")))
+    if type == "DELETED":
+        rt.seen.pop(key, None)
+    else:
+        rt.seen[key] = str(meta.get("resourceVersion"))
     rt.registry.notify(body)
 
 
@@ -138,17 +157,36 @@ async def pipeline_delete(body: kopf.Body, **_: Any) -> None:
 
 
 @kopf.on.probe(id="watch")
-def watch_probe(**_: Any) -> str:
-    """Liveness: fails when no watch event arrived for too long (kopf's watch re-lists every few minutes)."""
+async def watch_probe(**_: Any) -> str:
+    """Liveness: fails when the pipeline watch demonstrably stopped delivering events (see `Runtime`)."""
     rt = _rt()
-    silent = time.monotonic() - rt.last_watch_event
-    if silent > rt.watch_silence_limit:
-        raise kopf.PermanentError(f"no watch event for {silent:.0f}s")
-    return f"last watch event {silent:.0f}s ago"
+    now = time.monotonic()
+    silent = now - rt.last_watch_event
+    if silent < rt.watch_silence_limit:
+        return f"last watch event {silent:.0f}s ago"
+    try:
+        current = await rt.reconciler.kube.list_pipeline_versions(rt.namespaces)
+    except KubeError as exc:
+        # The apiserver itself is unreachable: restarting the operator would not help.
+        return f"no watch event for {silent:.0f}s; cannot compare with a list: {exc}"
+    missed = sorted(k for k in set(current) | set(rt.seen) if current.get(k) != rt.seen.get(k))
+    if not missed:
+        rt.stale_since = None
+        rt.last_watch_event = now  # the quiet watch agrees with the cluster: it is healthy
+        return f"watch quiet for {silent:.0f}s and consistent with a fresh list"
+    if rt.stale_since is None:
+        rt.stale_since = now  # the events may still be on their way
+    stale = now - rt.stale_since
+    if stale > rt.watch_stale_grace:
+        raise kopf.PermanentError(
+            f"the watch missed changes of {len(missed)} object(s) for {stale:.0f}s (e.g. {missed[0][0]}/{missed[0][1]})"
+        )
+    return f"watch behind a fresh list for {stale:.0f}s ({len(missed)} object(s))"
 
 
 def start(namespaces: tuple[str, ...], liveness_endpoint: str | None) -> None:
     """Run kopf (standalone: one active replica, no peering) until it is stopped by a signal."""
+    _rt().namespaces = tuple(namespaces)
     kopf.run(
         standalone=True,
         clusterwide=not namespaces,

@@ -103,6 +103,26 @@ class Kube:
         result: dict[str, Any] = dict(obj)
         return result
 
+    async def list_pipeline_versions(self, namespaces: tuple[str, ...]) -> dict[tuple[str, str], str]:
+        """(namespace, name) -> resourceVersion of every GoldRushPipeline in `namespaces` (all when empty)."""
+
+        def call() -> dict[tuple[str, str], str]:
+            if namespaces:
+                items: list[Any] = []
+                for ns in namespaces:
+                    listed: Any = self._custom.list_namespaced_custom_object(GROUP, VERSION, ns, PLURAL)
+                    items += listed["items"]
+            else:
+                everything: Any = self._custom.list_cluster_custom_object(GROUP, VERSION, PLURAL)
+                items = list(everything["items"])
+            out: dict[tuple[str, str], str] = {}
+            for item in items:
+                meta = item.get("metadata") or {}
+                out[(str(meta.get("namespace")), str(meta.get("name")))] = str(meta.get("resourceVersion"))
+            return out
+
+        return await self._run(call)
+
     # ------------------------------------------------------------------------------------------ writes
 
     async def patch_annotations(self, namespace: str, name: str, annotations: Mapping[str, str | None]) -> None:

@@ -19,6 +19,7 @@ import contextlib
 import datetime as dt
 import hashlib
 import hmac
+import json
 import logging
 import random
 import time
@@ -68,6 +69,20 @@ log = logging.getLogger("goldrush_operator.reconciler")
 STABLE_PHASES = frozenset({"RUNNING", "PAUSED", "STOPPED", "FAILED"})
 TRANSIENT_PHASES = frozenset({"DEPLOYING", "STOPPING", "PENDING"})
 LOOKUP_TTL_SECONDS = 10.0
+STALLED_RECHECK_SECONDS = 2.0
+# Written with the create-pending mark: the keyed hashes of the secret values the POST sends, so that a
+# pipeline adopted after an interrupted create is not PATCHed with the same secrets again.
+ANNOTATION_CREATE_PENDING_SECRETS = "goldrush.dev/create-pending-secrets"
+
+
+def _pending_hashes(annotations: Mapping[str, str]) -> dict[str, str]:
+    try:
+        parsed = json.loads(annotations.get(ANNOTATION_CREATE_PENDING_SECRETS) or "{}")
+    except ValueError:
+        return {}
+    if not isinstance(parsed, dict):
+        return {}
+    return {str(k): str(v) for k, v in parsed.items()}
 
 
 class Retry(Exception):
@@ -230,16 +245,27 @@ class Reconciler:
                 merged.pop(k, None)
         p.state.last_status = merged
 
-    async def _record_id(self, p: _Pass, pipeline_id: str) -> None:
+    async def _record_id(
+        self, p: _Pass, pipeline_id: str, secrets: list[dict[str, str]] | None = None
+    ) -> None:
+        """Record the id (annotation, then status) right after create/adopt; `secrets`: the `status.secrets`
+        entries of what the remote now holds, stored in the same status write so that a crash before the
+        full status write does not make the next pass send the same secret values again."""
         await self.kube.patch_annotations(
-            p.namespace, p.name, {ANNOTATION_PIPELINE_ID: pipeline_id, ANNOTATION_CREATE_PENDING: None}
+            p.namespace, p.name,
+            {ANNOTATION_PIPELINE_ID: pipeline_id, ANNOTATION_CREATE_PENDING: None,
+             ANNOTATION_CREATE_PENDING_SECRETS: None},
         )
         p.state.pipeline_id = pipeline_id
         p.state.create_pending = None
+        p.state.pending_hashes = None
         p.out["pipelineId"] = pipeline_id
-        await self.kube.patch_status(p.namespace, p.name, {"pipelineId": pipeline_id})
+        recorded: dict[str, Any] = {"pipelineId": pipeline_id}
+        if secrets is not None:
+            recorded["secrets"] = secrets
+        await self.kube.patch_status(p.namespace, p.name, recorded)
         base = p.state.last_status if p.state.last_status is not None else dict(p.status_in)
-        p.state.last_status = {**base, "pipelineId": pipeline_id}
+        p.state.last_status = {**base, **recorded}
 
     async def _directory(self, client: GoldRushClient, key: str, *, fresh: bool) -> list[Pipeline]:
         directory = self._directories.setdefault(key, _Directory())
@@ -278,12 +304,15 @@ class Reconciler:
 
     async def _reconcile(self, p: _Pass) -> tuple[float, str]:
         state = p.state
-        token = p.annotations.get(ANNOTATION_RECONCILE_REQUESTED_AT) or p.annotations.get(
-            ANNOTATION_FLUX_REQUESTED_AT
-        )
-        token_new = bool(token) and token != p.status_in.get("lastHandledReconcileAt")
-        if token:
-            p.out["lastHandledReconcileAt"] = token
+        # Either on-demand annotation may carry a new value (both can be present: a user's and Flux's).
+        tokens = [t for t in (p.annotations.get(ANNOTATION_RECONCILE_REQUESTED_AT),
+                              p.annotations.get(ANNOTATION_FLUX_REQUESTED_AT)) if t]
+        handled = {*state.handled_tokens, p.status_in.get("lastHandledReconcileAt")}
+        new_tokens = [t for t in tokens if t not in handled]
+        token_new = bool(new_tokens)
+        if new_tokens:
+            p.out["lastHandledReconcileAt"] = new_tokens[-1]
+        state.handled_tokens = frozenset(tokens)
         try:
             spec = PipelineSpec.model_validate(p.body.get("spec") or {})
         except ValidationError as exc:
@@ -350,17 +379,29 @@ class Reconciler:
         client = self.client_for(service_key)
         key_id = hashlib.sha256(service_key.encode()).hexdigest()
 
+        # A permanent API rejection (401/403/400/422) is not retried until the spec, a referenced Secret or
+        # the key changes (or the slow poll / an on-demand reconcile asks for it). Checking is cheap (no API
+        # call, Secrets come from the watch-fed cache, the key file is stat'ed), so it runs every few
+        # seconds: a fixed key file clears Stalled at once, Secret and spec changes wake the loop directly.
+        fingerprint = (p.generation, key_id,
+                       hashlib.sha256(json.dumps(desired, sort_keys=True, default=str).encode()).hexdigest())
+        if state.stalled_on is not None:
+            left = state.stalled_until - self.clock()
+            if state.stalled_on == fingerprint and not token_new and left > 0:
+                return min(left, STALLED_RECHECK_SECONDS), "stalled"
+            state.stalled_on = None
+
         try:
             return await self._reconcile_remote(p, spec, desired, resolved, client, key_id, token_new)
         except (UnauthorizedError, ForbiddenError) as exc:
             reason = cond.AUTH_FAILED
             msg = f"GoldRush API rejected the service key ({exc.status}): {p.scrub(str(exc))}"
             await self._warn_once(p, reason, msg)
-            return await self._stalled(p, reason, msg), "auth"
+            return self._hold(state, fingerprint, await self._stalled(p, reason, msg)), "auth"
         except InvalidRequestError as exc:
             msg = f"GoldRush API rejected the pipeline ({exc.status}): {p.scrub(str(exc))}"
             await self._warn_once(p, cond.INVALID_SPEC, msg)
-            return await self._stalled(p, cond.INVALID_SPEC, msg), "invalid"
+            return self._hold(state, fingerprint, await self._stalled(p, cond.INVALID_SPEC, msg)), "invalid"
         except OutcomeUnknownError as exc:
             log.warning("%s/%s: write outcome unknown, will look it up: %s", p.namespace, p.name, p.scrub(str(exc)))
             p.set(cond.RECONCILING, True, cond.RETRYING, "write outcome unknown; looking the pipeline up")
@@ -375,6 +416,12 @@ class Reconciler:
                 p.set(cond.READY, False, cond.API_UNAVAILABLE, msg)
             await self._write_status(p)
             return self._backoff(p.state, retry_after), "retry"
+
+    def _hold(self, state: ObjectState, fingerprint: tuple[Any, ...], delay: float) -> float:
+        """Remember a permanent rejection of `fingerprint` until `delay` passed; re-check the inputs sooner."""
+        state.stalled_on = fingerprint
+        state.stalled_until = self.clock() + delay
+        return min(delay, STALLED_RECHECK_SECONDS)
 
     async def _stalled(self, p: _Pass, reason: str, message: str) -> float:
         p.set(cond.READY, False, reason, message)
@@ -421,7 +468,10 @@ class Reconciler:
                 return outcome, "create_wait"
             remote, created = outcome
             pipeline_id = remote.id
-            applied = resolved.hashes if created else applied
+            if created:
+                applied = resolved.hashes
+            elif state.applied_hashes is not None:
+                applied = state.applied_hashes  # adopted after an interrupted create: what that POST sent
 
         # ---- Is there work, or is a poll due? -------------------------------------------------------
         observed_gen = state.synced_generation
@@ -638,7 +688,9 @@ class Reconciler:
                 floor = mark - dt.timedelta(seconds=5)
                 same = [i for i in same if (_parse_time(i.created_at) or floor) >= floor]
             if len(same) == 1:
-                await self._record_id(p, same[0].id)
+                sent = state.pending_hashes if state.pending_hashes is not None else _pending_hashes(p.annotations)
+                await self._record_id(p, same[0].id, resolved.status_entries() if sent == resolved.hashes else None)
+                state.applied_hashes = sent
                 await self._event(p, "Adopted", f"found pipeline {same[0].id} created by an interrupted attempt")
                 return same[0], False
             if len(same) > 1:
@@ -665,14 +717,19 @@ class Reconciler:
 
         crash_point("create.before-intent")
         mark_value = now_iso()
-        await self.kube.patch_annotations(p.namespace, p.name, {ANNOTATION_CREATE_PENDING: mark_value})
+        await self.kube.patch_annotations(
+            p.namespace, p.name,
+            {ANNOTATION_CREATE_PENDING: mark_value,
+             ANNOTATION_CREATE_PENDING_SECRETS: json.dumps(resolved.hashes, sort_keys=True)},
+        )
         state.create_pending = mark_value
+        state.pending_hashes = dict(resolved.hashes)
         crash_point("create.after-intent")
         p.set(cond.READY, False, cond.PENDING, "creating the remote pipeline")
         p.set(cond.RECONCILING, True, cond.CREATING, "creating the remote pipeline")
         remote = await client.create_pipeline(desired)
         crash_point("create.after-post")
-        await self._record_id(p, remote.id)
+        await self._record_id(p, remote.id, resolved.status_entries())
         crash_point("create.after-record")
         await self._event(p, "Created", f"created pipeline {remote.id}")
         state.applied_hashes = resolved.hashes

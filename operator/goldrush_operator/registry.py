@@ -63,6 +63,10 @@ class ObjectState:
     last_wake_key: tuple[Any, ...] | None = None
     pipeline_id: str | None = None
     create_pending: str | None = None
+    pending_hashes: dict[str, str] | None = None
+    stalled_on: tuple[Any, ...] | None = None
+    handled_tokens: frozenset[str] = frozenset()
+    stalled_until: float = 0.0
     last_status: dict[str, Any] | None = None
     synced_generation: int | None = None
     applied_hashes: dict[str, str] | None = None

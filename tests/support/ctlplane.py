@@ -170,6 +170,7 @@ class ControlPlane:
     port: int = 0
     pids: dict[str, int] = field(default_factory=dict)
     _procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    _api_args: list[str] = field(default_factory=list)
 
     @property
     def url(self) -> str:
@@ -288,6 +289,7 @@ class ControlPlane:
             "--endpoint-reconciler-type=none",
             *self.extra_apiserver_args,
         ]
+        self._api_args = api_args
         self._spawn("kube-apiserver", api_args)
         self.write_user_kubeconfig(self.kubeconfig, "admin", ["system:masters"])
         self._wait(self._apiserver_ready, timeout, "kube-apiserver")
@@ -342,6 +344,18 @@ class ControlPlane:
             return False
         status, _ = self._get("/api/v1/namespaces/default")
         return status == 200
+
+    def stop_apiserver(self) -> None:
+        """Stop only kube-apiserver (etcd keeps running); `start_apiserver` brings it back on the same port."""
+        pid = self.pids.pop("kube-apiserver")
+        self._procs.pop("kube-apiserver", None)
+        stop_pids([pid])
+        self._save_state()
+
+    def start_apiserver(self, timeout: float = 60.0) -> None:
+        """Start kube-apiserver again with the same arguments, port and certificates; wait until ready."""
+        self._spawn("kube-apiserver", self._api_args)
+        self._wait(self._apiserver_ready, timeout, "kube-apiserver")
 
     # -- tear-down ----------------------------------------------------------------------------------------
 
