@@ -12,24 +12,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextvars
 import datetime as dt
 import json
 import logging
 import os
 import re
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from goldrush_operator import __version__
 from goldrush_operator.config import ServiceKeySource, Settings
-from goldrush_operator.registry import object_key
-
-if TYPE_CHECKING:
-    from goldrush_operator.reconciler import Reconciler
-    from goldrush_operator.registry import ObjectState
+from goldrush_operator.logcontext import current_object
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -88,12 +83,6 @@ def main(argv: list[str] | None = None) -> int:
     return 0 if argv is None and len(sys.argv) <= 1 else 2
 
 
-# The object a log record is about. Set for the duration of every reconcile pass and deletion (see
-# `_context_reconciler`), so records logged below the reconciler (the API client's retries, for example)
-# carry the object too.
-_log_object: contextvars.ContextVar[tuple[str, str] | None] = contextvars.ContextVar(
-    "goldrush_log_object", default=None
-)
 # The reconciler's convention for messages about one object: "<namespace>/<name>: ...".
 _OBJECT_MESSAGE = re.compile(r"^%s/%s: ")
 
@@ -127,7 +116,7 @@ class ObjectFields(logging.Filter):
 
     @staticmethod
     def _object_of(record: logging.LogRecord) -> tuple[str | None, str | None]:
-        current = _log_object.get()
+        current = current_object.get()
         if current is not None:
             return current
         ref = getattr(record, "k8s_ref", None)
@@ -190,31 +179,6 @@ def _log_uncaught(kind: type[BaseException], value: BaseException, tb: Traceback
     logging.getLogger("goldrush_operator").critical("operator crashed: %s", kind.__name__, exc_info=(kind, value, tb))
 
 
-def _context_reconciler(base: type[Reconciler]) -> type[Reconciler]:
-    """`base` with every reconcile pass and deletion running inside its object's log context."""
-
-    class ContextReconciler(base):  # type: ignore[valid-type,misc]
-        async def reconcile(self, body: Mapping[str, Any], state: ObjectState) -> float:
-            token = _log_object.set(object_key(body))
-            try:
-                result: float = await super().reconcile(body, state)
-                return result
-            finally:
-                _log_object.reset(token)
-
-        async def delete(self, body: Mapping[str, Any], state: ObjectState) -> None:
-            token = _log_object.set(object_key(body))
-            try:
-                await super().delete(body, state)
-            finally:
-                _log_object.reset(token)
-            # The deletion completed (it raises Retry otherwise): the object leaves the phase gauge.
-            # Idempotent, so harmless once the reconciler reports it itself.
-            self.metrics.phase_changed(state.key, None)
-
-    return ContextReconciler
-
-
 def run(
     settings: Settings, namespaces: tuple[str, ...], *, verbose: bool = False, liveness: str | None = None
 ) -> int:
@@ -250,7 +214,7 @@ def run(
         return client
 
     kube = Kube()
-    reconciler = _context_reconciler(Reconciler)(
+    reconciler = Reconciler(
         settings, kube, registry, client_for, ServiceKeySource(settings), metrics
     )
     handlers.install(handlers.Runtime(reconciler=reconciler, registry=registry))

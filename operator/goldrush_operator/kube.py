@@ -12,6 +12,7 @@ import asyncio
 import base64
 import binascii
 import datetime as dt
+import functools
 import os
 import uuid
 from collections.abc import Callable, Mapping
@@ -104,22 +105,34 @@ class Kube:
         return result
 
     async def list_pipeline_versions(self, namespaces: tuple[str, ...]) -> dict[tuple[str, str], str]:
-        """(namespace, name) -> resourceVersion of every GoldRushPipeline in `namespaces` (all when empty)."""
+        """(namespace, name) -> resourceVersion of every GoldRushPipeline in `namespaces` (all when empty).
+
+        Listed in pages of 500 so that memory stays flat however many objects exist.
+        """
+
+        def pages(list_page: Callable[..., Any]) -> list[Any]:
+            items: list[Any] = []
+            token: str | None = None
+            while True:
+                page: Any = list_page(limit=500, _continue=token) if token else list_page(limit=500)
+                items += [item.get("metadata") or {} for item in page["items"]]
+                token = (page.get("metadata") or {}).get("continue")
+                if not token:
+                    return items
 
         def call() -> dict[tuple[str, str], str]:
+            metas: list[Any] = []
             if namespaces:
-                items: list[Any] = []
                 for ns in namespaces:
-                    listed: Any = self._custom.list_namespaced_custom_object(GROUP, VERSION, ns, PLURAL)
-                    items += listed["items"]
+                    metas += pages(
+                        functools.partial(self._custom.list_namespaced_custom_object, GROUP, VERSION, ns, PLURAL)
+                    )
             else:
-                everything: Any = self._custom.list_cluster_custom_object(GROUP, VERSION, PLURAL)
-                items = list(everything["items"])
-            out: dict[tuple[str, str], str] = {}
-            for item in items:
-                meta = item.get("metadata") or {}
-                out[(str(meta.get("namespace")), str(meta.get("name")))] = str(meta.get("resourceVersion"))
-            return out
+                metas = pages(lambda **kw: self._custom.list_cluster_custom_object(GROUP, VERSION, PLURAL, **kw))
+            return {
+                (str(meta.get("namespace")), str(meta.get("name"))): str(meta.get("resourceVersion"))
+                for meta in metas
+            }
 
         return await self._run(call)
 

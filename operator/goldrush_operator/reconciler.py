@@ -51,6 +51,7 @@ from goldrush_operator.credentials import (
     resolve_service_key,
 )
 from goldrush_operator.kube import Kube, KubeError, NotFound
+from goldrush_operator.logcontext import about
 from goldrush_operator.payload import compute_diff, desired_payload, parse_abi_file
 from goldrush_operator.redaction import scrub
 from goldrush_operator.registry import ObjectState, Registry, wake_key
@@ -279,6 +280,10 @@ class Reconciler:
 
     async def reconcile(self, body: Mapping[str, Any], state: ObjectState) -> float:
         """One pass over one object; returns the delay before the next pass (a wake-up may cut it short)."""
+        with about(state.key):
+            return await self._reconcile_pass(body, state)
+
+    async def _reconcile_pass(self, body: Mapping[str, Any], state: ObjectState) -> float:
         started = self.clock()
         meta = body.get("metadata") or {}
         p = _Pass(
@@ -738,7 +743,15 @@ class Reconciler:
     # ------------------------------------------------------------------------------------------ delete
 
     async def delete(self, body: Mapping[str, Any], state: ObjectState) -> None:
-        """Finalizer work: delete the remote pipeline (policy Delete) and wait until it is gone."""
+        """Finalizer work: delete the remote pipeline (policy Delete) and wait until it is gone.
+
+        Raises `Retry` while work remains; on return the object has left the phase gauge.
+        """
+        with about(state.key):
+            await self._delete(body, state)
+        self.metrics.phase_changed(state.key, None)
+
+    async def _delete(self, body: Mapping[str, Any], state: ObjectState) -> None:
         meta = body.get("metadata") or {}
         annotations = dict(meta.get("annotations") or {})
         p = _Pass(
