@@ -53,6 +53,7 @@ from goldrush_operator.credentials import (
 from goldrush_operator.kube import Kube, KubeError, NotFound
 from goldrush_operator.logcontext import about
 from goldrush_operator.payload import compute_diff, desired_payload, parse_abi_file
+from goldrush_operator.phases import judge
 from goldrush_operator.redaction import scrub
 from goldrush_operator.registry import ObjectState, Registry, wake_key
 from goldrush_operator.resource import (
@@ -586,42 +587,18 @@ class Reconciler:
         synced_msg = f"remote pipeline {pipeline_id} matches generation {p.generation}"
         p.set(cond.SYNCED, True, cond.IN_SYNC, synced_msg)
         p.set(cond.STALLED, False, cond.IN_SYNC, "")
-        want_paused = spec.paused
-        fast = False
-        if phase == "RUNNING" and runtime.ready >= runtime.replicas and not want_paused:
-            p.set(cond.READY, True, cond.RUNNING, f"pipeline is running ({runtime.ready}/{runtime.replicas} ready)")
-            p.set(cond.RECONCILING, False, cond.RUNNING, "")
-        elif phase == "PAUSED" and want_paused:
-            p.set(cond.READY, True, cond.PAUSED, "pipeline is paused as requested by spec.paused")
-            p.set(cond.RECONCILING, False, cond.PAUSED, "")
-        elif phase == "FAILED":
-            hint = await self._failure_hint(client, pipeline_id, p)
-            msg = f"pipeline {pipeline_id} failed" + (f": {hint}" if hint else "")
-            p.set(cond.READY, False, cond.REMOTE_FAILED, msg)
-            p.set(cond.RECONCILING, False, cond.REMOTE_FAILED, "")
-            p.set(cond.STALLED, True, cond.REMOTE_FAILED, msg)
-            if prev_phase != "FAILED":
-                await self._warn_once(p, cond.REMOTE_FAILED, msg)
-        elif phase == "STOPPED":
-            if spec.execution.mode == "bounded":
-                p.set(cond.READY, True, "Completed", "bounded pipeline finished")
-            else:
-                p.set(cond.READY, False, cond.STOPPED, "pipeline stopped")
-            p.set(cond.RECONCILING, False, cond.STOPPED, "")
-        else:
-            fast = True
-            reason = {"DEPLOYING": cond.DEPLOYING, "STOPPING": cond.STOPPING}.get(phase, cond.DEPLOYING)
-            text = {"DEPLOYING": "pipeline is deploying", "STOPPING": "pipeline is stopping"}.get(
-                phase, f"pipeline is {phase.lower()}"
-            )
-            if phase == "RUNNING":
-                text = f"waiting for replicas ({runtime.ready}/{runtime.replicas} ready)"
-            elif phase == "PAUSED" and not want_paused:
-                text = "resuming pipeline"
-            elif phase == "RUNNING" and want_paused:
-                text = "pausing pipeline"
-            p.set(cond.READY, False, reason, text)
-            p.set(cond.RECONCILING, True, reason, text)
+        hint = await self._failure_hint(client, pipeline_id, p) if phase == "FAILED" else ""
+        verdict = judge(
+            phase, runtime.ready, runtime.replicas, want_paused=spec.paused,
+            bounded=spec.execution.mode == "bounded", pipeline_id=pipeline_id, hint=hint,
+        )
+        p.set(cond.READY, verdict.ready, verdict.reason, verdict.message)
+        p.set(cond.RECONCILING, verdict.reconciling, verdict.reason, verdict.message if verdict.reconciling else "")
+        if verdict.stalled:
+            p.set(cond.STALLED, True, verdict.reason, verdict.message)
+            if prev_phase != phase:
+                await self._warn_once(p, verdict.reason, verdict.message)
+        fast = verdict.fast_poll
 
         if cond.is_true(p.conditions, cond.READY) and not cond.is_true(
             (state.last_status or p.status_in).get("conditions"), cond.READY
