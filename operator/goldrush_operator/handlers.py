@@ -80,11 +80,27 @@ def _snapshot(body: Mapping[str, Any]) -> dict[str, Any]:
     return result
 
 
+class _NoDiffBaseStorage(kopf.DiffBaseStorage):
+    """Keep no `last-handled-configuration` annotation.
+
+    The operator has no create/update handlers that need kopf's diff (changes are detected from
+    `metadata.generation` and Secret hashes), so kopf's diff-base would only cost one Kubernetes write per
+    object on creation and per spec change, and copy the spec into an annotation. Deletion is detected before
+    kopf consults the diff-base, so the finalizer still runs.
+    """
+
+    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
+        return None
+
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
+        return None
+
+
 @kopf.on.startup()
 def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.persistence.finalizer = FINALIZER
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=GROUP)
+    settings.persistence.diffbase_storage = _NoDiffBaseStorage()
     settings.posting.enabled = False
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330

@@ -298,7 +298,9 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
             response = error_response(exc.status, exc.message)
     if response.status == 429 or (rejection is not None and rejection.retry_after is not None):
         retry_after = rejection.retry_after if rejection is not None and rejection.retry_after is not None else 1
-        faults.note_retry_after(khash, retry_after, now)
+        # The window opens when the 429 is sent (after any added latency): a request that arrived before
+        # then cannot have seen the Retry-After and is not an early retry.
+        faults.note_retry_after(khash, retry_after, time.time())
     if committed_write and faults.take_drop(route, method):
         fault = "drop_after_commit"
         _record(sim, request, route, response.status, khash, raw, parsed, parsed_ok, now, fault)

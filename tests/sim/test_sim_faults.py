@@ -215,3 +215,24 @@ def test_reset_clears_faults(sim: SimProcess) -> None:
     sim.reset()
     assert sim.api("GET", "").status_code == 200
     assert sim.faults()["rules"] == []
+
+
+def test_requests_in_flight_when_the_429_is_sent_are_not_early(sim: SimProcess) -> None:
+    """The early-retry window opens when the 429 leaves the simulator, not when its request arrived."""
+    import threading
+
+    sim.faults(latency_ms=400, rate_limit={"count": 1, "retry_after": 2, "route": "list"})
+    answers: dict[str, int] = {}
+
+    def call(name: str) -> None:
+        answers[name] = sim.api("GET", "").status_code
+
+    first = threading.Thread(target=call, args=("first",))
+    first.start()
+    time.sleep(0.15)  # the second request arrives while the first one's 429 is still held back by latency
+    call("in_flight")
+    first.join()
+    assert answers == {"first": 429, "in_flight": 200}
+    assert sim.counters()["early_retries"] == 0
+    call("after")  # sent after the 429 was received, inside its Retry-After: early
+    assert sim.counters()["early_retries"] == 1

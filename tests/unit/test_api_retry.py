@@ -295,6 +295,24 @@ async def test_token_bucket_limits_rate() -> None:
     assert clock.monotonic() - start == pytest.approx(2.0)
 
 
+async def test_token_bucket_serves_writes_before_waiting_polls() -> None:
+    clock = ManualClock()
+    bucket = TokenBucket(rate=1.0, burst=1, clock=clock)
+    await bucket.acquire()  # the bucket is empty now
+    order: list[str] = []
+
+    async def take(name: str, urgent: bool) -> None:
+        await bucket.acquire(urgent=urgent)
+        order.append(name)
+
+    polls = [asyncio.create_task(take(f"poll{i}", False)) for i in range(3)]
+    await asyncio.sleep(0)  # the polls queue first
+    write = asyncio.create_task(take("write", True))
+    await asyncio.gather(*polls, write)
+    assert order.index("write") <= 1, order  # at most the poll already holding the lock goes first
+    assert sorted(order) == ["poll0", "poll1", "poll2", "write"]
+
+
 async def test_client_rate_limit_spaces_requests() -> None:
     clock = ManualClock()
     script = Script(clock, ok())

@@ -439,9 +439,11 @@ class GoldRushClient:
         while True:
             probe = await limits.gate.wait()
             try:
+                # The token first (writes ahead of polls), then a concurrency slot: queued polls never hold
+                # the slots a write needs.
+                await limits.bucket.acquire(urgent=method != "GET")
                 slot = limits.semaphore if limits.semaphore is not None else contextlib.nullcontext()
                 async with slot:
-                    await limits.bucket.acquire()
                     if not limits.gate.is_open(probe=probe):
                         continue  # closed again (or another request probes) while we queued: wait again
                     response = await self._send(http, method, route, url, content, params, headers)

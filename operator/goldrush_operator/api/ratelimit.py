@@ -80,7 +80,12 @@ class ManualClock:
 
 
 class TokenBucket:
-    """Token bucket: ``rate`` tokens per second, at most ``burst`` stored; ``rate <= 0`` means unlimited."""
+    """Token bucket: ``rate`` tokens per second, at most ``burst`` stored; ``rate <= 0`` means unlimited.
+
+    Waiters are served in arrival order, except that ``urgent`` ones (writes: the changes people are waiting
+    for) go before ordinary ones (polls) whenever both are waiting, so a burst of polls never delays a create,
+    update or delete by more than the writes ahead of it.
+    """
 
     def __init__(self, rate: float, burst: float | None, clock: Clock) -> None:
         self.rate = max(0.0, rate)
@@ -89,20 +94,35 @@ class TokenBucket:
         self._tokens = self.capacity
         self._stamp = clock.monotonic()
         self._lock = asyncio.Lock()
+        self._urgent_waiting = 0
 
-    async def acquire(self) -> None:
-        """Wait until a token is available and take it (waiters are served in arrival order)."""
+    async def acquire(self, urgent: bool = False) -> None:
+        """Wait until a token is available and take it."""
         if self.rate <= 0:
             return
-        async with self._lock:
+        if urgent:
+            self._urgent_waiting += 1
+        try:
             while True:
-                now = self._clock.monotonic()
-                self._tokens = min(self.capacity, self._tokens + (now - self._stamp) * self.rate)
-                self._stamp = now
-                if self._tokens >= 1.0:
-                    self._tokens -= 1.0
-                    return
-                await self._clock.sleep((1.0 - self._tokens) / self.rate)
+                async with self._lock:
+                    if urgent or not self._urgent_waiting:
+                        await self._take()
+                        return
+                # A write is waiting: step aside for one token's time, then queue again.
+                await self._clock.sleep(1.0 / self.rate)
+        finally:
+            if urgent:
+                self._urgent_waiting -= 1
+
+    async def _take(self) -> None:
+        while True:
+            now = self._clock.monotonic()
+            self._tokens = min(self.capacity, self._tokens + (now - self._stamp) * self.rate)
+            self._stamp = now
+            if self._tokens >= 1.0:
+                self._tokens -= 1.0
+                return
+            await self._clock.sleep((1.0 - self._tokens) / self.rate)
 
 
 class NotBeforeGate:
