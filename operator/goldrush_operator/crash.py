@@ -15,6 +15,7 @@ STEPS: Final[tuple[str, ...]] = (
     "create.before-intent",      # secrets resolved, nothing written yet
     "create.after-intent",       # create-pending annotation written, POST not sent
     "create.after-post",         # POST answered, id not recorded
+    "create.after-record-status",  # id and secret hashes in status, annotations not yet written
     "create.after-record",       # id recorded (annotation + status), status not written
     "update.before-patch",       # difference computed, PATCH not sent
     "update.after-patch",        # PATCH answered, status (secret hashes) not written

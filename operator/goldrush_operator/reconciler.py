@@ -250,17 +250,14 @@ class Reconciler:
     async def _record_id(
         self, p: _Pass, pipeline_id: str, secrets: list[dict[str, str]] | None = None
     ) -> None:
-        """Record the id (annotation, then status) right after create/adopt; `secrets`: the `status.secrets`
-        entries of what the remote now holds, stored in the same status write so that a crash before the
-        full status write does not make the next pass send the same secret values again."""
-        await self.kube.patch_annotations(
-            p.namespace, p.name,
-            {ANNOTATION_PIPELINE_ID: pipeline_id, ANNOTATION_CREATE_PENDING: None,
-             ANNOTATION_CREATE_PENDING_SECRETS: None},
-        )
-        p.state.pipeline_id = pipeline_id
-        p.state.create_pending = None
-        p.state.pending_hashes = None
+        """Record the id right after create/adopt: status first, then the annotations.
+
+        `secrets`: the `status.secrets` entries of what the remote now holds, in the same status write, so
+        that a crash at any later point never makes the next pass send the same secret values again. The
+        status write comes first because it carries both the id and the hashes: a crash between the two
+        writes leaves a complete record in status, and the next pass only finishes the annotations
+        (`_finish_record`); the other order would lose the hashes and cost a redundant PATCH.
+        """
         p.out["pipelineId"] = pipeline_id
         recorded: dict[str, Any] = {"pipelineId": pipeline_id}
         if secrets is not None:
@@ -268,6 +265,19 @@ class Reconciler:
         await self.kube.patch_status(p.namespace, p.name, recorded)
         base = p.state.last_status if p.state.last_status is not None else dict(p.status_in)
         p.state.last_status = {**base, **recorded}
+        crash_point("create.after-record-status")
+        await self._finish_record(p, pipeline_id)
+        p.state.create_pending = None
+        p.state.pending_hashes = None
+
+    async def _finish_record(self, p: _Pass, pipeline_id: str) -> None:
+        """Annotate the id and drop the create-pending marks."""
+        await self.kube.patch_annotations(
+            p.namespace, p.name,
+            {ANNOTATION_PIPELINE_ID: pipeline_id, ANNOTATION_CREATE_PENDING: None,
+             ANNOTATION_CREATE_PENDING_SECRETS: None},
+        )
+        p.state.pipeline_id = pipeline_id
 
     async def _directory(self, client: GoldRushClient, key: str, *, fresh: bool) -> list[Pipeline]:
         directory = self._directories.setdefault(key, _Directory())
@@ -455,7 +465,10 @@ class Reconciler:
         state = p.state
         now = self.clock()
         pipeline_id = (
-            state.pipeline_id or p.status_in.get("pipelineId") or p.annotations.get(ANNOTATION_PIPELINE_ID)
+            state.pipeline_id
+            or (state.last_status or {}).get("pipelineId")
+            or p.status_in.get("pipelineId")
+            or p.annotations.get(ANNOTATION_PIPELINE_ID)
         )
         user_id = p.annotations.get(ANNOTATION_PIPELINE_ID)
         if user_id and user_id != pipeline_id and not state.create_pending:
@@ -467,6 +480,14 @@ class Reconciler:
         )
         remote: Pipeline | None = None
         created = False
+
+        if pipeline_id and not state.pipeline_id and (
+            p.annotations.get(ANNOTATION_PIPELINE_ID) != pipeline_id
+            or ANNOTATION_CREATE_PENDING in p.annotations
+            or ANNOTATION_CREATE_PENDING_SECRETS in p.annotations
+        ):
+            # A crash between the two writes of `_record_id`: status has the id, the annotations lag.
+            await self._finish_record(p, pipeline_id)
 
         if not pipeline_id:
             outcome = await self._create_or_adopt(p, desired, resolved, client, key_id)

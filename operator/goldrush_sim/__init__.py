@@ -74,7 +74,8 @@ Behaviour chosen where the API documentation is silent (also in docs/simulator.m
     error rules. 429s carry Retry-After in whole seconds (rps limit: at least 1; rules: 1 unless
     given). Any request by a key that arrives after a 429 with Retry-After was sent to that key
     and before it expired is an early retry, whatever its answer (the window opens when the 429
-    is sent, after any added latency, so requests already in flight are not counted). Faults never touch `/_sim/`, nor paths that match no route. drop/delay-after-
+    is sent, after any added latency, so requests already in flight are not counted). Faults
+    never touch `/_sim/`, nor paths that match no route. drop/delay-after-
     commit apply only to successful writes (create, put, patch, delete); echo-in-422 applies to
     create/put/patch requests with a body, before validation, and commits nothing.
 21. Journal: Pipeline API requests only (also 401/404 ones, never `/_sim/`); `time` is Unix

@@ -309,8 +309,10 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
     if committed_write:
         delay = faults.take_delay(route, method)
         if delay is not None:
-            fault = "delay_after_commit"
+            # Journal the write when it commits (it is visible from now on), then hold the answer back.
+            _record(sim, request, route, response.status, khash, raw, parsed, parsed_ok, now, "delay_after_commit")
             await asyncio.sleep(delay)
+            return response
     _record(sim, request, route, response.status, khash, raw, parsed, parsed_ok, now, fault)
     return response
 

@@ -179,7 +179,7 @@ async def test_create_answer_slower_than_timeout_is_outcome_unknown(
     with pytest.raises(OutcomeUnknownError):
         await client.create_pipeline(example_pipeline(name="slow"))
     assert len(await find_by_name(client, "slow")) == 1
-    deadline = time.monotonic() + 10  # the simulator journals the create once its delayed answer is out
+    deadline = time.monotonic() + 10  # the create is journalled when it commits
     while "create" not in sim.counters()["requests"]:
         assert time.monotonic() < deadline
         await asyncio.sleep(0.1)

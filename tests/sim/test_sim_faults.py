@@ -176,6 +176,10 @@ def test_delay_after_commit(sim: SimProcess) -> None:
     with pytest.raises(httpx.ReadTimeout), httpx.Client(timeout=0.5) as client:
         client.post(sim.base_url, json=example_pipeline(), headers={"Authorization": "Bearer dev-key"})
     assert sim.api("GET", "").json()["data"]["pagination"]["total_count"] == 1
+    # Journalled when it committed, while its answer is still held back.
+    assert [(e["route"], e["fault"]) for e in sim.journal() if e["route"] == "create"] == [
+        ("create", "delay_after_commit")
+    ]
     started = time.monotonic()
     assert sim.api("POST", "", example_pipeline()).status_code == 201
     assert time.monotonic() - started < 1
