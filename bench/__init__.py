@@ -1,0 +1,1 @@
+"""Benchmarks of the goldrush operator (see bench/README.md); entry point `python -m bench.run`."""

@@ -1,0 +1,261 @@
+"""The benchmark environment: control plane with an audit log, simulator, operator processes, measurements.
+
+- Kubernetes writes are counted from the kube-apiserver audit log (level Metadata for every write by the
+  operator's own identity, user `goldrush-operator` in `system:masters`, and for every Event write by anyone).
+- GoldRush API calls are counted from the simulator's journal and counters.
+- Memory is VmRSS / VmHWM of the operator process from `/proc/<pid>/status`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import re
+import time
+import urllib.request
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from support.ctlplane import ControlPlane, ensure_binaries
+from support.kubectl import Kubectl
+from support.operator import OperatorProcess
+from support.sim import SimProcess
+
+REPO = Path(__file__).resolve().parents[1]
+OPERATOR_USER = "goldrush-operator"
+
+AUDIT_POLICY = """\
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: ["RequestReceived", "ResponseStarted"]
+rules:
+- level: Metadata
+  users: ["goldrush-operator"]
+  verbs: ["create", "update", "patch", "delete", "deletecollection"]
+- level: Metadata
+  resources: [{group: "", resources: ["events"]}, {group: "events.k8s.io", resources: ["events"]}]
+  verbs: ["create", "update", "patch"]
+- level: None
+"""
+
+WRITE_METHODS = ("POST", "PATCH", "PUT", "DELETE")
+
+
+def start_control_plane(workdir: Path) -> ControlPlane:
+    paths = ensure_binaries()
+    policy = workdir / "audit-policy.yaml"
+    workdir.mkdir(parents=True, exist_ok=True)
+    policy.write_text(AUDIT_POLICY)
+    plane = ControlPlane(
+        workdir / "ctlplane", paths["KUBE_APISERVER"], paths["ETCD"],
+        extra_apiserver_args=[
+            f"--audit-policy-file={policy}",
+            f"--audit-log-path={workdir / 'ctlplane' / 'audit.log'}",
+            "--audit-log-mode=blocking",
+            "--audit-log-maxsize=0",
+            # Benchmarks create thousands of objects quickly: do not let the server's own APF queueing
+            # dominate the measurement (defaults are sized for real clusters).
+            "--max-requests-inflight=800",
+            "--max-mutating-requests-inflight=400",
+        ],
+    )
+    plane.start()
+    Kubectl(plane.kubeconfig)("apply", "-f", str(REPO / "crds" / "goldrush.dev_goldrushpipelines.yaml"))
+    Kubectl(plane.kubeconfig)("wait", "--for=condition=Established",
+                              "crd/goldrushpipelines.goldrush.dev", "--timeout=60s")
+    return plane
+
+
+class Audit:
+    """Reads the audit log incrementally; `mark()` returns an offset, `writes(since)` counts after it."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def mark(self) -> int:
+        return self.path.stat().st_size if self.path.exists() else 0
+
+    def entries(self, since: int) -> list[dict[str, Any]]:
+        if not self.path.exists():
+            return []
+        with self.path.open("rb") as fh:
+            fh.seek(since)
+            data = fh.read()
+        out = []
+        for line in data.splitlines():
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                continue
+        return out
+
+    def summary(self, since: int) -> dict[str, Any]:
+        """Writes by the operator (by verb and resource) and Event writes (any user) since the mark."""
+        by: Counter[str] = Counter()
+        events = 0
+        operator_writes = 0
+        for e in self.entries(since):
+            if e.get("stage") != "ResponseComplete":
+                continue
+            ref = e.get("objectRef") or {}
+            resource = ref.get("resource", "?") + (("/" + ref["subresource"]) if ref.get("subresource") else "")
+            user = (e.get("user") or {}).get("username")
+            if resource == "events":
+                events += 1
+            if user == OPERATOR_USER:
+                operator_writes += 1
+                by[f"{e.get('verb')} {resource}"] += 1
+        return {"operator_writes": operator_writes, "events": events, "by_verb_resource": dict(by)}
+
+
+def start_sim(*extra: str) -> SimProcess:
+    return SimProcess.start("--service-key", "dev-key", "--latency-ms", "50", "--deploy-seconds", "2",
+                            "--journal-size", "2000000", "--log-level", "warning", *extra, timeout=30)
+
+
+def operator_env(**overrides: str) -> dict[str, str]:
+    env = {
+        "GOLDRUSH_POLL_FAST_SECONDS": "2",
+        "GOLDRUSH_POLL_SLOW_SECONDS": "900",
+        "GOLDRUSH_RATE_LIMIT": "200",
+        "GOLDRUSH_MAX_CONCURRENCY": "50",
+        "GOLDRUSH_REQUEST_TIMEOUT_SECONDS": "30",
+        "GOLDRUSH_LOG_LEVEL": "INFO",
+    }
+    env.update(overrides)
+    return env
+
+
+def start_operator(kubeconfig: Path, sim: SimProcess, log: Path, env: dict[str, str],
+                   namespaces: list[str] | None = None) -> OperatorProcess:
+    op = OperatorProcess.start(kubeconfig, sim.base_url, log, namespaces=namespaces, env=env)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if not op.alive():
+            raise RuntimeError("operator exited at start:\n" + op.log[-3000:])
+        if scrape(op) is not None:
+            return op
+        time.sleep(0.1)
+    raise RuntimeError("operator metrics endpoint did not come up")
+
+
+def scrape(op: OperatorProcess) -> dict[str, float] | None:
+    """Prometheus text metrics as {'name{labels}': value}, or None when not reachable."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{op.metrics_port}/metrics", timeout=2) as r:
+            text = r.read().decode()
+    except OSError:
+        return None
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        name, _, value = line.rpartition(" ")
+        try:
+            out[name] = float(value)
+        except ValueError:
+            continue
+    return out
+
+
+def metric_sum(metrics: dict[str, float], name: str, **labels: str) -> float:
+    total = 0.0
+    for key, value in metrics.items():
+        base, _, rest = key.partition("{")
+        if base != name:
+            continue
+        if all(f'{k}="{v}"' in rest for k, v in labels.items()):
+            total += value
+    return total
+
+
+def proc_memory(pid: int) -> dict[str, float]:
+    """VmRSS and VmHWM (peak) of a process in MiB."""
+    out: dict[str, float] = {}
+    with open(f"/proc/{pid}/status") as fh:
+        for line in fh:
+            if line.startswith(("VmRSS:", "VmHWM:")):
+                key, value = line.split(":", 1)
+                out[key] = int(value.split()[0]) / 1024
+    return {"rss_mib": round(out.get("VmRSS", 0), 1), "peak_rss_mib": round(out.get("VmHWM", 0), 1)}
+
+
+def proc_cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / ticks
+
+
+def machine() -> dict[str, Any]:
+    cpu_model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu_model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem_gib = 0.0
+    try:
+        m = re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text())
+        mem_gib = round(int(m.group(1)) / 1024 / 1024, 1) if m else 0.0
+    except OSError:
+        pass
+    load = os.getloadavg()
+    return {
+        "cores": os.cpu_count(),
+        "memory_gib": mem_gib,
+        "cpu_model": cpu_model or platform.processor() or "unknown",
+        "python": platform.python_version(),
+        "os": f"{platform.system()} {platform.release()}",
+        "load_average_at_start": [round(x, 2) for x in load],
+    }
+
+
+@dataclass
+class JournalView:
+    """The simulator journal as a list, with helpers."""
+
+    entries: list[dict[str, Any]]
+
+    def writes(self) -> list[dict[str, Any]]:
+        return [e for e in self.entries if e["method"] in WRITE_METHODS]
+
+    def reads(self) -> list[dict[str, Any]]:
+        return [e for e in self.entries if e["method"] == "GET"]
+
+    def route(self, route: str, method: str | None = None) -> list[dict[str, Any]]:
+        return [e for e in self.entries if e["route"] == route and (method is None or e["method"] == method)]
+
+    def by_route(self) -> dict[str, int]:
+        c: Counter[str] = Counter(f"{e['method']} {e['route']}" for e in self.entries)
+        return dict(sorted(c.items()))
+
+    def peak_rate(self, window: float = 1.0) -> float:
+        """Most requests that arrived within any `window` seconds (sliding), divided by `window`."""
+        times = sorted(e["time"] for e in self.entries)
+        best, j = 0, 0
+        for i, t in enumerate(times):
+            while times[j] < t - window:
+                j += 1
+            best = max(best, i - j + 1)
+        return best / window
+
+
+def journal(sim: SimProcess, since: int) -> tuple[JournalView, int]:
+    entries = sim.journal(since)
+    last = entries[-1]["seq"] if entries else since
+    return JournalView(entries), last
+
+
+def pct(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    s = sorted(values)
+    k = max(0, min(len(s) - 1, math.ceil(q / 100 * len(s)) - 1))  # nearest-rank
+    return round(s[k], 3)
