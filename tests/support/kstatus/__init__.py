@@ -58,9 +58,11 @@ def ensure_binary(timeout: float = 600) -> Path:
     if go is None:
         raise KstatusUnavailable("the Go toolchain (go) is not installed; it builds the kstatus probe")
     directory.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "CGO_ENABLED": "0", "GOFLAGS": "-mod=readonly -modcacherw",
-           "GOTOOLCHAIN": os.environ.get("GOTOOLCHAIN", "local")}
     with tempfile.TemporaryDirectory(dir=directory) as tmp:
+        # Private Go caches, removed with the temporary directory: only the binary is kept.
+        env = {**os.environ, "CGO_ENABLED": "0", "GOFLAGS": "-mod=readonly -modcacherw",
+               "GOTOOLCHAIN": os.environ.get("GOTOOLCHAIN", "local"),
+               "GOMODCACHE": str(Path(tmp) / "mod"), "GOCACHE": str(Path(tmp) / "cache")}
         out = Path(tmp) / "kstatus"
         proc = subprocess.run([go, "build", "-trimpath", "-o", str(out), "."], cwd=SOURCE, env=env,
                               capture_output=True, text=True, timeout=timeout, check=False)
