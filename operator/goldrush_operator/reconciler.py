@@ -283,7 +283,8 @@ class Reconciler:
         directory = self._directories.setdefault(key, _Directory())
         async with directory.lock:
             if fresh or self.clock() - directory.fetched_at > LOOKUP_TTL_SECONDS:
-                directory.items = [p async for p in client.list_pipelines()]
+                # Creates wait on this listing: it gets the rate-limit priority of a write.
+                directory.items = [p async for p in client.list_pipelines(urgent=True)]
                 directory.fetched_at = self.clock()
             return list(directory.items)
 

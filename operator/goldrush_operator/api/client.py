@@ -252,18 +252,19 @@ class GoldRushClient:
 
     # ----------------------------------------------------------------- endpoints
 
-    async def list_pipelines(self, page_size: int = 100) -> AsyncIterator[Pipeline]:
+    async def list_pipelines(self, page_size: int = 100, *, urgent: bool = False) -> AsyncIterator[Pipeline]:
         """Yield every pipeline of the key's group, fetching page after page (``GET /``).
 
         Stops when ``pagination.has_more`` is false (or, without a pagination block, at an empty page).
-        A pipeline seen on an earlier page is not yielded twice.
+        A pipeline seen on an earlier page is not yielded twice. ``urgent`` gives the pages the rate-limit
+        priority of writes: for a listing that a create is waiting on.
         """
         if page_size < 1:
             raise ValueError("page_size must be >= 1")
         seen: set[str] = set()
         for page_number in range(1, _MAX_PAGES + 1):
             params = {"page_number": page_number, "page_size": page_size}
-            response, redactor = await self._call("GET", "list", "", params=params)
+            response, redactor = await self._call("GET", "list", "", params=params, urgent=urgent)
             page = self._parse(response, PipelinePage, "GET", "list", redactor)
             new = [item for item in page.items if item.id not in seen]
             for item in new:
@@ -339,8 +340,13 @@ class GoldRushClient:
         *,
         body: Mapping[str, Any] | None = None,
         params: Mapping[str, Any] | None = None,
+        urgent: bool | None = None,
     ) -> tuple[httpx.Response, Redactor]:
-        """Send one logical call with the retry rules; return the 2xx response and the call's redactor."""
+        """Send one logical call with the retry rules; return the 2xx response and the call's redactor.
+
+        ``urgent`` (default: every method but GET) takes rate-limit tokens ahead of ordinary reads.
+        """
+        priority = method != "GET" if urgent is None else urgent
         content: bytes | None = None
         if body is not None:
             masks = find_masks(body)
@@ -372,7 +378,9 @@ class GoldRushClient:
             err: GoldRushError
             wait: float | None = None  # seconds the Retry-After gate will hold the next attempt
             try:
-                response = await self._attempt(http, limits, method, route, url, content, params, headers)
+                response = await self._attempt(
+                    http, limits, method, route, url, content, params, headers, urgent=priority
+                )
             except _NotSent as exc:
                 err = ConnectError(
                     f"{method} {route}: request not sent: {redactor.scrub(str(exc))}",
@@ -434,6 +442,8 @@ class GoldRushClient:
         content: bytes | None,
         params: Mapping[str, Any] | None,
         headers: Mapping[str, str],
+        *,
+        urgent: bool,
     ) -> httpx.Response:
         """One HTTP attempt under the key's Retry-After gate, concurrency cap and token bucket."""
         while True:
@@ -441,7 +451,7 @@ class GoldRushClient:
             try:
                 # The token first (writes ahead of polls), then a concurrency slot: queued polls never hold
                 # the slots a write needs.
-                await limits.bucket.acquire(urgent=method != "GET")
+                await limits.bucket.acquire(urgent=urgent)
                 slot = limits.semaphore if limits.semaphore is not None else contextlib.nullcontext()
                 async with slot:
                     if not limits.gate.is_open(probe=probe):
