@@ -16,7 +16,6 @@ import datetime as dt
 import json
 import logging
 import os
-import re
 import sys
 from collections.abc import Callable
 from types import TracebackType
@@ -83,17 +82,15 @@ def main(argv: list[str] | None = None) -> int:
     return 0 if argv is None and len(sys.argv) <= 1 else 2
 
 
-# The reconciler's convention for messages about one object: "<namespace>/<name>: ...".
-_OBJECT_MESSAGE = re.compile(r"^%s/%s: ")
 
 
 class ObjectFields(logging.Filter):
     """Gives every record about one GoldRushPipeline `namespace`, `name` and (when known) `pipeline_id`.
 
     Sources, first match wins: `extra={"namespace": ..., "object_name": ..., "pipeline_id": ...}` (`name` is
-    taken by the logger name); the object whose reconcile pass is running;
-    kopf's per-object `k8s_ref`; the reconciler's `"%s/%s: ..."` message convention. `pipeline_id_of` looks the
-    remote id up for a (namespace, name).
+    taken by the logger name); the object whose reconcile pass or deletion is running
+    (`logcontext.current_object`, set by the reconciler); kopf's per-object `k8s_ref`. `pipeline_id_of` looks
+    the remote id up for a (namespace, name).
     """
 
     def __init__(self, pipeline_id_of: Callable[[str, str], str | None] | None = None) -> None:
@@ -122,9 +119,6 @@ class ObjectFields(logging.Filter):
         ref = getattr(record, "k8s_ref", None)
         if isinstance(ref, dict) and ref.get("name"):
             return (str(ref["namespace"]) if ref.get("namespace") else None), str(ref["name"])
-        args = record.args
-        if isinstance(record.msg, str) and _OBJECT_MESSAGE.match(record.msg) and isinstance(args, tuple):
-            return str(args[0]), str(args[1])
         return None, None
 
 

@@ -152,6 +152,13 @@ def find_mask_placeholder(value: Any, path: str = "") -> str | None:
 # ---------------------------------------------------------------- validation
 
 
+_ENUM_FIELDS: dict[str, tuple[str, ...]] = {
+    "destination_type": tuple(DESTINATION_TYPES),
+    "execution_mode": tuple(EXECUTION_MODES),
+    "status": tuple(STATUSES),
+}
+
+
 def _check_field(name: str, value: Any) -> Any:
     """Validate one writeable field; returns the normalised value or raises ValidationFailed."""
     if name in ("name", "project", "topic"):
@@ -162,17 +169,10 @@ def _check_field(name: str, value: Any) -> Any:
         if not isinstance(value, str):
             raise ValidationFailed(f"Invalid field '{name}': must be a string")
         return value
-    if name == "destination_type":
-        if value not in DESTINATION_TYPES:
-            raise ValidationFailed(f"Invalid field 'destination_type': must be one of {', '.join(DESTINATION_TYPES)}")
-        return value
-    if name == "execution_mode":
-        if value not in EXECUTION_MODES:
-            raise ValidationFailed(f"Invalid field 'execution_mode': must be one of {', '.join(EXECUTION_MODES)}")
-        return value
-    if name == "status":
-        if value not in STATUSES:
-            raise ValidationFailed(f"Invalid field 'status': must be one of {', '.join(STATUSES)}")
+    allowed = _ENUM_FIELDS.get(name)
+    if allowed is not None:
+        if value not in allowed:
+            raise ValidationFailed(f"Invalid field '{name}': must be one of {', '.join(allowed)}")
         return value
     if name in ("destination_config", "abi_file"):
         if not isinstance(value, dict):
