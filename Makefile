@@ -8,7 +8,7 @@ DEV_DIR := .dev
 SIM_PORT ?= 18080
 export PYTHONPATH := $(CURDIR)/operator:$(CURDIR)/tests
 
-.PHONY: help venv lint fmt test test-unit test-sim test-e2e ensure-control-plane cluster-up cluster-down \
+.PHONY: help venv lint fmt test test-unit test-sim test-e2e ensure-control-plane ensure-tools cluster-up cluster-down \
         crd dev dev-down bench bench-quick clean
 
 help:
@@ -39,7 +39,10 @@ fmt: $(STAMP)
 ensure-control-plane:
 	bash hack/build-control-plane.sh
 
-test: lint ensure-control-plane
+ensure-tools: $(STAMP)
+	$(BIN)/python -m support.gotools
+
+test: lint ensure-control-plane ensure-tools
 	$(BIN)/pytest -p no:cacheprovider tests/unit tests/sim tests/e2e
 
 test-unit: $(STAMP)
@@ -48,7 +51,7 @@ test-unit: $(STAMP)
 test-sim: $(STAMP)
 	$(BIN)/pytest -p no:cacheprovider tests/sim
 
-test-e2e: $(STAMP) ensure-control-plane
+test-e2e: $(STAMP) ensure-control-plane ensure-tools
 	$(BIN)/pytest -p no:cacheprovider tests/e2e
 
 cluster-up: $(STAMP) ensure-control-plane
