@@ -178,7 +178,7 @@ def run(
 ) -> int:
     """Start the operator and block until it stops."""
     from goldrush_operator import handlers
-    from goldrush_operator.api import GoldRushClient
+    from goldrush_operator.goldrush_api import GoldRushClient
     from goldrush_operator.kube import Kube
     from goldrush_operator.metrics import PrometheusMetrics
     from goldrush_operator.reconciler import Reconciler

@@ -4,7 +4,7 @@ The reconciler reads the referenced Secrets through the Kubernetes adapter (`kub
 here. This module resolves `spec.destination.secretRefs` (and `spec.serviceKeySecretRef`) against it,
 reports precisely which Secret or key is missing, computes the keyed hashes recorded in
 `status.secrets`, sets dotted fields (`sasl.password`, `headers.Authorization`) in the destination
-config, and scrubs secret values out of error texts.
+config. Hashing, decoding and scrubbing themselves live in `secret_values`.
 
 Nothing returned for status, conditions, events or errors ever contains a secret value: `MissingSecretRef`
 and `SecretUse` carry names, keys and hashes only, and `ResolvedSecrets.__repr__` hides the values.
@@ -13,20 +13,14 @@ and `SecretUse` carry names, keys and hashes only, and `ResolvedSecrets.__repr__
 
 from __future__ import annotations
 
-import base64
-import binascii
 import copy
-import hashlib
-import hmac
-import json
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
 from goldrush_operator.resource import PipelineSpec, SecretKeyRef
+from goldrush_operator.secret_values import scrub, secret_hash
 
-HASH_PREFIX: Final = "hmac-sha256:"
-MASK: Final = "******"
 SERVICE_KEY_FIELD: Final = "serviceKey"  # pseudo-field under which the service key's use is reported
 
 # Secret data as the adapter gives it: Secret name -> {key: decoded text}, or None if the Secret is absent.
@@ -34,28 +28,6 @@ SecretData = Mapping[str, str]
 SecretGetter = Callable[[str], SecretData | None]
 SecretSource = Mapping[str, SecretData | None] | Mapping[tuple[str, str], str] | SecretGetter
 
-
-def secret_hash(hmac_key: bytes, value: str) -> str:
-    """Keyed hash of a secret value: `hmac-sha256:<hex>`; safe to store, useless without the key."""
-    digest = hmac.new(hmac_key, value.encode("utf-8"), hashlib.sha256).hexdigest()
-    return HASH_PREFIX + digest
-
-
-def decode_secret_data(
-    data: Mapping[str, str] | None, string_data: Mapping[str, str] | None = None
-) -> dict[str, str]:
-    """Decode a Secret's base64 `data` (plus plain `stringData`, which wins) to text values.
-
-    Keys whose value is not valid base64 UTF-8 are left out (they then show up as a missing key, by name).
-    """
-    out: dict[str, str] = {}
-    for key, encoded in (data or {}).items():
-        try:
-            out[key] = base64.b64decode(encoded, validate=True).decode("utf-8")
-        except (binascii.Error, UnicodeDecodeError, ValueError):
-            continue
-    out.update(string_data or {})
-    return out
 
 
 @dataclass(frozen=True)
@@ -118,7 +90,7 @@ class ResolvedSecrets:
 
     def scrub(self, text: str) -> str:
         """`text` with every resolved secret value replaced by the mask."""
-        return scrub_secrets(text, self.values.values())
+        return scrub(text, self.values.values())
 
 
 def _ref_origin(field_name: str) -> str:
@@ -249,18 +221,3 @@ def applied_hashes_from_status(status_secrets: Sequence[Mapping[str, Any]] | Non
         out[str(field_name)] = hash_
     return out
 
-
-def scrub_secrets(text: str, values: Iterable[str], mask: str = MASK) -> str:
-    """Replace every occurrence of each secret value in `text` by the mask.
-
-    Also replaces the JSON-escaped form of each value (as it appears inside an echoed request body).
-    Longest values first, so a value containing another is masked whole; empty values are ignored.
-    """
-    forms: set[str] = set()
-    for value in values:
-        if value:
-            forms.add(value)
-            forms.add(json.dumps(value)[1:-1])
-    for form in sorted(forms, key=len, reverse=True):
-        text = text.replace(form, mask)
-    return text

@@ -22,11 +22,11 @@ from typing import Any
 
 import kopf
 
-from goldrush_operator.credentials import decode_secret_data
 from goldrush_operator.kube import KubeError
 from goldrush_operator.reconciler import Reconciler, Retry, run_loop
 from goldrush_operator.registry import Registry
 from goldrush_operator.resource import FINALIZER, GROUP, PLURAL, VERSION
+from goldrush_operator.secret_values import decode_secret_data
 
 log = logging.getLogger("goldrush_operator.handlers")
 

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import sys
 
-from goldrush_operator.api import GoldRushClient, GoldRushError
 from goldrush_operator.config import ServiceKeySource, Settings
+from goldrush_operator.goldrush_api import GoldRushClient, GoldRushError
 from goldrush_operator.kube import Kube, KubeError, NotFound, current_namespace
-from goldrush_operator.redaction import scrub
 from goldrush_operator.resource import ANNOTATION_PIPELINE_ID
+from goldrush_operator.secret_values import scrub
 
 
 async def inspect_command(command: str, name: str, namespace: str | None, settings: Settings) -> int:

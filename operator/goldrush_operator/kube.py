@@ -9,8 +9,6 @@ besides kopf's own watching: read Secrets and ConfigMaps, merge-patch the object
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import datetime as dt
 import functools
 import os
@@ -23,6 +21,7 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from goldrush_operator.resource import GROUP, PLURAL, VERSION
+from goldrush_operator.secret_values import decode_secret_data
 
 T = TypeVar("T")
 
@@ -80,17 +79,8 @@ class Kube:
     async def get_secret_data(self, namespace: str, name: str) -> dict[str, str]:
         """Decoded `data` (and `stringData`-derived) values of a Secret; raises NotFound."""
 
-        def call() -> dict[str, str]:
-            secret = self._core.read_namespaced_secret(name, namespace)
-            out: dict[str, str] = {}
-            for key, value in (secret.data or {}).items():
-                try:
-                    out[key] = base64.b64decode(value).decode("utf-8")
-                except (binascii.Error, UnicodeDecodeError):
-                    continue
-            return out
-
-        return await self._run(call)
+        secret = await self._run(lambda: self._core.read_namespaced_secret(name, namespace))
+        return decode_secret_data(secret.data)
 
     async def get_configmap_data(self, namespace: str, name: str) -> dict[str, str]:
         """`data` of a ConfigMap; raises NotFound."""

@@ -19,8 +19,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from goldrush_operator.credentials import MASK, apply_secret_values, delete_dotted, get_dotted, set_dotted
+from goldrush_operator.credentials import apply_secret_values, delete_dotted
 from goldrush_operator.resource import PipelineSpec
+from goldrush_operator.secret_values import MASK, find_masks
 
 # Top-level fields PATCH accepts (API reference §5.5); `status` goes through PUT instead.
 WRITABLE_FIELDS: Final[tuple[str, ...]] = (
@@ -120,15 +121,11 @@ def _normalise(name: str, value: Any) -> Any:
 
 
 def _reject_masks(value: Any, path: str) -> None:
-    if isinstance(value, str):
-        if value == MASK:
-            raise MaskedValueError(f"{path} holds the API's secret mask; refusing to send it")
-    elif isinstance(value, Mapping):
-        for key, sub in value.items():
-            _reject_masks(sub, f"{path}.{key}")
-    elif isinstance(value, list):
-        for index, sub in enumerate(value):
-            _reject_masks(sub, f"{path}[{index}]")
+    masks = find_masks(value, path)
+    if masks:
+        raise MaskedValueError(
+            f"{', '.join(masks)}: holds the API's secret mask {MASK!r}, which is not a value; refusing to send it"
+        )
 
 
 def _is_empty(value: Any) -> bool:
@@ -254,13 +251,3 @@ def compute_diff(
         status=status_change(desired, remote),
     )
 
-
-def redact_payload(payload: Mapping[str, Any], secret_fields: Mapping[str, Any] | set[str]) -> dict[str, Any]:
-    """A copy safe for logs: each secret field of `destination_config` replaced by the mask."""
-    out: dict[str, Any] = copy.deepcopy(dict(payload))
-    config = out.get("destination_config")
-    if isinstance(config, dict):
-        for secret_field in secret_fields:
-            if get_dotted(config, secret_field)[0]:
-                set_dotted(config, secret_field, MASK)
-    return out

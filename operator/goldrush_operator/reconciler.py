@@ -30,7 +30,15 @@ from typing import Any, Protocol
 from pydantic import ValidationError
 
 from goldrush_operator import conditions as cond
-from goldrush_operator.api import (
+from goldrush_operator.config import ServiceKeySource, Settings
+from goldrush_operator.crash import crash_point
+from goldrush_operator.credentials import (
+    ResolvedSecrets,
+    applied_hashes_from_status,
+    resolve_destination_secrets,
+    resolve_service_key,
+)
+from goldrush_operator.goldrush_api import (
     ApiError,
     ForbiddenError,
     GoldRushClient,
@@ -42,19 +50,10 @@ from goldrush_operator.api import (
     RateLimitedError,
     UnauthorizedError,
 )
-from goldrush_operator.config import ServiceKeySource, Settings
-from goldrush_operator.crash import crash_point
-from goldrush_operator.credentials import (
-    ResolvedSecrets,
-    applied_hashes_from_status,
-    resolve_destination_secrets,
-    resolve_service_key,
-)
 from goldrush_operator.kube import Kube, KubeError, NotFound
 from goldrush_operator.logcontext import about
 from goldrush_operator.payload import compute_diff, desired_payload, parse_abi_file
 from goldrush_operator.phases import judge
-from goldrush_operator.redaction import scrub
 from goldrush_operator.registry import ObjectState, Registry, wake_key
 from goldrush_operator.resource import (
     ANNOTATION_ADOPT,
@@ -65,6 +64,7 @@ from goldrush_operator.resource import (
     ANNOTATION_RECONCILE_REQUESTED_AT,
     PipelineSpec,
 )
+from goldrush_operator.secret_values import scrub
 
 log = logging.getLogger("goldrush_operator.reconciler")
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from goldrush_operator.api import (
+from goldrush_operator.goldrush_api import (
     ConnectError,
     ForbiddenError,
     GoldRushClient,

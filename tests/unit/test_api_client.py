@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 import goldrush_operator
-from goldrush_operator.api import (
+from goldrush_operator.goldrush_api import (
     DEFAULT_BASE_URL,
     DestinationHealth,
     GoldRushClient,

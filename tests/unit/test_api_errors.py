@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from goldrush_operator.api import (
+from goldrush_operator.goldrush_api import (
     ApiError,
     ConnectError,
     ForbiddenError,

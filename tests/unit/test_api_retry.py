@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from goldrush_operator.api import (
+from goldrush_operator.goldrush_api import (
     ConnectError,
     GoldRushClient,
     InvalidRequestError,
@@ -390,7 +390,7 @@ async def test_probe_answered_429_keeps_the_gate_closed() -> None:
 
 
 async def test_gate_probe_protocol() -> None:
-    from goldrush_operator.api import NotBeforeGate
+    from goldrush_operator.goldrush_api import NotBeforeGate
 
     clock = ManualClock()
     gate = NotBeforeGate(clock)

@@ -12,14 +12,14 @@ from typing import Any
 import httpx
 import pytest
 
-from goldrush_operator.api import (
+from goldrush_operator.goldrush_api import (
     GoldRushClient,
     GoldRushError,
     ManualClock,
     MaskedSecretError,
     SharedState,
 )
-from goldrush_operator.redaction import Redactor
+from goldrush_operator.secret_values import Redactor
 
 pytestmark = pytest.mark.unit
 

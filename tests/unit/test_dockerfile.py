@@ -346,7 +346,8 @@ def test_image_install_steps_work_as_non_root(world_readable_dir: Path) -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "--service-key" in proc.stdout
     proc = subprocess.run(
-        [*_as_unprivileged(), venv_python, "-c", "import goldrush_operator.api, goldrush_sim.app; print('ok')"],
+        [*_as_unprivileged(), venv_python, "-c",
+         "import goldrush_operator.goldrush_api, goldrush_sim.app; print('ok')"],
         capture_output=True, text=True, timeout=60, check=False, env=runtime_env, cwd="/tmp",
     )
     assert proc.returncode == 0, proc.stderr

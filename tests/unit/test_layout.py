@@ -36,8 +36,8 @@ def test_packaging_maps_packages_explicitly() -> None:
 
 
 def test_only_adapters_import_their_libraries() -> None:
-    """kopf only in handlers, kubernetes only in kube, httpx only in the api package."""
-    rules = {"kopf": {"handlers.py"}, "kubernetes": {"kube.py"}, "httpx": {"api"}}
+    """kopf only in handlers, kubernetes only in kube, httpx only in the goldrush_api package."""
+    rules = {"kopf": {"handlers.py"}, "kubernetes": {"kube.py"}, "httpx": {"goldrush_api"}}
     pkg = REPO / "operator" / "goldrush_operator"
     for path in pkg.rglob("*.py"):
         rel = path.relative_to(pkg)

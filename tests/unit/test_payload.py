@@ -306,13 +306,6 @@ def test_patch_never_contains_a_mask() -> None:
         pl.diff_payload(broken, remote, hashes, {})
 
 
-def test_redact_payload() -> None:
-    desired, _ = desired_for(pg_spec())
-    redacted = pl.redact_payload(desired, {"password", "sasl.password"})
-    assert redacted["destination_config"]["password"] == "******"
-    assert "sasl" not in redacted["destination_config"]
-    assert desired["destination_config"]["password"] == PASSWORD
-
 
 def test_parse_abi_file() -> None:
     assert pl.parse_abi_file('[{"type": "event", "name": "Swap"}]') == {

@@ -1,4 +1,4 @@
-"""Unit tests of goldrush_operator.redaction: secret field list, scrubbing, masking, mask detection."""
+"""Unit tests of goldrush_operator.secret_values: secret field list, scrubbing, mask detection, decoding, hashing."""
 
 from __future__ import annotations
 
@@ -6,13 +6,12 @@ import json
 
 import pytest
 
-from goldrush_operator.redaction import (
+from goldrush_operator.secret_values import (
     MASK,
     REDACTED,
     SECRET_FIELD_PATHS,
     Redactor,
     find_masks,
-    mask_payload,
     scrub,
     scrub_fields,
     secret_values,
@@ -82,17 +81,6 @@ def test_scrub_by_field_name_without_known_value() -> None:
     escaped = json.dumps(text)
     assert "zz" not in scrub(escaped, [])
 
-
-def test_mask_payload_returns_copy() -> None:
-    original = payload()
-    masked = mask_payload(original)
-    dc = masked["destination_config"]
-    assert dc["password"] == REDACTED
-    assert dc["sasl"]["password"] == REDACTED
-    assert dc["headers"] == {"Authorization": REDACTED, "X-Api-Key": REDACTED}
-    assert dc["user"] == "not-secret"
-    assert original["destination_config"]["password"] == "pg-pass"  # type: ignore[index]
-    assert mask_payload(original, replacement=MASK)["destination_config"]["secret_access_key"] == MASK
 
 
 def test_find_masks_reports_paths_anywhere() -> None:

@@ -1,10 +1,10 @@
 """Process-wide shared state of GoldRush clients: one connection pool per base URL, limits per key.
 
-Used by :class:`goldrush_operator.api.client.GoldRushClient`. A :class:`SharedState` holds
+Used by :class:`goldrush_operator.goldrush_api.client.GoldRushClient`. A :class:`SharedState` holds
 
 * one ``httpx.AsyncClient`` per base URL, reference-counted: clients with different service keys share
   its connection pool; it is closed when the last GoldRush client using it closes;
-* a :class:`~goldrush_operator.api.ratelimit.LimiterRegistry` (token bucket, concurrency cap and
+* a :class:`~goldrush_operator.goldrush_api.ratelimit.LimiterRegistry` (token bucket, concurrency cap and
   Retry-After gate per (base URL, key)).
 
 asyncio primitives and connection pools belong to one event loop, so the default state is one

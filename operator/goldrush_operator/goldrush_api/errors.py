@@ -1,6 +1,6 @@
 """Error tree of the GoldRush API client.
 
-Raised by :class:`goldrush_operator.api.client.GoldRushClient`; caught by the operator's reconciler, which
+Raised by :class:`goldrush_operator.goldrush_api.client.GoldRushClient`; caught by the operator's reconciler, which
 maps ``transient`` to back-off-and-retry and the rest to ``Stalled`` conditions::
 
     GoldRushError                      transient  status

@@ -1,6 +1,6 @@
 """Retry policy of the GoldRush client: which failures may be retried, back-off with full jitter, Retry-After.
 
-Pure helpers used by :mod:`goldrush_operator.api.client`:
+Pure helpers used by :mod:`goldrush_operator.goldrush_api.client`:
 
 * :class:`RetryPolicy` bounds retries by count and by total time and computes full-jitter exponential
   back-off (``uniform(0, min(max_delay, base_delay * 2**retry))``);

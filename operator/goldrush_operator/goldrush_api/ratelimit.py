@@ -1,6 +1,6 @@
 """Client-side rate limiting for the GoldRush client: clock, token bucket, Retry-After gate, per-key registry.
 
-Used only by :mod:`goldrush_operator.api.client`: before every HTTP attempt the client takes the
+Used only by :mod:`goldrush_operator.goldrush_api.client`: before every HTTP attempt the client takes the
 :class:`KeyLimits` of its (base URL, service key) from a :class:`LimiterRegistry` and
 
 1. awaits the :class:`NotBeforeGate` (set from ``Retry-After``: nothing is sent for the key before then;

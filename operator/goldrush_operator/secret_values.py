@@ -1,12 +1,15 @@
-"""Secret field list and scrubbing helpers for GoldRush pipeline payloads and error text.
+"""The one owner of secret values: the API mask, mask detection, scrubbing, Secret decoding and keyed hashes.
 
-Pure functions, no I/O and no HTTP library. Callers:
+Pure functions, no I/O and no HTTP library. Every other module that touches a secret value goes through here.
+Callers:
 
-* ``goldrush_operator.api.client`` refuses bodies that carry the API's read mask (:func:`find_masks`) and
+* ``goldrush_operator.goldrush_api.client`` refuses bodies that carry the API's read mask (:func:`find_masks`) and
   scrubs every error message with the secret values of the request body (:func:`secret_values`,
   :class:`Redactor`);
 * the operator scrubs API error text before it reaches Kubernetes conditions, Events and logs
-  (:func:`scrub`, :class:`Redactor`) and masks payloads before it logs or diffs them (:func:`mask_payload`).
+  (:func:`scrub`, :class:`Redactor`), refuses the mask in a desired payload (:func:`find_masks`), decodes
+  Secret data (:func:`decode_secret_data`) and keys the hashes it keeps in ``status.secrets``
+  (:func:`secret_hash`, :func:`object_hmac_key`).
 
 Secret fields of a pipeline payload (:data:`SECRET_FIELD_PATHS`):
 ``destination_config.password``, ``destination_config.secret_access_key``,
@@ -16,7 +19,10 @@ Secret fields of a pipeline payload (:data:`SECRET_FIELD_PATHS`):
 
 from __future__ import annotations
 
-import copy
+import base64
+import binascii
+import hashlib
+import hmac
 import json
 import re
 import urllib.parse
@@ -24,14 +30,17 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Final
 
 __all__ = [
+    "HASH_PREFIX",
     "MASK",
     "REDACTED",
     "SECRET_FIELD_PATHS",
     "Redactor",
+    "decode_secret_data",
     "find_masks",
-    "mask_payload",
+    "object_hmac_key",
     "scrub",
     "scrub_fields",
+    "secret_hash",
     "secret_values",
 ]
 
@@ -39,7 +48,10 @@ MASK: Final = "******"
 """The literal the GoldRush API returns in place of a secret value on every read."""
 
 REDACTED: Final = "[REDACTED]"
-"""What :func:`scrub` and :func:`mask_payload` put in place of a secret."""
+"""What :func:`scrub` puts in place of a secret."""
+
+HASH_PREFIX: Final = "hmac-sha256:"
+DEFAULT_PEPPER: Final = "goldrush-operator/secret-hash/v1"
 
 SECRET_FIELD_PATHS: Final[tuple[tuple[str, ...], ...]] = (
     ("destination_config", "password"),
@@ -136,18 +148,6 @@ def scrub(text: str, secrets: Iterable[str]) -> str:
     return scrub_fields(text)
 
 
-def mask_payload(payload: Mapping[str, Any], replacement: str = REDACTED) -> dict[str, Any]:
-    """Return a deep copy of ``payload`` with every secret field value replaced by ``replacement``.
-
-    Pass ``replacement=MASK`` to get the form in which the API returns the payload on reads.
-    """
-    masked: dict[str, Any] = copy.deepcopy(dict(payload))
-    for path in SECRET_FIELD_PATHS:
-        for parent, key in _walk(masked, path):
-            if _as_secret_text(parent[key]) is not None or parent[key] == MASK:
-                parent[key] = replacement  # type: ignore[index]  # deep copy: mutable dicts
-    return masked
-
 
 def find_masks(payload: Any, _prefix: str = "") -> list[str]:
     """Return the dotted paths of every string in ``payload`` (any depth) that contains :data:`MASK`.
@@ -206,3 +206,31 @@ class Redactor:
 
     def __repr__(self) -> str:
         return f"Redactor(<{len(self._secrets)} secrets>)"
+
+
+def object_hmac_key(pepper: str, uid: str) -> bytes:
+    """Per-object HMAC key for secret hashes: HMAC(pepper, object uid); stable for the object's life."""
+    return hmac.new((pepper or DEFAULT_PEPPER).encode(), uid.encode(), hashlib.sha256).digest()
+
+
+def secret_hash(hmac_key: bytes, value: str) -> str:
+    """Keyed hash of a secret value: `hmac-sha256:<hex>`; safe to store, useless without the key."""
+    digest = hmac.new(hmac_key, value.encode("utf-8"), hashlib.sha256).hexdigest()
+    return HASH_PREFIX + digest
+
+
+def decode_secret_data(
+    data: Mapping[str, str] | None, string_data: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """Decode a Secret's base64 `data` (plus plain `stringData`, which wins) to text values.
+
+    Keys whose value is not valid base64 UTF-8 are left out (they then show up as a missing key, by name).
+    """
+    out: dict[str, str] = {}
+    for key, encoded in (data or {}).items():
+        try:
+            out[key] = base64.b64decode(encoded, validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError, ValueError):
+            continue
+    out.update(string_data or {})
+    return out

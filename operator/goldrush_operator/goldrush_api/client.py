@@ -36,7 +36,7 @@ import httpx
 from pydantic import BaseModel, ValidationError
 
 from goldrush_operator import __version__
-from goldrush_operator.redaction import Redactor, find_masks
+from goldrush_operator.secret_values import Redactor, find_masks
 
 from .errors import (
     ConnectError,
@@ -140,7 +140,7 @@ class GoldRushClient:
     * For tests: ``transport`` (a private ``httpx.AsyncClient`` on that transport instead of the shared
       pool), ``shared`` (a :class:`~.shared.SharedState` instead of the running loop's default), ``clock``
       (e.g. :class:`~.ratelimit.ManualClock`), ``rng`` (seeded jitter).
-    * ``redactor``: a :class:`~goldrush_operator.redaction.Redactor` whose secrets are also scrubbed.
+    * ``redactor``: a :class:`~goldrush_operator.secret_values.Redactor` whose secrets are also scrubbed.
 
     Use as ``async with GoldRushClient(...) as client:`` or call :meth:`aclose`.
     """
