@@ -15,7 +15,7 @@ help:
 	@echo "make dev        run the operator on a local control plane against the API simulator"
 	@echo "make dev-down   stop everything 'make dev' started"
 	@echo "make test       lint + all test tiers (unit, sim, e2e)"
-	@echo "make lint       ruff, mypy --strict, hadolint"
+	@echo "make lint       ruff, mypy --strict, import-linter contracts, hadolint"
 	@echo "make cluster-up / cluster-down   local etcd + kube-apiserver, kubeconfig in $(DEV_DIR)/kubeconfig"
 	@echo "make crd        regenerate crds/ from the pydantic models"
 	@echo "make bench      run the benchmark scenarios (bench/README)"
@@ -31,6 +31,7 @@ venv: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 	@if [ -x $(BIN)/hadolint ] && [ -f Dockerfile ]; then $(BIN)/hadolint Dockerfile; fi
 
 fmt: $(STAMP)

@@ -178,17 +178,18 @@ def run(
 ) -> int:
     """Start the operator and block until it stops."""
     from goldrush_operator import handlers
+    from goldrush_operator.controller.loop import Controller
     from goldrush_operator.goldrush_api import GoldRushClient
     from goldrush_operator.kube import Kube
     from goldrush_operator.metrics import PrometheusMetrics
-    from goldrush_operator.reconciler import Reconciler
-    from goldrush_operator.registry import Registry
+    from goldrush_operator.scheduler import Scheduler
+    from goldrush_operator.state import Store
 
-    registry = Registry()
+    store = Store()
 
     def pipeline_id_of(namespace: str, name: str) -> str | None:
-        state = registry.objects.get((namespace, name))
-        return state.pipeline_id if state is not None else None
+        record = store.get((namespace, name))
+        return record.pipeline_id if record is not None else None
 
     configure_logging(settings, verbose, pipeline_id_of)
     metrics = PrometheusMetrics()
@@ -208,10 +209,10 @@ def run(
         return client
 
     kube = Kube()
-    reconciler = Reconciler(
-        settings, kube, registry, client_for, ServiceKeySource(settings), metrics
-    )
-    handlers.install(handlers.Runtime(reconciler=reconciler, registry=registry))
+    controller = Controller(settings, kube, store, client_for, ServiceKeySource(settings), metrics)
+    scheduler = Scheduler(controller.run_pass, workers=settings.workers)
+    runtime = handlers.Runtime(controller=controller, store=store, scheduler=scheduler,
+                               list_versions=kube.list_pipeline_versions, on_loop_lag=metrics.loop_lag)
     if liveness is None and settings.health_port:
         liveness = f"http://0.0.0.0:{settings.health_port}/healthz"
     logging.getLogger("goldrush_operator").info(
@@ -219,7 +220,7 @@ def run(
         ",".join(namespaces) or "all",
     )
     try:
-        handlers.start(namespaces=namespaces, liveness_endpoint=liveness)
+        handlers.start(runtime, namespaces=namespaces, liveness_endpoint=liveness)
     finally:
         kube.close()
     return 0

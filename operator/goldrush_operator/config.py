@@ -28,6 +28,13 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
     return value
 
 
+def _share(env: Mapping[str, str], name: str, default: float) -> float:
+    value = _float(env, name, default)
+    if value > 1:
+        raise ValueError(f"{name} is a share of GOLDRUSH_RATE_LIMIT between 0 and 1, got {value}")
+    return value
+
+
 def _int(env: Mapping[str, str], name: str, default: int) -> int:
     return int(_float(env, name, float(default)))
 
@@ -42,6 +49,9 @@ class Settings:
     namespaces: tuple[str, ...] = ()
     poll_fast_seconds: float = 2.0
     poll_slow_seconds: float = 900.0
+    poll_status_max_seconds: float = 60.0
+    poll_budget_share: float = 0.1
+    workers: int = 32
     max_concurrency: int = 10
     rate_limit: float = 20.0
     metrics_port: int = 9090
@@ -67,6 +77,9 @@ class Settings:
             namespaces=namespaces,
             poll_fast_seconds=_float(e, "GOLDRUSH_POLL_FAST_SECONDS", 2.0) or 2.0,
             poll_slow_seconds=_float(e, "GOLDRUSH_POLL_SLOW_SECONDS", 900.0) or 900.0,
+            poll_status_max_seconds=_float(e, "GOLDRUSH_POLL_STATUS_MAX_SECONDS", 60.0) or 60.0,
+            poll_budget_share=_share(e, "GOLDRUSH_POLL_BUDGET_SHARE", 0.1),
+            workers=max(1, _int(e, "GOLDRUSH_WORKERS", 32)),
             max_concurrency=max(1, _int(e, "GOLDRUSH_MAX_CONCURRENCY", 10)),
             rate_limit=_float(e, "GOLDRUSH_RATE_LIMIT", 20.0),
             metrics_port=_int(e, "GOLDRUSH_METRICS_PORT", 9090),

@@ -80,7 +80,7 @@ class Kube:
         """Decoded `data` (and `stringData`-derived) values of a Secret; raises NotFound."""
 
         secret = await self._run(lambda: self._core.read_namespaced_secret(name, namespace))
-        return decode_secret_data(secret.data)
+        return decode_secret_data({str(k): str(v) for k, v in (secret.data or {}).items()})
 
     async def get_configmap_data(self, namespace: str, name: str) -> dict[str, str]:
         """`data` of a ConfigMap; raises NotFound."""

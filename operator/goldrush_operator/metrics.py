@@ -1,6 +1,7 @@
 """Prometheus metrics (`prometheus-client`), served on `GOLDRUSH_METRICS_PORT` by `cli.run`.
 
-The reconciler reports through the `reconciler.Metrics` protocol; the API client through its `on_request`
+The controller reports through the `controller.ports.Metrics` protocol, the loop-lag monitor through
+`loop_lag`; the API client through its `on_request`
 hook (`PrometheusMetrics.on_request`).
 """
 
@@ -33,6 +34,10 @@ class PrometheusMetrics:
         )
         self.drift = Counter("goldrush_drift_corrections_total", "Out-of-band changes corrected.", registry=r)
         self.rotations = Counter("goldrush_secret_rotations_total", "Secret rotations applied.", registry=r)
+        self.loop_lag_seconds = Histogram(
+            "goldrush_event_loop_lag_seconds", "How late the event loop wakes up (sampled every 0.1 s).",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0), registry=r,
+        )
         self._phase_of: dict[tuple[str, str], str] = {}
 
     def serve(self, port: int) -> None:
@@ -56,6 +61,9 @@ class PrometheusMetrics:
         counts = _Counter(self._phase_of.values())
         for name in ("PENDING", "DEPLOYING", "RUNNING", "PAUSED", "FAILED", "STOPPING", "STOPPED"):
             self.phases.labels(name).set(counts.get(name, 0))
+
+    def loop_lag(self, seconds: float) -> None:
+        self.loop_lag_seconds.observe(seconds)
 
     def drift_corrected(self) -> None:
         self.drift.inc()

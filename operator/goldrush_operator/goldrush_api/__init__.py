@@ -20,7 +20,7 @@ Wire models (:mod:`.models`)
 Errors (:mod:`.errors`, tree in its docstring)
     ``GoldRushError`` > ``MaskedSecretError``, ``TransportError`` (``ConnectError``,
     ``RequestTimeoutError``), ``OutcomeUnknownError``, ``UnexpectedResponseError``, ``ApiError``
-    (``InvalidRequestError``, ``UnauthorizedError``, ``ForbiddenError``, ``NotFoundError``,
+    (``InvalidRequestError``, ``ConflictError``, ``UnauthorizedError``, ``ForbiddenError``, ``NotFoundError``,
     ``RateLimitedError``, ``ServerError``); ``api_error_for_status``.
 
 Rate limiting and shared state (:mod:`.ratelimit`, :mod:`.retry`, :mod:`.shared`)
@@ -39,6 +39,7 @@ from .client import (
 )
 from .errors import (
     ApiError,
+    ConflictError,
     ConnectError,
     ForbiddenError,
     GoldRushError,
@@ -88,6 +89,7 @@ __all__ = [
     "USER_AGENT",
     "ApiError",
     "Clock",
+    "ConflictError",
     "ConnectError",
     "CreatedBy",
     "DestinationHealth",

@@ -1,7 +1,8 @@
 """Error tree of the GoldRush API client.
 
-Raised by :class:`goldrush_operator.goldrush_api.client.GoldRushClient`; caught by the operator's reconciler, which
-maps ``transient`` to back-off-and-retry and the rest to ``Stalled`` conditions::
+Raised by :class:`goldrush_operator.goldrush_api.client.GoldRushClient`; the operator's one error policy
+(``goldrush_operator.controller.outcome.classify``) maps ``transient`` to back-off-and-retry and the rest to
+``Stalled`` conditions::
 
     GoldRushError                      transient  status
     ├── MaskedSecretError (ValueError)  no         None   body carries the read mask "******"; nothing sent
@@ -16,6 +17,7 @@ maps ``transient`` to back-off-and-retry and the rest to ``Stalled`` conditions:
         ├── UnauthorizedError           no         401
         ├── ForbiddenError              no         403
         ├── NotFoundError               no         404
+        ├── ConflictError               yes        409    the pipeline's state refuses the change now
         ├── RateLimitedError            yes        429    ``retry_after`` seconds (or None)
         └── ServerError                 yes        5xx
 
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 __all__ = [
     "ApiError",
+    "ConflictError",
     "ConnectError",
     "ForbiddenError",
     "GoldRushError",
@@ -158,6 +161,12 @@ class NotFoundError(ApiError):
     """404: no such pipeline in the key's group (for delete: it is gone)."""
 
 
+class ConflictError(ApiError):
+    """409 from the API: the pipeline's current state refuses the change (the API does not document when)."""
+
+    transient = True
+
+
 class RateLimitedError(ApiError):
     """429: too many requests. ``retry_after`` is the server's wait in seconds, or None when not given."""
 
@@ -202,6 +211,7 @@ def api_error_for_status(
         401: UnauthorizedError,
         403: ForbiddenError,
         404: NotFoundError,
+        409: ConflictError,
         422: InvalidRequestError,
     }
     cls = classes.get(status, ServerError if status >= 500 else ApiError)

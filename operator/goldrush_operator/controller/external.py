@@ -1,0 +1,253 @@
+"""The GoldRush side of the contract: observe, create (crash-safe, adopt), update, set paused, delete.
+
+Called by `loop.Controller` (passes and deletion). Each write is fenced by crash points (`crash.STEPS`).
+Rules (design.md section 5):
+- create: the intent mark (`goldrush.dev/create-pending` with the keyed hashes of the secrets it sends) is
+  written before the POST, the id right after it (status first, then the annotation); a pending mark
+  without an id is resolved by looking the pipeline up (name + project + topic, created after the mark),
+  never by a second POST;
+- name rule: a remote pipeline with the object's name and project that the object did not create or adopt
+  is a `NameConflict` whatever its topic (`goldrush.dev/adopt: "true"` takes it over);
+- update: one PATCH with only the changed fields; pause/resume: one PUT.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import json
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from goldrush_operator import conditions as cond
+from goldrush_operator.controller.inputs import Desired
+from goldrush_operator.controller.outcome import InputProblem, Stall
+from goldrush_operator.controller.ports import KubePort
+from goldrush_operator.controller.status import Pass, StatusWriter
+from goldrush_operator.crash import crash_point
+from goldrush_operator.goldrush_api import GoldRushClient, NotFoundError, Pipeline
+from goldrush_operator.kube import KubeError
+from goldrush_operator.resource import ANNOTATION_ADOPT, ANNOTATION_CREATE_PENDING, ANNOTATION_PIPELINE_ID
+
+log = logging.getLogger("goldrush_operator.controller")
+
+LOOKUP_TTL_SECONDS = 10.0
+# Written with the create-pending mark: the keyed hashes of the secret values the POST sends, so that a
+# pipeline adopted after an interrupted create is not PATCHed with the same secrets again.
+ANNOTATION_CREATE_PENDING_SECRETS = "goldrush.dev/create-pending-secrets"
+
+
+def now_iso() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_time(value: Any) -> dt.datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+
+
+def pending_hashes(annotations: Mapping[str, str]) -> dict[str, str]:
+    try:
+        parsed = json.loads(annotations.get(ANNOTATION_CREATE_PENDING_SECRETS) or "{}")
+    except ValueError:
+        return {}
+    return {str(k): str(v) for k, v in parsed.items()} if isinstance(parsed, dict) else {}
+
+
+@dataclass
+class _Directory:
+    """A short-lived listing of all remote pipelines visible to one key (shared by concurrent creates)."""
+
+    fetched_at: float = -1e9
+    items: list[Pipeline] = field(default_factory=list)
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+class Wait(Exception):
+    """The create cannot be decided yet (an earlier POST may still be in flight): look again after `delay`."""
+
+    def __init__(self, delay: float) -> None:
+        super().__init__(f"wait {delay}s")
+        self.delay = delay
+
+
+class External:
+    """Remote operations of passes and deletions; one per controller (it shares the listings)."""
+
+    def __init__(
+        self, kube: KubePort, status: StatusWriter, *, request_timeout: float, fast: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._kube = kube
+        self._status = status
+        self._request_timeout = request_timeout
+        self._fast = fast
+        self._clock = clock
+        self._directories: dict[str, _Directory] = {}
+
+    async def event(self, p: Pass, reason: str, message: str, *, warning: bool = False) -> None:
+        """A scrubbed Event; a failure to record it is logged, never raised."""
+        try:
+            await self._kube.post_event(p.body, reason, p.scrub(message), warning=warning)
+        except KubeError as exc:
+            log.warning("could not record Event %s: %s", reason, exc)
+
+    async def warn_once(self, p: Pass, reason: str, message: str) -> None:
+        """A Warning Event only when the failure reason changes (never one per poll)."""
+        if p.record.last_event_reason != reason:
+            p.record.last_event_reason = reason
+            await self.event(p, reason, message, warning=True)
+
+    async def listing(self, client: GoldRushClient, key_id: str, *, fresh: bool) -> list[Pipeline]:
+        directory = self._directories.setdefault(key_id, _Directory())
+        async with directory.lock:
+            if fresh or self._clock() - directory.fetched_at > LOOKUP_TTL_SECONDS:
+                # Creates wait on this listing: it gets the rate-limit priority of a write.
+                directory.items = [item async for item in client.list_pipelines(urgent=True)]
+                directory.fetched_at = self._clock()
+            return list(directory.items)
+
+    # ------------------------------------------------------------------------------------------ create
+
+    async def record_id(self, p: Pass, pipeline_id: str, secrets: list[dict[str, str]] | None) -> None:
+        """Record the id right after create/adopt: status (id + secret hashes) first, then the annotations.
+
+        A crash between the two writes leaves a complete record in status; the next pass only finishes the
+        annotations (`finish_record`). The other order would lose the hashes and cost a redundant PATCH.
+        """
+        fields: dict[str, Any] = {"pipelineId": pipeline_id}
+        if secrets is not None:
+            fields["secrets"] = secrets
+        p.out.update(fields)
+        await self._status.record(p, fields)
+        crash_point("create.after-record-status")
+        await self.finish_record(p, pipeline_id)
+
+    async def finish_record(self, p: Pass, pipeline_id: str) -> None:
+        """Annotate the id and drop the create-pending marks."""
+        await self._kube.patch_annotations(
+            p.namespace, p.name,
+            {ANNOTATION_PIPELINE_ID: pipeline_id, ANNOTATION_CREATE_PENDING: None,
+             ANNOTATION_CREATE_PENDING_SECRETS: None},
+        )
+        p.record.pipeline_id = pipeline_id
+        p.record.create_pending = None
+        p.record.pending_hashes = None
+
+    async def forget_id(self, p: Pass) -> None:
+        """Drop the id annotation (the remote pipeline vanished out of band)."""
+        await self._kube.patch_annotations(p.namespace, p.name, {ANNOTATION_PIPELINE_ID: None})
+
+    async def create_or_adopt(self, p: Pass, d: Desired, client: GoldRushClient) -> tuple[Pipeline, bool]:
+        """Create the remote pipeline exactly once, or adopt the one an interrupted attempt created.
+
+        Returns (remote, created); raises `Wait` while undecided and `InputProblem` (a stall) on a
+        conflict.
+        """
+        record = p.record
+        pending = record.create_pending or p.annotations.get(ANNOTATION_CREATE_PENDING)
+        name, project = d.payload["name"], d.payload["project"]
+        named = [i for i in await self.listing(client, d.key_id, fresh=bool(pending))
+                 if i.name == name and i.project == project]
+        if pending:
+            found = await self._resolve_pending(p, d, pending, [i for i in named if i.topic == d.payload["topic"]])
+            if found is not None:
+                return found
+        elif named:
+            if p.annotations.get(ANNOTATION_ADOPT) == "true" and len(named) == 1:
+                await self.record_id(p, named[0].id, None)
+                await self.event(p, "Adopted", f"adopted existing pipeline {named[0].id} by name")
+                return named[0], False
+            ids = ", ".join(sorted(i.id for i in named))
+            msg = (f"a pipeline named {name!r} in project {project!r} already exists ({ids}) and was not created "
+                   f"by this object; set {ANNOTATION_ADOPT}: \"true\" to take it over")
+            await self.warn_once(p, cond.NAME_CONFLICT, msg)
+            raise InputProblem(Stall(cond.NAME_CONFLICT, msg, synced_reason=cond.NAME_CONFLICT))
+        crash_point("create.before-intent")
+        mark = now_iso()
+        await self._kube.patch_annotations(
+            p.namespace, p.name,
+            {ANNOTATION_CREATE_PENDING: mark,
+             ANNOTATION_CREATE_PENDING_SECRETS: json.dumps(d.resolved.hashes, sort_keys=True)},
+        )
+        record.create_pending, record.pending_hashes = mark, dict(d.resolved.hashes)
+        crash_point("create.after-intent")
+        remote = await client.create_pipeline(d.payload)
+        crash_point("create.after-post")
+        await self.record_id(p, remote.id, d.resolved.status_entries())
+        crash_point("create.after-record")
+        await self.event(p, "Created", f"created pipeline {remote.id}")
+        record.applied_hashes = d.resolved.hashes
+        return remote, True
+
+    async def _resolve_pending(
+        self, p: Pass, d: Desired, pending: str, same: list[Pipeline]
+    ) -> tuple[Pipeline, bool] | None:
+        """Adopt what an interrupted create left; None when it never landed (then create)."""
+        mark = parse_time(pending)
+        if mark is not None:
+            floor = mark - dt.timedelta(seconds=5)
+            same = [i for i in same if (parse_time(i.created_at) or floor) >= floor]
+        if len(same) == 1:
+            record = p.record
+            sent = record.pending_hashes if record.pending_hashes is not None else pending_hashes(p.annotations)
+            await self.record_id(p, same[0].id, d.resolved.status_entries() if sent == d.resolved.hashes else None)
+            record.applied_hashes = sent
+            await self.event(p, "Adopted", f"found pipeline {same[0].id} created by an interrupted attempt")
+            return same[0], False
+        if len(same) > 1:
+            ids = ", ".join(sorted(i.id for i in same))
+            msg = f"an interrupted create left several matching pipelines ({ids}); set {ANNOTATION_PIPELINE_ID}"
+            await self.warn_once(p, cond.CREATE_INCOMPLETE, msg)
+            raise InputProblem(Stall(cond.CREATE_INCOMPLETE, msg))
+        age = (dt.datetime.now(dt.UTC) - mark).total_seconds() if mark else 1e9
+        if age < self._request_timeout + 5:
+            raise Wait(self._fast)  # the earlier POST may still be in flight: look again before deciding
+        return None
+
+    # ------------------------------------------------------------------------------------------ update
+
+    async def update(self, client: GoldRushClient, pipeline_id: str, patch: Mapping[str, Any]) -> Pipeline:
+        crash_point("update.before-patch")
+        remote = await client.update_pipeline(pipeline_id, patch)
+        crash_point("update.after-patch")
+        return remote
+
+    async def set_paused(self, p: Pass, client: GoldRushClient, pipeline_id: str, paused: bool) -> None:
+        step = "pause" if paused else "resume"
+        crash_point(f"{step}.before-put")
+        await client.set_status(pipeline_id, "paused" if paused else "running")
+        crash_point(f"{step}.after-put")
+        await self.event(p, "Paused" if paused else "Resumed", f"{step}d pipeline {pipeline_id}")
+
+    # ------------------------------------------------------------------------------------------ delete
+
+    async def find_interrupted(self, client: GoldRushClient, key_id: str, name: str, project: str,
+                               topic: str) -> str | None:
+        """The id of a pipeline an interrupted create may have left (deletion must not orphan it)."""
+        for item in await self.listing(client, key_id, fresh=True):
+            if item.name == name and item.project == project and item.topic == topic:
+                return item.id
+        return None
+
+    async def delete(self, client: GoldRushClient, pipeline_id: str, *, already_sent: bool) -> bool:
+        """Send DELETE once; True when the pipeline is gone (404 counts as gone)."""
+        if not already_sent:
+            crash_point("delete.before-delete")
+            with contextlib.suppress(NotFoundError):
+                await client.delete_pipeline(pipeline_id)
+            crash_point("delete.after-delete")
+        try:
+            await client.get_pipeline(pipeline_id)
+        except NotFoundError:
+            return True
+        return False

@@ -1,0 +1,125 @@
+"""Step 1 of a pass: spec, referenced Secrets, service key and ABI -> the desired API payload.
+
+Called by `loop.Controller` at the start of every pass. Kubernetes reads only (Secrets come from the
+watch-fed cache in `state.Store` when they can). Any unusable input raises `outcome.InputProblem` with the
+precise reason and message: `InvalidSpec`, `SecretNotFound`, `ConfigMapNotFound`, `AuthFailed` (no key).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+from goldrush_operator import conditions as cond
+from goldrush_operator.config import ServiceKeySource
+from goldrush_operator.controller.outcome import InputProblem, Stall
+from goldrush_operator.controller.ports import KubePort
+from goldrush_operator.controller.status import Pass
+from goldrush_operator.credentials import ResolvedSecrets, resolve_destination_secrets, resolve_service_key
+from goldrush_operator.kube import NotFound
+from goldrush_operator.payload import desired_payload, parse_abi_file
+from goldrush_operator.resource import PipelineSpec
+from goldrush_operator.secret_values import object_hmac_key
+from goldrush_operator.state import Store
+
+CONFIGMAP_NOT_FOUND = "ConfigMapNotFound"
+
+
+class Missing(Exception):
+    """An input the user still has to create (not a stall: it is picked up as soon as it appears)."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+@dataclass
+class Desired:
+    """Everything the remote side of a pass needs."""
+
+    spec: PipelineSpec
+    payload: dict[str, Any]
+    resolved: ResolvedSecrets
+    service_key: str
+    key_id: str
+
+    def fingerprint(self, generation: int) -> str:
+        """Changes whenever the spec, a secret value or the key changes (the hold of a stall ends)."""
+        digest = hashlib.sha256(json.dumps(self.payload, sort_keys=True, default=str).encode()).hexdigest()
+        return f"{generation}:{self.key_id}:{digest}"
+
+
+def parse_spec(p: Pass) -> PipelineSpec:
+    try:
+        return PipelineSpec.model_validate(p.body.get("spec") or {})
+    except ValidationError as exc:
+        msg = "; ".join(f"spec.{'.'.join(str(x) for x in e['loc'])}: {e['msg']}" for e in exc.errors())
+        raise InputProblem(Stall(cond.INVALID_SPEC, f"invalid spec: {msg}")) from None
+
+
+class Inputs:
+    """Reads the inputs of a pass."""
+
+    def __init__(self, kube: KubePort, store: Store, key_source: ServiceKeySource, pepper: str) -> None:
+        self._kube = kube
+        self._store = store
+        self._key_source = key_source
+        self._pepper = pepper
+
+    async def read_secret(self, namespace: str, name: str) -> dict[str, str] | None:
+        key = (namespace, name)
+        if key in self._store.secret_cache:
+            return self._store.secret_cache[key]
+        try:
+            data: dict[str, str] | None = await self._kube.get_secret_data(namespace, name)
+        except NotFound:
+            data = None
+        self._store.cache_secret(namespace, name, data)
+        return data
+
+    async def read(self, p: Pass, spec: PipelineSpec) -> Desired:
+        """The desired payload; raises `Missing` or `InputProblem`."""
+        hkey = object_hmac_key(self._pepper, p.record.uid)
+        names = {ref.name for ref in (spec.destination.secret_refs or {}).values()}
+        if spec.service_key_secret_ref is not None:
+            names.add(spec.service_key_secret_ref.name)
+        self._store.set_references(p.record, frozenset(names))
+        fetched = {n: await self.read_secret(p.namespace, n) for n in sorted(names)}
+        resolved = resolve_destination_secrets(spec, fetched, hkey)
+        key_resolved = resolve_service_key(spec, fetched, hkey)
+        p.secrets = tuple(resolved.values.values()) + (tuple(key_resolved.values.values()) if key_resolved else ())
+        missing = [*resolved.missing, *(key_resolved.missing if key_resolved else ())]
+        if missing:
+            raise Missing(cond.SECRET_NOT_FOUND, "; ".join(m.message for m in missing))
+        service_key = key_resolved.values["serviceKey"] if key_resolved else self._key_source.get()
+        if not service_key:
+            raise InputProblem(Stall(cond.AUTH_FAILED, "no service key: set GOLDRUSH_SERVICE_KEY_FILE or "
+                                                       "GOLDRUSH_SERVICE_KEY, or spec.serviceKeySecretRef"))
+        p.secrets = (*p.secrets, service_key)
+        abi_file = await self._abi(p, spec)
+        try:
+            payload = desired_payload(p.namespace, p.name, spec, resolved.values, abi_file)
+        except ValueError as exc:
+            raise InputProblem(Stall(cond.INVALID_SPEC, p.scrub(str(exc)))) from None
+        key_id = hashlib.sha256(service_key.encode()).hexdigest()
+        return Desired(spec, payload, resolved, service_key, key_id)
+
+    async def _abi(self, p: Pass, spec: PipelineSpec) -> dict[str, Any] | None:
+        if not (spec.abi and spec.abi.config_map_ref):
+            return None
+        ref = spec.abi.config_map_ref
+        try:
+            data = await self._kube.get_configmap_data(p.namespace, ref.name)
+        except NotFound:
+            raise Missing(CONFIGMAP_NOT_FOUND, f"ConfigMap {ref.name!r} not found (spec.abi.configMapRef)") from None
+        if ref.key not in data:
+            raise Missing(CONFIGMAP_NOT_FOUND, f"key {ref.key!r} not found in ConfigMap {ref.name!r}")
+        try:
+            return parse_abi_file(data[ref.key])
+        except ValueError as exc:
+            raise InputProblem(Stall(cond.INVALID_SPEC, f"spec.abi.configMapRef: {exc}")) from None

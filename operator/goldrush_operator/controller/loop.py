@@ -1,0 +1,440 @@
+"""One reconcile pass: inputs -> observe -> plan -> act -> status; and the finalizer's deletion.
+
+`Controller.run_pass(key)` is what the scheduler's workers run (it returns the delay until the object is
+due again); `Controller.delete(body)` is what the kopf deletion handler runs (it raises `DeleteLater` while
+work remains). Every failure of either goes through `outcome.classify`, and only `status.StatusWriter`
+writes status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import hashlib
+import logging
+import random
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from goldrush_operator import conditions as cond
+from goldrush_operator.config import ServiceKeySource, Settings
+from goldrush_operator.controller import status
+from goldrush_operator.controller.external import (
+    ANNOTATION_CREATE_PENDING_SECRETS,
+    External,
+    Wait,
+    now_iso,
+    parse_time,
+)
+from goldrush_operator.controller.inputs import Desired, Inputs, Missing, parse_spec
+from goldrush_operator.controller.outcome import InputProblem, Retry, Stall, classify
+from goldrush_operator.controller.ports import ClientFactory, KubePort, Metrics, NoMetrics
+from goldrush_operator.controller.status import Pass, StatusWriter
+from goldrush_operator.credentials import applied_hashes_from_status
+from goldrush_operator.goldrush_api import GoldRushClient, GoldRushError, NotFoundError, RuntimeStatus
+from goldrush_operator.logcontext import about
+from goldrush_operator.payload import compute_diff
+from goldrush_operator.phases import judge
+from goldrush_operator.resource import (
+    ANNOTATION_CREATE_PENDING,
+    ANNOTATION_FLUX_REQUESTED_AT,
+    ANNOTATION_PAUSE_RECONCILIATION,
+    ANNOTATION_PIPELINE_ID,
+    ANNOTATION_RECONCILE_REQUESTED_AT,
+)
+from goldrush_operator.scheduler import Cadence, ReadBudget
+from goldrush_operator.state import ObjectKey, ObjectRecord, Store, object_key, snapshot_of
+
+log = logging.getLogger("goldrush_operator.controller")
+
+STABLE_PHASES = frozenset({"RUNNING", "PAUSED", "STOPPED", "FAILED"})
+HOLD_RECHECK_SECONDS = 30.0
+# Stalls that only a change of the inputs can end (a write answered 4xx is never repeated as it was).
+HOLD_UNTIL_CHANGE = frozenset({cond.AUTH_FAILED, cond.INVALID_SPEC})
+FULL_CHECK_READS = 3  # GET pipeline, GET status, GET destination health
+
+
+class DeleteLater(Exception):
+    """The deletion must run again after `delay` seconds; `message` is scrubbed."""
+
+    def __init__(self, message: str, delay: float) -> None:
+        super().__init__(message)
+        self.message = message
+        self.delay = delay
+
+
+class Controller:
+    """One per operator process; all per-object memory lives in `state.Store`."""
+
+    def __init__(
+        self, settings: Settings, kube: KubePort, store: Store, client_for: ClientFactory,
+        key_source: ServiceKeySource, metrics: Metrics | None = None, clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.settings, self.store, self.client_for, self.clock = settings, store, client_for, clock
+        self.key_source = key_source
+        self.metrics: Metrics = metrics or NoMetrics()
+        self.status = StatusWriter(kube)
+        self.inputs = Inputs(kube, store, key_source, settings.hash_key)
+        self.external = External(kube, self.status, request_timeout=settings.request_timeout,
+                                 fast=settings.poll_fast_seconds, clock=clock)
+        budget = settings.rate_limit * settings.poll_budget_share
+        self.cadence = Cadence(settings.poll_fast_seconds, settings.poll_status_max_seconds,
+                               settings.poll_slow_seconds, budget)
+        self.budget = ReadBudget(budget, clock=clock)
+
+    # ------------------------------------------------------------------------------------------ timing
+
+    def intervals(self) -> tuple[float, float]:
+        return self.cadence.intervals(len(self.store))
+
+    def _backoff(self, record: ObjectRecord, floor: float | None = None) -> float:
+        base = max(self.settings.poll_fast_seconds, 1.0)
+        record.backoff = min(max(base, record.backoff * 2 or base), self.settings.error_backoff_max_seconds)
+        return max(random.uniform(base, record.backoff), floor or 0.0)
+
+    # ------------------------------------------------------------------------------------------ pass
+
+    async def run_pass(self, key: ObjectKey) -> float | None:
+        """One pass over the object `key`; the delay until it is due again (None: it is gone or going)."""
+        record = self.store.get(key)
+        if record is None or record.deleting:
+            return None
+        started, result = self.clock(), "error"
+        with about(key):
+            p = Pass.of(record)
+            try:
+                delay, result = await self._pass(p)
+            except Exception as exc:
+                delay, result = await self._failed(p, exc)
+            finally:
+                self.metrics.reconcile_done(result, self.clock() - started)
+        return delay
+
+    async def _failed(self, p: Pass, exc: Exception) -> tuple[float, str]:
+        outcome = classify(exc, p.scrub)
+        record = p.record
+        if isinstance(outcome, Retry):
+            log.warning("%s; retrying", outcome.message)
+            delay, result = self._backoff(record, outcome.delay), "retry"
+        else:
+            await self.external.warn_once(p, outcome.reason, outcome.message)
+            if outcome.reason in HOLD_UNTIL_CHANGE:
+                # Held (no API call) until the fingerprint changes; "" marks a hold set before the inputs were
+                # known, which the next pass re-evaluates. The key watcher wakes every held object.
+                record.held_on = record.held_on or ""
+                delay = HOLD_RECHECK_SECONDS
+            else:
+                record.held_on = ""
+                delay = self.intervals()[1]  # the cause may lie outside the object: re-check on the slow cadence
+            result = "stalled"
+            if not (record.pipeline_id or p.current.get("pipelineId")):
+                p.out["phase"] = "PENDING"
+        status.failed(p, outcome, in_sync=p.in_sync)
+        try:
+            await self.status.write(p)
+        except Exception as write_exc:  # the apiserver itself may be what failed
+            log.warning("could not write status: %s", p.scrub(str(write_exc)))
+            delay = self._backoff(record)
+        return delay, result
+
+    def _tokens(self, p: Pass) -> bool:
+        """Whether an on-demand reconcile was requested (either annotation, a user's and Flux's)."""
+        tokens = [t for t in (p.annotations.get(ANNOTATION_RECONCILE_REQUESTED_AT),
+                              p.annotations.get(ANNOTATION_FLUX_REQUESTED_AT)) if t]
+        handled = {*p.record.handled_tokens, p.current.get("lastHandledReconcileAt")}
+        new = [t for t in tokens if t not in handled]
+        if new:
+            p.out["lastHandledReconcileAt"] = new[-1]
+        p.record.handled_tokens = frozenset(tokens)
+        return bool(new)
+
+    async def _pass(self, p: Pass) -> tuple[float, str]:
+        record = p.record
+        token_new = self._tokens(p)
+        p.in_sync = p.applied_generation() == p.generation
+        spec = parse_spec(p)
+        if p.annotations.get(ANNOTATION_PAUSE_RECONCILIATION) == "true":
+            status.reconcile_paused(p, f"reconciliation paused by annotation {ANNOTATION_PAUSE_RECONCILIATION}")
+            await self.status.write(p)
+            return self.settings.poll_slow_seconds, "paused"
+        try:
+            d = await self.inputs.read(p, spec)
+        except Missing as missing:
+            status.waiting(p, missing.reason, missing.message)
+            if not (record.pipeline_id or p.current.get("pipelineId")):
+                p.out["phase"] = "PENDING"
+            await self.external.warn_once(p, missing.reason, missing.message)
+            await self.status.write(p)
+            return self.intervals()[0], "missing"
+        fingerprint = d.fingerprint(p.generation)
+        if record.held_on is not None:
+            if record.held_on == fingerprint and not token_new:
+                return HOLD_RECHECK_SECONDS, "stalled"
+            record.held_on = None
+        try:
+            return await self._converge(p, d, self.client_for(d.service_key), token_new)
+        except InputProblem as problem:
+            if isinstance(problem.outcome, Stall) and problem.outcome.reason in HOLD_UNTIL_CHANGE:
+                record.held_on = fingerprint
+            raise
+        except GoldRushError as exc:
+            outcome = classify(exc, p.scrub)
+            if isinstance(outcome, Stall) and outcome.reason in HOLD_UNTIL_CHANGE:
+                record.held_on = fingerprint  # never send the same rejected write again
+            raise
+
+    def _pipeline_id(self, p: Pass) -> str | None:
+        record = p.record
+        known = record.pipeline_id or p.current.get("pipelineId") or p.annotations.get(ANNOTATION_PIPELINE_ID)
+        user_id = p.annotations.get(ANNOTATION_PIPELINE_ID)
+        if user_id and user_id != known and not record.create_pending:
+            return user_id  # a user points the object at another pipeline: adopt it
+        return str(known) if known else None
+
+    async def _converge(self, p: Pass, d: Desired, client: GoldRushClient, token_new: bool) -> tuple[float, str]:
+        record, now = p.record, self.clock()
+        pipeline_id = self._pipeline_id(p)
+        applied = (record.applied_hashes if record.applied_hashes is not None
+                   else applied_hashes_from_status(p.current.get("secrets")))
+        if pipeline_id and not record.pipeline_id and (
+            p.annotations.get(ANNOTATION_PIPELINE_ID) != pipeline_id
+            or ANNOTATION_CREATE_PENDING in p.annotations or ANNOTATION_CREATE_PENDING_SECRETS in p.annotations
+        ):
+            await self.external.finish_record(p, pipeline_id)  # a crash between the two writes of record_id
+        remote, created = None, False
+        if not pipeline_id:
+            p.in_sync = False
+            status.creating(p)
+            try:
+                remote, created = await self.external.create_or_adopt(p, d, client)
+            except Wait as undecided:
+                await self.status.write(p)
+                return undecided.delay, "create_wait"
+            pipeline_id = remote.id
+            applied = record.applied_hashes if record.applied_hashes is not None else applied
+        applied_gen = p.applied_generation()
+        p.in_sync = applied_gen == p.generation and d.resolved.hashes == applied and not created
+        work = (created or remote is not None or applied_gen != p.generation or d.resolved.hashes != applied
+                or token_new or pipeline_id != (record.pipeline_id or p.current.get("pipelineId")))
+        status_every, full_every = self.intervals()
+        if record.fresh and not work:
+            record.fresh = False
+            if p.current.get("phase") in STABLE_PHASES and cond.is_true(p.current.get("conditions"), cond.READY):
+                # Restart with an in-sync object: spread the first reads over the intervals.
+                record.pipeline_id, record.synced_generation, record.applied_hashes = pipeline_id, p.generation, applied
+                record.next_full_check = now + random.uniform(0, full_every)
+                return random.uniform(0, status_every), "deferred"
+        record.fresh = False
+        full_check = work or now >= record.next_full_check
+        if not work and not record.poll_reserved:
+            wait = self.budget.reserve(FULL_CHECK_READS if full_check else 1)
+            if wait > 0.05:
+                record.poll_reserved = True  # paid for: the read goes out when it is due
+                return wait, "budget"
+        record.poll_reserved = False
+        record.pipeline_id = pipeline_id
+        p.out["pipelineId"] = pipeline_id
+        if full_check:
+            converged = await self._apply_config(p, d, client, pipeline_id, remote, applied, created)
+            if converged is None:
+                return 0.0, "recreate"
+        return await self._observe(p, d, client, pipeline_id, full_check, created)
+
+    async def _apply_config(
+        self, p: Pass, d: Desired, client: GoldRushClient, pipeline_id: str, remote: Any,
+        applied: dict[str, str], created: bool,
+    ) -> bool | None:
+        """Plan and act on the configuration; None when the remote is gone (recreate next pass)."""
+        record = p.record
+        if remote is None:
+            try:
+                remote = await client.get_pipeline(pipeline_id)
+            except NotFoundError:
+                await self._remote_gone(p, pipeline_id)
+                return None
+        diff = compute_diff(d.payload, remote.model_dump(mode="json"), d.resolved.hashes, applied)
+        if diff.immutable:
+            fields = ", ".join(f"{name} (remote {r!r}, spec {w!r})" for name, (w, r) in sorted(diff.immutable.items()))
+            msg = f"remote pipeline {pipeline_id} differs in fields that cannot change: {fields}"
+            raise InputProblem(Stall(cond.IMMUTABLE_FIELD_CHANGED, msg))
+        if diff.patch:
+            in_sync_before = p.applied_generation() == p.generation and d.resolved.hashes == applied
+            rotated = sorted({u.name for u in d.resolved.uses if applied.get(u.field) != u.hash})
+            await self.external.update(client, pipeline_id, diff.patch)
+            fields = ", ".join(diff.changed_fields)
+            if not created and in_sync_before:
+                self.metrics.drift_corrected()
+                await self.external.event(p, "DriftCorrected", f"corrected out-of-band changes to: {fields}")
+            elif rotated and d.resolved.hashes != applied:
+                self.metrics.secret_rotated()
+                await self.external.event(p, "SecretRotated", f"applied new values from Secret(s) {', '.join(rotated)}")
+            else:
+                await self.external.event(p, "Updated", f"updated pipeline {pipeline_id}: {fields}")
+        record.applied_hashes = d.resolved.hashes
+        if diff.status is not None:
+            await self.external.set_paused(p, client, pipeline_id, diff.status == "paused")
+        p.out["secrets"] = d.resolved.status_entries()
+        p.out["pipelineName"] = d.payload["name"]
+        record.synced_generation = p.generation
+        p.in_sync = True
+        return True
+
+    async def _observe(
+        self, p: Pass, d: Desired, client: GoldRushClient, pipeline_id: str, full_check: bool, created: bool
+    ) -> tuple[float, str]:
+        record = p.record
+        try:
+            runtime: RuntimeStatus = await client.get_status(pipeline_id)
+        except NotFoundError:
+            await self._remote_gone(p, pipeline_id)
+            return 0.0, "recreate"
+        phase, prev_phase = runtime.status, p.current.get("phase")
+        p.out.update(phase=phase, replicas=runtime.replicas, readyReplicas=runtime.ready)
+        if phase != prev_phase:
+            self.metrics.phase_changed(record.key, phase)
+        if full_check or phase != prev_phase:
+            try:
+                health = await client.get_destination_health(pipeline_id)
+                status.destination_health(p, health.healthy, p.scrub(health.last_error or "") or None, now_iso())
+            except NotFoundError:
+                pass
+        hint = ""
+        if phase == "FAILED":
+            old = cond.get_condition(p.current.get("conditions"), cond.READY) or {}
+            if phase != prev_phase or full_check or old.get("reason") != cond.REMOTE_FAILED:
+                hint = await self._failure_hint(p, client, pipeline_id)
+            else:
+                hint = str(old.get("message", "")).partition(": ")[2]
+        verdict = judge(phase, runtime.ready, runtime.replicas, want_paused=d.spec.paused,
+                        bounded=d.spec.execution.mode == "bounded", pipeline_id=pipeline_id, hint=hint)
+        status.observed(p, verdict, pipeline_id)
+        if verdict.stalled and prev_phase != phase:
+            await self.external.warn_once(p, verdict.reason, verdict.message)
+        if verdict.ready and not cond.is_true(p.current.get("conditions"), cond.READY):
+            created_at = parse_time(p.current.get("createdAt"))
+            if created_at is not None:
+                self.metrics.became_ready((dt.datetime.now(dt.UTC) - created_at).total_seconds())
+        if record.last_event_reason and not verdict.stalled:
+            record.last_event_reason = None
+        if created:
+            p.out["createdAt"] = now_iso()
+        await self.status.write(p)
+        record.backoff = 0.0
+        status_every, full_every = self.intervals()
+        fast = self.settings.poll_fast_seconds
+        if full_check:
+            next_full = fast if verdict.fast_poll else full_every * random.uniform(1, 1.15)
+            record.next_full_check = self.clock() + next_full
+        return (fast if verdict.fast_poll else status_every), "ok"
+
+    async def _failure_hint(self, p: Pass, client: GoldRushClient, pipeline_id: str) -> str:
+        """The latest non-empty log line of the failed worker (scrubbed), as a hint for humans."""
+        try:
+            logs = await client.get_logs(pipeline_id)
+        except GoldRushError:
+            return ""
+        for pod in reversed(logs.pods):
+            lines = [line.strip() for line in pod.logs.splitlines() if line.strip()]
+            if lines:
+                return p.scrub(lines[-1])[:500]
+        return ""
+
+    async def _remote_gone(self, p: Pass, pipeline_id: str) -> None:
+        """The remote pipeline vanished out of band: forget the id so the next pass creates it again."""
+        msg = f"remote pipeline {pipeline_id} no longer exists; creating it again"
+        log.warning(msg)
+        await self.external.forget_id(p)
+        await self.status.record(p, {"pipelineId": None, "phase": "PENDING"})
+        record = p.record
+        record.pipeline_id = record.applied_hashes = record.synced_generation = None
+        record.last_status = None
+        await self.external.event(p, "RemoteDeleted", msg, warning=True)
+
+    # ------------------------------------------------------------------------------------------ delete
+
+    async def delete(self, body: Mapping[str, Any]) -> None:
+        """Finalizer work: delete the remote pipeline (policy Delete) and wait until it is gone.
+
+        Raises `DeleteLater` while work remains; on return the object has left the store and the gauges.
+        """
+        key = object_key(body)
+        record = self.store.get(key)
+        uid = str((body.get("metadata") or {}).get("uid") or "")
+        if record is None or record.uid != uid:
+            record = ObjectRecord(key=key, uid=uid)
+        record.set_snapshot(snapshot_of(body))
+        with about(key):
+            p = Pass.of(record)
+            try:
+                await self._delete(p)
+            except DeleteLater:
+                raise
+            except Exception as exc:
+                outcome = classify(exc, p.scrub)
+                delay = (self._backoff(record, outcome.delay) if isinstance(outcome, Retry)
+                         else self.settings.poll_slow_seconds / 10)
+                raise DeleteLater(f"cannot delete the remote pipeline yet: {outcome.message}", delay) from None
+        self.metrics.phase_changed(key, None)
+        self.store.forget(key)
+
+    async def _delete(self, p: Pass) -> None:
+        record = p.record
+        if p.annotations.get(ANNOTATION_PAUSE_RECONCILIATION) == "true":
+            raise DeleteLater("reconciliation is paused; the remote pipeline is left alone until it is resumed",
+                              self.settings.poll_slow_seconds)
+        spec_raw = p.body.get("spec") or {}
+        pipeline_id = record.pipeline_id or p.current.get("pipelineId") or p.annotations.get(ANNOTATION_PIPELINE_ID)
+        if (spec_raw.get("deletionPolicy") or "Delete") == "Orphan":
+            if pipeline_id:
+                await self.external.event(p, "Orphaned", f"left remote pipeline {pipeline_id} in place "
+                                                         "(deletionPolicy Orphan)")
+            return
+        try:
+            spec = parse_spec(p)
+        except InputProblem:
+            spec = None
+        service_key = self.key_source.get()
+        if spec is not None and spec.service_key_secret_ref is not None:
+            ref = spec.service_key_secret_ref
+            service_key = ((await self.inputs.read_secret(p.namespace, ref.name)) or {}).get(ref.key)
+            if not service_key:
+                raise DeleteLater(f"cannot delete the remote pipeline: Secret {ref.name!r} key {ref.key!r} "
+                                  "(spec.serviceKeySecretRef) is missing", self.settings.poll_slow_seconds / 10)
+        if not service_key:
+            raise DeleteLater("cannot delete the remote pipeline: no service key configured", 60.0)
+        p.secrets = (service_key,)
+        client = self.client_for(service_key)
+        pending = record.create_pending or p.annotations.get(ANNOTATION_CREATE_PENDING)
+        if not pipeline_id and pending and spec is not None:
+            key_id = hashlib.sha256(service_key.encode()).hexdigest()
+            pipeline_id = await self.external.find_interrupted(
+                client, key_id, spec.pipeline_display_name(p.namespace, p.name), spec.project, spec.topic)
+        if not pipeline_id:
+            return
+        gone = await self.external.delete(client, str(pipeline_id), already_sent=record.delete_sent)
+        record.delete_sent = True
+        if not gone:
+            raise DeleteLater(f"waiting for remote pipeline {pipeline_id} to be deleted",
+                              self.settings.poll_fast_seconds)
+        await self.external.event(p, "Deleted", f"deleted remote pipeline {pipeline_id}")
+
+    # ------------------------------------------------------------------------------------------ key
+
+    async def watch_service_key(self, wake: Callable[[ObjectKey], None], interval: float = 2.0) -> None:
+        """Wake every held object when the operator's key changes (a fixed key file ends `AuthFailed`)."""
+        def digest() -> str:
+            return hashlib.sha256((self.key_source.get() or "").encode()).hexdigest()
+
+        last = digest()
+        while True:
+            await asyncio.sleep(interval)
+            current = digest()
+            if current != last:
+                last = current
+                for record in list(self.store.records.values()):
+                    if record.held_on is not None:
+                        wake(record.key)
+
+
+__all__ = ["Controller", "DeleteLater", "KubePort"]

@@ -1,0 +1,180 @@
+"""The only status writer, and the rules that turn what a pass learned into conditions.
+
+`Pass` is the working data of one pass (built by `loop.Controller`); `StatusWriter.write` merge-patches
+the `status` subresource only when the result differs from what is stored (no reconcile storms), and
+remembers what it wrote in the object's record. The condition rules (design.md section 2, section 7):
+
+- `Synced` is True only when the remote matches this generation (secret hashes included); as soon as the
+  generation is ahead of what was applied it is False (`UpdatePending`, or the failure's reason) and
+  `Reconciling` is True while the operator keeps trying.
+- `Ready` describes "running and in sync": while the spec is not applied it is False with the same reason.
+- `Stalled` is True while a human must act; `Reconciling`/`Stalled` are present only while True.
+- Every condition carries the generation it was judged for (`observedGeneration`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from goldrush_operator import conditions as cond
+from goldrush_operator.controller.outcome import Outcome, Retry
+from goldrush_operator.controller.ports import KubePort
+from goldrush_operator.crash import crash_point
+from goldrush_operator.phases import Judgement
+from goldrush_operator.secret_values import scrub
+from goldrush_operator.state import ObjectRecord
+
+
+@dataclass
+class Pass:
+    """Working data of one pass over one object."""
+
+    record: ObjectRecord
+    body: dict[str, Any]
+    namespace: str
+    name: str
+    generation: int
+    annotations: dict[str, str]
+    status_in: dict[str, Any]
+    conditions: list[dict[str, Any]]
+    out: dict[str, Any] = field(default_factory=dict)
+    secrets: tuple[str, ...] = ()
+    in_sync: bool = False  # the remote is known to hold this generation's spec (set by the pass as it learns)
+
+    @classmethod
+    def of(cls, record: ObjectRecord) -> Pass:
+        body = record.snapshot()
+        meta = body.get("metadata") or {}
+        status_in = dict(body.get("status") or {})
+        last = record.last_status
+        return cls(
+            record=record,
+            body=body,
+            namespace=str(meta.get("namespace")),
+            name=str(meta.get("name")),
+            generation=int(meta.get("generation") or 1),
+            annotations=dict(meta.get("annotations") or {}),
+            status_in=status_in,
+            conditions=list((last if last is not None else status_in).get("conditions") or []),
+        )
+
+    @property
+    def current(self) -> dict[str, Any]:
+        """The status as stored: what this process wrote last, else what the object carries."""
+        last = self.record.last_status
+        return last if last is not None else self.status_in
+
+    def scrub(self, text: str) -> str:
+        return scrub(text, self.secrets)
+
+    def set(self, ctype: str, status: bool, reason: str, message: str, generation: int | None = None) -> None:
+        self.conditions = cond.set_condition(
+            self.conditions, ctype, status, reason, self.scrub(message),
+            self.generation if generation is None else generation, cond.now_utc(),
+        )
+
+    def applied_generation(self) -> int | None:
+        """The generation whose spec the remote is known to hold (memory first, then stored status)."""
+        if self.record.synced_generation is not None:
+            return self.record.synced_generation
+        synced = cond.get_condition(self.current.get("conditions"), cond.SYNCED)
+        if synced and synced.get("status") == cond.TRUE:
+            gen = synced.get("observedGeneration")
+            return int(gen) if isinstance(gen, int) else None
+        return None
+
+
+class StatusWriter:
+    """Writes `status` (merge patch) when, and only when, it changes."""
+
+    def __init__(self, kube: KubePort) -> None:
+        self._kube = kube
+
+    async def write(self, p: Pass) -> None:
+        """The pass's full result: `out`, the conditions and the top-level `observedGeneration`."""
+        p.out["conditions"] = p.conditions
+        p.out["observedGeneration"] = p.generation
+        if self._differs(p, p.out):
+            crash_point("status.before-write")
+        await self._patch(p, dict(p.out))
+
+    async def record(self, p: Pass, fields: Mapping[str, Any]) -> None:
+        """An early write of a few fields (the remote id and secret hashes right after a create)."""
+        await self._patch(p, dict(fields))
+
+    @staticmethod
+    def _differs(p: Pass, patch: Mapping[str, Any]) -> bool:
+        return cond.status_changed(p.current, patch)
+
+    async def _patch(self, p: Pass, patch: dict[str, Any]) -> None:
+        if not self._differs(p, patch):
+            return
+        current = p.current
+        await self._kube.patch_status(p.namespace, p.name, patch)
+        merged = dict(current)
+        for key, value in patch.items():
+            if value is None:
+                merged.pop(key, None)
+            else:
+                merged[key] = value
+        p.record.last_status = merged
+
+
+# ---------------------------------------------------------------------------------------------- rules
+
+
+def observed(p: Pass, verdict: Judgement, pipeline_id: str) -> None:
+    """The remote matches this generation and its runtime was judged `verdict`."""
+    p.set(cond.SYNCED, True, cond.IN_SYNC, f"remote pipeline {pipeline_id} matches generation {p.generation}")
+    p.set(cond.READY, verdict.ready, verdict.reason, verdict.message)
+    p.set(cond.RECONCILING, verdict.reconciling, verdict.reason, verdict.message if verdict.reconciling else "")
+    p.set(cond.STALLED, verdict.stalled, verdict.reason, verdict.message if verdict.stalled else "")
+
+
+def failed(p: Pass, outcome: Outcome, *, in_sync: bool) -> None:
+    """A pass ended in `outcome`; `in_sync`: the remote is known to hold this generation's spec."""
+    if isinstance(outcome, Retry):
+        p.set(cond.RECONCILING, True, cond.RETRYING if outcome.reason != cond.RATE_LIMITED else outcome.reason,
+              outcome.message)
+        p.set(cond.STALLED, False, outcome.reason, "")
+        if not in_sync:
+            p.set(cond.SYNCED, False, outcome.reason, outcome.message)
+            p.set(cond.READY, False, outcome.reason, outcome.message)
+        elif not cond.is_true(p.conditions, cond.READY):
+            p.set(cond.READY, False, outcome.reason, outcome.message)
+        return
+    p.set(cond.READY, False, outcome.reason, outcome.message)
+    p.set(cond.SYNCED, False, outcome.synced_reason, outcome.message)
+    p.set(cond.RECONCILING, False, outcome.reason, "")
+    p.set(cond.STALLED, True, outcome.reason, outcome.message)
+
+
+def waiting(p: Pass, reason: str, message: str) -> None:
+    """An input the user must provide is missing (a Secret, a ConfigMap): not stalled, not progressing."""
+    p.set(cond.READY, False, reason, message)
+    p.set(cond.SYNCED, False, reason, message)
+    p.set(cond.RECONCILING, False, reason, "")
+    p.set(cond.STALLED, False, reason, "")
+
+
+def creating(p: Pass) -> None:
+    p.set(cond.READY, False, cond.PENDING, "creating the remote pipeline")
+    p.set(cond.SYNCED, False, cond.UPDATE_PENDING, "creating the remote pipeline")
+    p.set(cond.RECONCILING, True, cond.CREATING, "creating the remote pipeline")
+
+
+def reconcile_paused(p: Pass, message: str) -> None:
+    for ctype in (cond.READY, cond.SYNCED, cond.RECONCILING, cond.STALLED):
+        p.set(ctype, False, cond.RECONCILE_PAUSED, message)
+
+
+def destination_health(p: Pass, healthy: bool, last_error: str | None, checked_at: str) -> None:
+    old = p.current.get("destinationHealth") or {}
+    if old.get("healthy") != healthy or old.get("lastError") != last_error:
+        p.out["destinationHealth"] = {"healthy": healthy, "lastError": last_error, "checkedAt": checked_at}
+    if healthy:
+        p.set(cond.DESTINATION_HEALTHY, True, cond.HEALTHY, "destination is reachable")
+    else:
+        p.set(cond.DESTINATION_HEALTHY, False, cond.UNHEALTHY, last_error or "destination unhealthy")

@@ -1,0 +1,216 @@
+"""One scheduler for every object: a heap of due times, a bounded pool of workers, and the read budget.
+
+Replaces a task per object. `handlers.py` wakes objects on watch events (`wake`) and drops deleted ones
+(`forget`); the deletion handler takes an object away from the workers for the time of its work
+(`exclusive`). Each worker runs `run_pass(key)` (the controller's pass), which returns the delay until
+the object is due again (None: drop it). An object is run by at most one worker at a time; a wake that
+arrives while it runs makes it run again right after.
+
+Polls of stable pipelines are paid from a read budget (`ReadBudget`, a share of the API rate limit): the
+cadence (`Cadence`) spreads the status reads evenly over the objects, never faster than the fast poll and
+no slower than `GOLDRUSH_POLL_STATUS_MAX_SECONDS` while the budget can pay for it, and the full
+configuration check on `GOLDRUSH_POLL_SLOW_SECONDS`, stretched when it would take more than a third of the
+budget. Writes never wait for the budget.
+
+`LoopLag` measures how late the event loop wakes up (the `goldrush_event_loop_lag_seconds` metric).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import itertools
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+
+from goldrush_operator.state import ObjectKey
+
+log = logging.getLogger("goldrush_operator.scheduler")
+
+# Reads of one full configuration check beyond the status read it replaces: GET pipeline, destination health.
+FULL_CHECK_EXTRA_READS = 2
+FULL_CHECK_BUDGET_SHARE = 1 / 3
+
+
+@dataclass(frozen=True)
+class Cadence:
+    """Poll intervals for `objects` stable pipelines paid from `budget` reads per second."""
+
+    fast: float
+    status_max: float
+    slow: float
+    budget: float
+
+    def intervals(self, objects: int) -> tuple[float, float]:
+        """(status read interval, full check interval) in seconds for that many objects."""
+        n = max(objects, 1)
+        if self.budget <= 0:
+            return self.status_max, self.slow
+        full = max(self.slow, FULL_CHECK_EXTRA_READS * n / (self.budget * FULL_CHECK_BUDGET_SHARE))
+        status_budget = self.budget - FULL_CHECK_EXTRA_READS * n / full
+        return max(self.fast, n / status_budget), full
+
+
+class ReadBudget:
+    """A virtual-time token bucket for periodic reads: `reserve(n)` books `n` reads, returns the wait."""
+
+    def __init__(self, rate: float, burst: float = 5.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.rate = rate
+        self._burst = burst
+        self._clock = clock
+        self._tat = 0.0  # theoretical arrival time (GCRA): when every booked read has been paid
+
+    def reserve(self, reads: int = 1) -> float:
+        """Book `reads` reads; seconds to wait before sending them (0 when the budget pays at once)."""
+        if self.rate <= 0:
+            return 0.0
+        now = self._clock()
+        self._tat = max(self._tat, now) + reads / self.rate
+        return max(0.0, self._tat - self._burst / self.rate - now)
+
+
+class Scheduler:
+    """Due times per object and `workers` tasks that run `run_pass`."""
+
+    def __init__(
+        self,
+        run_pass: Callable[[ObjectKey], Awaitable[float | None]],
+        workers: int = 32,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._run_pass = run_pass
+        self._workers = max(1, workers)
+        self._clock = clock
+        self._heap: list[tuple[float, int, ObjectKey]] = []
+        self._due: dict[ObjectKey, float] = {}
+        self._seq = itertools.count()
+        self._running: dict[ObjectKey, asyncio.Event] = {}
+        self._again: set[ObjectKey] = set()
+        self._held: dict[ObjectKey, int] = {}
+        self._changed = asyncio.Event()
+        self._ready: asyncio.Queue[ObjectKey] = asyncio.Queue()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # ------------------------------------------------------------------------------------------ API
+
+    def wake(self, key: ObjectKey) -> None:
+        """Run `key` as soon as a worker is free (again right after, if it is running now)."""
+        if key in self._running:
+            self._again.add(key)
+            return
+        self._set_due(key, self._clock(), earlier_only=True)
+
+    def schedule(self, key: ObjectKey, delay: float) -> None:
+        """Run `key` after `delay` seconds (an earlier due time stays)."""
+        self._set_due(key, self._clock() + max(0.0, delay), earlier_only=True)
+
+    def forget(self, key: ObjectKey) -> None:
+        """Never run `key` again (its running pass, if any, finishes)."""
+        self._due.pop(key, None)
+        self._again.discard(key)
+
+    def due_in(self, key: ObjectKey) -> float | None:
+        """Seconds until `key` is due (None when not scheduled)."""
+        due = self._due.get(key)
+        return None if due is None else due - self._clock()
+
+    @property
+    def scheduled(self) -> int:
+        return len(self._due)
+
+    @contextlib.asynccontextmanager
+    async def exclusive(self, key: ObjectKey) -> AsyncIterator[None]:
+        """Hold `key` away from the workers (waiting for a running pass to end) for the block's time."""
+        self._held[key] = self._held.get(key, 0) + 1
+        try:
+            running = self._running.get(key)
+            while running is not None:
+                await running.wait()
+                running = self._running.get(key)
+            yield
+        finally:
+            left = self._held[key] - 1
+            if left:
+                self._held[key] = left
+            else:
+                del self._held[key]
+
+    async def run(self) -> None:
+        """Dispatch due objects to the workers until cancelled."""
+        self._tasks = [asyncio.create_task(self._worker(), name=f"goldrush-worker-{i}") for i in range(self._workers)]
+        try:
+            await self._dispatch()
+        finally:
+            for task in self._tasks:
+                task.cancel()
+            for task in self._tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    # ------------------------------------------------------------------------------------------ inside
+
+    def _set_due(self, key: ObjectKey, due: float, *, earlier_only: bool) -> None:
+        current = self._due.get(key)
+        if earlier_only and current is not None and current <= due:
+            return
+        self._due[key] = due
+        heapq.heappush(self._heap, (due, next(self._seq), key))
+        if self._heap[0][2] == key:
+            self._changed.set()
+
+    async def _dispatch(self) -> None:
+        while True:
+            now = self._clock()
+            while self._heap and self._heap[0][0] <= now:
+                due, _, key = heapq.heappop(self._heap)
+                if self._due.get(key) != due:
+                    continue  # superseded by a later schedule or forgotten
+                if key in self._held or key in self._running:
+                    # Busy: run it when the pass or the hold ends (checked again shortly).
+                    self._due[key] = now + 0.05
+                    heapq.heappush(self._heap, (now + 0.05, next(self._seq), key))
+                    continue
+                del self._due[key]
+                self._running[key] = asyncio.Event()
+                self._ready.put_nowait(key)
+            self._changed.clear()
+            timeout = (self._heap[0][0] - now) if self._heap else None
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), timeout)
+
+    async def _worker(self) -> None:
+        while True:
+            key = await self._ready.get()
+            delay: float | None = None
+            try:
+                delay = await self._run_pass(key)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the controller classifies its own errors; this is a last resort
+                log.exception("reconcile pass of %s/%s failed unexpectedly", *key)
+                delay = 30.0
+            finally:
+                done = self._running.pop(key)
+                done.set()
+            if key in self._again:
+                self._again.discard(key)
+                self._set_due(key, self._clock(), earlier_only=False)
+            elif delay is not None:
+                self._set_due(key, self._clock() + max(0.0, delay), earlier_only=False)
+
+
+class LoopLag:
+    """Measures event-loop lag: how much later than asked a short sleep returns."""
+
+    def __init__(self, report: Callable[[float], None], interval: float = 0.1) -> None:
+        self._report = report
+        self._interval = interval
+
+    async def run(self) -> None:
+        while True:
+            started = time.monotonic()
+            await asyncio.sleep(self._interval)
+            self._report(max(0.0, time.monotonic() - started - self._interval))

@@ -1,0 +1,217 @@
+"""Slim per-object records and the Secret index: all the operator keeps in memory about its objects.
+
+The kopf handlers (`handlers.py`) feed every watch event of a pipeline to `Store.observe` (which keeps a
+compact snapshot, not kopf's body) and of a referenced Secret to `Store.secret_event`; the controller
+(`controller/loop.py`) reads the snapshot and keeps its own memory in the record (what it wrote last, what it
+applied, backoff, hold). Nothing here talks to an API.
+
+Why memory beyond the snapshot: a watch event can lag our own writes by a round-trip, so what we wrote last
+(the remote id, the create-pending mark, the status) is remembered here and wins over an older snapshot.
+After a restart the records are empty and the objects (a fresh LIST) are authoritative.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from goldrush_operator.resource import (
+    ANNOTATION_ADOPT,
+    ANNOTATION_FLUX_REQUESTED_AT,
+    ANNOTATION_PAUSE_RECONCILIATION,
+    ANNOTATION_PIPELINE_ID,
+    ANNOTATION_RECONCILE_REQUESTED_AT,
+    GROUP,
+)
+
+ObjectKey = tuple[str, str]  # (namespace, name)
+
+_WAKE_ANNOTATIONS = (
+    ANNOTATION_PIPELINE_ID,
+    ANNOTATION_PAUSE_RECONCILIATION,
+    ANNOTATION_RECONCILE_REQUESTED_AT,
+    ANNOTATION_FLUX_REQUESTED_AT,
+    ANNOTATION_ADOPT,
+)
+
+
+def object_key(body: Mapping[str, Any]) -> ObjectKey:
+    meta = body.get("metadata") or {}
+    return str(meta.get("namespace") or ""), str(meta.get("name") or "")
+
+
+def _kept_annotations(annotations: Mapping[str, Any]) -> dict[str, str]:
+    """Only the annotations the operator reads: ours and Flux's reconcile request."""
+    return {k: str(v) for k, v in annotations.items() if k.startswith(GROUP + "/") or k == ANNOTATION_FLUX_REQUESTED_AT}
+
+
+def snapshot_of(body: Mapping[str, Any]) -> dict[str, Any]:
+    """The part of an object the controller reads: identity, generation, our annotations, spec, status."""
+    meta = body.get("metadata") or {}
+    return {
+        "metadata": {
+            "namespace": meta.get("namespace"),
+            "name": meta.get("name"),
+            "uid": meta.get("uid"),
+            "generation": meta.get("generation"),
+            "resourceVersion": meta.get("resourceVersion"),
+            "deletionTimestamp": meta.get("deletionTimestamp"),
+            "annotations": _kept_annotations(meta.get("annotations") or {}),
+        },
+        "spec": _plain(body.get("spec") or {}),
+        "status": _plain(body.get("status") or {}),
+    }
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _encode(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":"), sort_keys=True, default=str).encode()
+
+
+@dataclass(slots=True)
+class ObjectRecord:
+    """One object: its compact snapshot plus the controller's memory of it (lost on restart, by design)."""
+
+    key: ObjectKey
+    uid: str
+    _snapshot: bytes = b"{}"
+    wake_key: tuple[Any, ...] = ()
+    deleting: bool = False
+    pipeline_id: str | None = None
+    create_pending: str | None = None
+    pending_hashes: dict[str, str] | None = None
+    applied_hashes: dict[str, str] | None = None
+    synced_generation: int | None = None
+    _last_status: bytes | None = None
+    held_on: str | None = None
+    handled_tokens: frozenset[str] = frozenset()
+    secret_names: frozenset[str] = frozenset()
+    next_full_check: float = 0.0
+    poll_reserved: bool = False
+    backoff: float = 0.0
+    last_event_reason: str | None = None
+    delete_sent: bool = False
+    fresh: bool = True
+
+    def snapshot(self) -> dict[str, Any]:
+        """A fresh dict copy of the last observed object (see `snapshot_of`)."""
+        parsed: dict[str, Any] = json.loads(self._snapshot)
+        return parsed
+
+    def set_snapshot(self, snapshot: Mapping[str, Any]) -> None:
+        self._snapshot = _encode(snapshot)
+
+    @property
+    def last_status(self) -> dict[str, Any] | None:
+        """The status as the operator last wrote it (None before its first write in this process)."""
+        if self._last_status is None:
+            return None
+        parsed: dict[str, Any] = json.loads(self._last_status)
+        return parsed
+
+    @last_status.setter
+    def last_status(self, value: Mapping[str, Any] | None) -> None:
+        self._last_status = None if value is None else _encode(value)
+
+
+def wake_key(snapshot: Mapping[str, Any]) -> tuple[Any, ...]:
+    """What, when it changes, must trigger a pass now: generation, deletion, control annotations."""
+    meta = snapshot.get("metadata") or {}
+    annotations = meta.get("annotations") or {}
+    return (meta.get("generation"), meta.get("deletionTimestamp"), *(annotations.get(n) for n in _WAKE_ANNOTATIONS))
+
+
+def _data_digest(data: Mapping[str, Any] | None) -> str:
+    return hashlib.sha256(_encode(dict(data or {}))).hexdigest()
+
+
+@dataclass
+class Store:
+    """Every live object's record, the Secret -> objects index and the referenced Secrets' data."""
+
+    records: dict[ObjectKey, ObjectRecord] = field(default_factory=dict)
+    _by_secret: dict[ObjectKey, set[ObjectKey]] = field(default_factory=dict)
+    # (namespace, secret) -> decoded data, or None when known not to exist; referenced Secrets only.
+    secret_cache: dict[ObjectKey, dict[str, str] | None] = field(default_factory=dict)
+    _secret_digest: dict[ObjectKey, str] = field(default_factory=dict)
+
+    def observe(self, body: Mapping[str, Any]) -> tuple[ObjectRecord, bool]:
+        """Record a watch event of a pipeline; returns (record, whether a pass is needed now)."""
+        snap = snapshot_of(body)
+        key = object_key(body)
+        uid = str(snap["metadata"].get("uid") or "")
+        record = self.records.get(key)
+        new = record is None or record.uid != uid
+        if record is None or new:
+            if record is not None:
+                self.set_references(record, frozenset())
+            record = ObjectRecord(key=key, uid=uid)
+            self.records[key] = record
+        record.set_snapshot(snap)
+        record.deleting = bool(snap["metadata"].get("deletionTimestamp"))
+        wake = wake_key(snap)
+        changed = new or wake != record.wake_key
+        record.wake_key = wake
+        return record, changed
+
+    def get(self, key: ObjectKey) -> ObjectRecord | None:
+        return self.records.get(key)
+
+    def forget(self, key: ObjectKey) -> None:
+        record = self.records.pop(key, None)
+        if record is not None:
+            self.set_references(record, frozenset())
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    # ------------------------------------------------------------------------------------- secrets
+
+    def set_references(self, record: ObjectRecord, secret_names: frozenset[str]) -> None:
+        namespace = record.key[0]
+        for name in record.secret_names - secret_names:
+            users = self._by_secret.get((namespace, name))
+            if users is not None:
+                users.discard(record.key)
+                if not users:
+                    del self._by_secret[(namespace, name)]
+                    self.secret_cache.pop((namespace, name), None)
+                    self._secret_digest.pop((namespace, name), None)
+        for name in secret_names - record.secret_names:
+            self._by_secret.setdefault((namespace, name), set()).add(record.key)
+        record.secret_names = secret_names
+
+    def referenced(self, namespace: str, name: str) -> bool:
+        return (namespace, name) in self._by_secret
+
+    def secret_event(self, namespace: str, name: str, data: dict[str, str] | None) -> list[ObjectKey]:
+        """A Secret was added/changed (`data`) or deleted (None): refresh the cache; return its users to wake.
+
+        An event that does not change the data wakes nobody.
+        """
+        key = (namespace, name)
+        users = self._by_secret.get(key)
+        if not users:
+            return []
+        digest = "absent" if data is None else _data_digest(data)
+        if self._secret_digest.get(key) == digest and key in self.secret_cache:
+            return []
+        self._secret_digest[key] = digest
+        self.secret_cache[key] = data
+        return sorted(users)
+
+    def cache_secret(self, namespace: str, name: str, data: dict[str, str] | None) -> None:
+        """Remember a Secret read through the API (only while it is referenced)."""
+        if (namespace, name) in self._by_secret:
+            self.secret_cache[(namespace, name)] = data
+            self._secret_digest[(namespace, name)] = "absent" if data is None else _data_digest(data)

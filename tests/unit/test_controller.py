@@ -1,0 +1,352 @@
+"""Unit tests of the controller (controller/loop.py and its steps) with a fake Kubernetes adapter and a
+`MockTransport` GoldRush client: the create/update/poll/stall/retry decisions and the conditions they write."""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import httpx
+import pytest
+
+from goldrush_operator import conditions as c
+from goldrush_operator.config import ServiceKeySource, Settings
+from goldrush_operator.controller.loop import Controller, DeleteLater
+from goldrush_operator.goldrush_api import GoldRushClient, SharedState
+from goldrush_operator.kube import NotFound
+from goldrush_operator.state import Store
+
+KEY = "cqt_service_key_for_tests"
+PASSWORD = "pg-Secret-Value-1"  # noqa: S105
+
+
+class FakeKube:
+    """In-memory Kubernetes: objects by (namespace, name), Secrets, ConfigMaps; counts writes."""
+
+    def __init__(self) -> None:
+        self.objects: dict[tuple[str, str], dict[str, Any]] = {}
+        self.secrets: dict[tuple[str, str], dict[str, str]] = {}
+        self.events: list[tuple[str, str]] = []
+        self.status_writes = 0
+        self.annotation_writes = 0
+
+    async def get_secret_data(self, namespace: str, name: str) -> dict[str, str]:
+        if (namespace, name) not in self.secrets:
+            raise NotFound("Kubernetes API 404 Not Found", 404)
+        return dict(self.secrets[(namespace, name)])
+
+    async def get_configmap_data(self, namespace: str, name: str) -> dict[str, str]:
+        raise NotFound("Kubernetes API 404 Not Found", 404)
+
+    async def patch_annotations(self, namespace: str, name: str, annotations: Mapping[str, str | None]) -> None:
+        self.annotation_writes += 1
+        meta = self.objects[(namespace, name)]["metadata"]
+        current = meta.setdefault("annotations", {})
+        for k, v in annotations.items():
+            if v is None:
+                current.pop(k, None)
+            else:
+                current[k] = v
+
+    async def patch_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
+        self.status_writes += 1
+        stored = self.objects[(namespace, name)].setdefault("status", {})
+        for k, v in status.items():
+            if v is None:
+                stored.pop(k, None)
+            else:
+                stored[k] = copy.deepcopy(v)
+
+    async def post_event(self, obj: Mapping[str, Any], reason: str, message: str, *, warning: bool = False) -> None:
+        assert PASSWORD not in message and KEY not in message
+        self.events.append((reason, message))
+
+
+class FakeApi:
+    """Just enough of the Pipeline API over MockTransport; `fail` maps (method, route) -> status to answer."""
+
+    def __init__(self) -> None:
+        self.pipelines: dict[str, dict[str, Any]] = {}
+        self.phase: dict[str, str] = {}
+        self.journal: list[tuple[str, str]] = []
+        self.fail: dict[tuple[str, str], int] = {}
+        self._ids = itertools.count(1)
+
+    def handler(self, request: httpx.Request) -> httpx.Response:
+        path = request.url.path.removeprefix("/platform/pipeline-api/").strip("/")
+        parts = path.split("/") if path else []
+        method = request.method
+        route = "list" if not parts and method == "GET" else "create" if not parts else (
+            parts[1] if len(parts) > 1 else {"GET": "get", "PATCH": "patch", "PUT": "put", "DELETE": "delete"}[method])
+        self.journal.append((method, route))
+        if (method, route) in self.fail:
+            status = self.fail[(method, route)]
+            return httpx.Response(status, json={"data": None, "error": True, "error_message": f"injected {status}"})
+        if route == "list":
+            return self._ok({"items": list(self._masked(p) for p in self.pipelines.values()),
+                             "pagination": {"page_number": 1, "has_more": False}})
+        if route == "create":
+            body = json.loads(request.content)
+            pid = f"pipe_{next(self._ids):04d}"
+            self.pipelines[pid] = {**body, "id": pid, "created_at": "2099-01-01T00:00:00Z"}
+            self.phase[pid] = "DEPLOYING"
+            return self._ok(self._masked(self.pipelines[pid]), 201)
+        pid = parts[0]
+        if pid not in self.pipelines:
+            return httpx.Response(404, json={"data": None, "error": True, "error_message": "not found"})
+        if route == "get":
+            return self._ok(self._masked(self.pipelines[pid]))
+        if route in ("patch", "put"):
+            self.pipelines[pid].update(json.loads(request.content))
+            return self._ok(self._masked(self.pipelines[pid]))
+        if route == "delete":
+            del self.pipelines[pid]
+            return httpx.Response(204)
+        if route == "status":
+            return self._ok({"status": self.phase[pid], "replicas": 1, "ready": 1})
+        if route == "destination-health":
+            return self._ok({"healthy": True, "last_error": None})
+        return self._ok({"pods": [{"pod": "w-0", "logs": "boom: disk full\n"}]})
+
+    @staticmethod
+    def _masked(pipeline: dict[str, Any]) -> dict[str, Any]:
+        out = copy.deepcopy(pipeline)
+        if "password" in out.get("destination_config", {}):
+            out["destination_config"]["password"] = "******"  # noqa: S105
+        return out
+
+    @staticmethod
+    def _ok(data: Any, status: int = 200) -> httpx.Response:
+        return httpx.Response(status, json={"data": data, "error": False, "error_message": None, "error_code": None})
+
+    def writes(self) -> list[tuple[str, str]]:
+        return [(m, r) for m, r in self.journal if m != "GET"]
+
+
+def pipeline(name: str = "p1", generation: int = 1, **spec: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "project": "proj", "topic": "base-mainnet.covalent.raw.block.v1",
+        "destination": {"type": "postgres", "config": {"host": "db", "port": 5432, "database": "d", "user": "u"},
+                        "secretRefs": {"password": {"name": "pg", "key": "password"}}},
+        "execution": {"mode": "unbounded"},
+    }
+    body.update(spec)
+    return {"metadata": {"namespace": "ns", "name": name, "uid": f"uid-{name}", "generation": generation,
+                         "resourceVersion": "1", "annotations": {}}, "spec": body}
+
+
+class World:
+    """A controller wired to the fakes; `sync()` mirrors the fake cluster into the store like the watch."""
+
+    def __init__(self) -> None:
+        self.kube, self.api, self.store = FakeKube(), FakeApi(), Store()
+        self.kube.secrets[("ns", "pg")] = {"password": PASSWORD}
+        self.now = 1000.0
+        settings = Settings(service_key=KEY, poll_fast_seconds=2.0, poll_slow_seconds=900.0, rate_limit=20.0)
+        shared = SharedState()
+
+        def client_for(key: str) -> GoldRushClient:
+            return GoldRushClient("http://goldrush.test/platform/pipeline-api/", key, rate_limit=1000,
+                                  transport=httpx.MockTransport(self.api.handler), shared=shared, max_retries=0)
+
+        self.controller = Controller(settings, self.kube, self.store, client_for, ServiceKeySource(settings),
+                                     clock=lambda: self.now)
+
+    def apply(self, body: dict[str, Any]) -> None:
+        key = (body["metadata"]["namespace"], body["metadata"]["name"])
+        old = self.kube.objects.get(key)
+        if old is not None:
+            body = {**body, "status": old.get("status", {})}
+            body["metadata"] = {**body["metadata"], "annotations": old["metadata"].get("annotations", {})}
+        self.kube.objects[key] = copy.deepcopy(body)
+        self.sync()
+
+    def sync(self) -> None:
+        for obj in self.kube.objects.values():
+            self.store.observe(copy.deepcopy(obj))
+
+    async def run(self, name: str = "p1") -> float | None:
+        delay = await self.controller.run_pass(("ns", name))
+        self.sync()
+        return delay
+
+    def obj(self, name: str = "p1") -> dict[str, Any]:
+        return self.kube.objects[("ns", name)]
+
+    def cond(self, ctype: str, name: str = "p1") -> dict[str, Any] | None:
+        return c.get_condition(self.obj(name).get("status", {}).get("conditions"), ctype)
+
+
+@pytest.fixture
+def world() -> World:
+    return World()
+
+
+async def test_create_records_id_then_one_poll_per_pass(world: World) -> None:
+    world.apply(pipeline())
+    delay = await world.run()
+    assert world.api.writes() == [("POST", "create")]
+    obj = world.obj()
+    pid = obj["status"]["pipelineId"]
+    assert obj["metadata"]["annotations"]["goldrush.dev/pipeline-id"] == pid
+    assert obj["status"]["phase"] == "DEPLOYING" and delay == 2.0
+    assert world.cond("Reconciling")["reason"] == "Deploying"  # type: ignore[index]
+    world.api.phase[pid] = "RUNNING"
+    world.now += 2
+    await world.run()
+    ready = world.cond("Ready")
+    assert ready is not None and ready["status"] == "True" and ready["observedGeneration"] == 1
+    assert world.cond("Synced")["status"] == "True"  # type: ignore[index]
+    assert world.cond("Reconciling") is None and world.cond("Stalled") is None
+    assert world.api.writes() == [("POST", "create")]
+    assert PASSWORD not in json.dumps(world.obj())
+    # Idle passes: reads only, and no status write when nothing changed.
+    writes = world.kube.status_writes
+    world.now += 100
+    await world.run()
+    assert world.kube.status_writes == writes and world.api.writes() == [("POST", "create")]
+
+
+async def _running(world: World) -> str:
+    world.apply(pipeline())
+    await world.run()
+    pid: str = world.obj()["status"]["pipelineId"]
+    world.api.phase[pid] = "RUNNING"
+    world.now += 2
+    await world.run()
+    return pid
+
+
+async def test_failing_update_is_never_reported_healthy(world: World) -> None:
+    pid = await _running(world)
+    world.api.fail[("PATCH", "patch")] = 409
+    world.apply(pipeline(generation=2, description="new"))
+    delay = await world.run()
+    synced, ready, reconciling = world.cond("Synced"), world.cond("Ready"), world.cond("Reconciling")
+    assert synced is not None and synced["status"] == "False" and synced["reason"] == "Conflict"
+    assert ready is not None and ready["status"] == "False" and ready["observedGeneration"] == 2
+    assert reconciling is not None and reconciling["status"] == "True"
+    assert world.cond("Stalled") is None
+    assert world.obj()["status"]["observedGeneration"] == 2
+    assert delay is not None and delay <= 10
+    # The PATCH is retried (409 is transient) and, once it succeeds, everything is true again.
+    del world.api.fail[("PATCH", "patch")]
+    world.now += delay
+    await world.run()
+    assert world.cond("Synced")["status"] == "True" and world.cond("Ready")["status"] == "True"  # type: ignore[index]
+    assert world.cond("Reconciling") is None
+    assert world.api.pipelines[pid]["description"] == "new"
+
+
+async def test_rejected_patch_is_not_sent_again_until_the_spec_changes(world: World) -> None:
+    await _running(world)
+    world.api.fail[("PATCH", "patch")] = 422
+    world.apply(pipeline(generation=2, description="bad"))
+    await world.run()
+    stalled = world.cond("Stalled")
+    assert stalled is not None and stalled["reason"] == "InvalidSpec" and "422" in stalled["message"]
+    assert world.cond("Synced")["status"] == "False"  # type: ignore[index]
+    patches = world.api.writes().count(("PATCH", "patch"))
+    for _ in range(3):  # later passes (slow poll, recheck) do not repeat the rejected write
+        world.now += 1000
+        await world.run()
+    assert world.api.writes().count(("PATCH", "patch")) == patches
+    del world.api.fail[("PATCH", "patch")]
+    world.apply(pipeline(generation=3, description="good"))
+    await world.run()
+    assert world.api.writes().count(("PATCH", "patch")) == patches + 1
+    assert world.cond("Stalled") is None and world.cond("Ready")["status"] == "True"  # type: ignore[index]
+
+
+async def test_unexpected_status_gets_its_own_reason(world: World) -> None:
+    await _running(world)
+    world.api.fail[("PATCH", "patch")] = 302
+    world.apply(pipeline(generation=2, description="x"))
+    await world.run()
+    stalled = world.cond("Stalled")
+    assert stalled is not None and stalled["reason"] == "UnexpectedResponse" and "302" in stalled["message"]
+
+
+async def test_transient_poll_error_keeps_ready_and_says_retrying(world: World) -> None:
+    await _running(world)
+    world.api.fail[("GET", "status")] = 503
+    world.now += 100
+    await world.run()
+    assert world.cond("Ready")["status"] == "True"  # type: ignore[index]
+    assert world.cond("Synced")["status"] == "True"  # type: ignore[index]
+    assert world.cond("Reconciling")["reason"] == "Retrying"  # type: ignore[index]
+
+
+async def test_inline_mask_ends_in_a_condition(world: World) -> None:
+    body = pipeline()
+    body["spec"]["destination"]["config"]["host"] = "******"
+    world.apply(body)
+    delay = await world.run()
+    stalled = world.cond("Stalled")
+    assert stalled is not None and stalled["reason"] == "InvalidSpec"
+    assert "destination_config.host" in stalled["message"]
+    assert world.api.journal == [] and delay is not None and delay > 0
+
+
+async def test_missing_secret_waits_without_api_calls(world: World) -> None:
+    del world.kube.secrets[("ns", "pg")]
+    world.apply(pipeline())
+    await world.run()
+    ready = world.cond("Ready")
+    assert ready is not None and ready["reason"] == "SecretNotFound" and "pg" in ready["message"]
+    assert world.api.journal == [] and world.obj()["status"]["phase"] == "PENDING"
+
+
+async def test_foreign_pipeline_with_same_name_and_project_is_a_conflict_whatever_its_topic(world: World) -> None:
+    world.api.pipelines["pipe_foreign"] = {"id": "pipe_foreign", "name": "ns-p1", "project": "proj",
+                                           "topic": "eth-mainnet.covalent.raw.block.v1", "destination_config": {}}
+    world.apply(pipeline())
+    await world.run()
+    stalled = world.cond("Stalled")
+    assert stalled is not None and stalled["reason"] == "NameConflict"
+    assert world.cond("Synced")["reason"] == "NameConflict"  # type: ignore[index]
+    assert ("POST", "create") not in world.api.writes()
+
+
+async def test_remote_failed_is_stalled_with_the_log_hint(world: World) -> None:
+    pid = await _running(world)
+    world.api.phase[pid] = "FAILED"
+    world.now += 100
+    await world.run()
+    stalled = world.cond("Stalled")
+    assert stalled is not None and stalled["reason"] == "RemoteFailed" and "disk full" in stalled["message"]
+    assert world.obj()["status"]["phase"] == "FAILED"
+
+
+async def test_rotation_patches_once(world: World) -> None:
+    pid = await _running(world)
+    world.kube.secrets[("ns", "pg")] = {"password": "rotated-value"}
+    world.store.secret_event("ns", "pg", {"password": "rotated-value"})
+    await world.run()
+    assert world.api.writes().count(("PATCH", "patch")) == 1
+    assert world.api.pipelines[pid]["destination_config"]["password"] == "rotated-value"  # noqa: S105
+    await world.run()
+    assert world.api.writes().count(("PATCH", "patch")) == 1
+    assert ("SecretRotated" in {reason for reason, _ in world.kube.events})
+
+
+async def test_delete_removes_the_remote_and_forgets_the_object(world: World) -> None:
+    pid = await _running(world)
+    body = world.obj()
+    body["metadata"]["deletionTimestamp"] = "2099-01-01T00:00:00Z"
+    with pytest.raises(DeleteLater):
+        world.api.fail[("DELETE", "delete")] = 503
+        await world.controller.delete(body)
+    del world.api.fail[("DELETE", "delete")]
+    await world.controller.delete(body)
+    assert pid not in world.api.pipelines and world.store.get(("ns", "p1")) is None
+
+
+async def test_read_budget_spreads_polls(world: World) -> None:
+    await _running(world)
+    # 1 object, 2 reads/s budget: the status interval is the fast poll; the budget pays at once.
+    status_every, full_every = world.controller.intervals()
+    assert status_every == 2.0 and full_every == 900.0
