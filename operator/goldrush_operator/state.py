@@ -94,6 +94,7 @@ class ObjectRecord:
     synced_generation: int | None = None
     _last_status: bytes | None = None
     held_on: str | None = None
+    held_reason: tuple[str, str] | None = None  # (reason, message) of the stall that holds the writes
     handled_tokens: frozenset[str] = frozenset()
     secret_names: frozenset[str] = frozenset()
     next_full_check: float = 0.0

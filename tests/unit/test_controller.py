@@ -20,7 +20,7 @@ from goldrush_operator.kube import NotFound
 from goldrush_operator.state import Store
 
 KEY = "cqt_service_key_for_tests"
-PASSWORD = "pg-Secret-Value-1"  # noqa: S105
+PASSWORD = "pg-Secret-Value-1"
 
 
 class FakeKube:
@@ -86,7 +86,7 @@ class FakeApi:
             status = self.fail[(method, route)]
             return httpx.Response(status, json={"data": None, "error": True, "error_message": f"injected {status}"})
         if route == "list":
-            return self._ok({"items": list(self._masked(p) for p in self.pipelines.values()),
+            return self._ok({"items": [self._masked(p) for p in self.pipelines.values()],
                              "pagination": {"page_number": 1, "has_more": False}})
         if route == "create":
             body = json.loads(request.content)
@@ -115,7 +115,7 @@ class FakeApi:
     def _masked(pipeline: dict[str, Any]) -> dict[str, Any]:
         out = copy.deepcopy(pipeline)
         if "password" in out.get("destination_config", {}):
-            out["destination_config"]["password"] = "******"  # noqa: S105
+            out["destination_config"]["password"] = "******"
         return out
 
     @staticmethod
@@ -250,10 +250,13 @@ async def test_rejected_patch_is_not_sent_again_until_the_spec_changes(world: Wo
     assert stalled is not None and stalled["reason"] == "InvalidSpec" and "422" in stalled["message"]
     assert world.cond("Synced")["status"] == "False"  # type: ignore[index]
     patches = world.api.writes().count(("PATCH", "patch"))
+    polls = world.api.journal.count(("GET", "status"))
     for _ in range(3):  # later passes (slow poll, recheck) do not repeat the rejected write
         world.now += 1000
         await world.run()
     assert world.api.writes().count(("PATCH", "patch")) == patches
+    assert world.api.journal.count(("GET", "status")) > polls  # ... but the runtime is still observed
+    assert world.cond("Stalled")["reason"] == "InvalidSpec"  # type: ignore[index]
     del world.api.fail[("PATCH", "patch")]
     world.apply(pipeline(generation=3, description="good"))
     await world.run()
@@ -327,7 +330,7 @@ async def test_rotation_patches_once(world: World) -> None:
     world.store.secret_event("ns", "pg", {"password": "rotated-value"})
     await world.run()
     assert world.api.writes().count(("PATCH", "patch")) == 1
-    assert world.api.pipelines[pid]["destination_config"]["password"] == "rotated-value"  # noqa: S105
+    assert world.api.pipelines[pid]["destination_config"]["password"] == "rotated-value"
     await world.run()
     assert world.api.writes().count(("PATCH", "patch")) == 1
     assert ("SecretRotated" in {reason for reason, _ in world.kube.events})
@@ -337,8 +340,8 @@ async def test_delete_removes_the_remote_and_forgets_the_object(world: World) ->
     pid = await _running(world)
     body = world.obj()
     body["metadata"]["deletionTimestamp"] = "2099-01-01T00:00:00Z"
+    world.api.fail[("DELETE", "delete")] = 503
     with pytest.raises(DeleteLater):
-        world.api.fail[("DELETE", "delete")] = 503
         await world.controller.delete(body)
     del world.api.fail[("DELETE", "delete")]
     await world.controller.delete(body)

@@ -168,20 +168,21 @@ class Controller:
             await self.status.write(p)
             return self.intervals()[0], "missing"
         fingerprint = d.fingerprint(p.generation)
+        held: Stall | None = None
         if record.held_on is not None:
             if record.held_on == fingerprint and not token_new:
-                return HOLD_RECHECK_SECONDS, "stalled"
-            record.held_on = None
+                if record.held_reason is None or record.held_reason[0] == cond.AUTH_FAILED:
+                    return HOLD_RECHECK_SECONDS, "stalled"  # the key is refused: no call can succeed
+                held = Stall(*record.held_reason)  # keep observing the remote, send no write
+            else:
+                record.held_on, record.held_reason = None, None
         try:
-            return await self._converge(p, d, self.client_for(d.service_key), token_new)
-        except InputProblem as problem:
-            if isinstance(problem.outcome, Stall) and problem.outcome.reason in HOLD_UNTIL_CHANGE:
-                record.held_on = fingerprint
-            raise
-        except GoldRushError as exc:
+            return await self._converge(p, d, self.client_for(d.service_key), token_new, held)
+        except (InputProblem, GoldRushError) as exc:
             outcome = classify(exc, p.scrub)
             if isinstance(outcome, Stall) and outcome.reason in HOLD_UNTIL_CHANGE:
-                record.held_on = fingerprint  # never send the same rejected write again
+                # Never send the same rejected write again before the inputs change.
+                record.held_on, record.held_reason = fingerprint, (outcome.reason, outcome.message)
             raise
 
     def _pipeline_id(self, p: Pass) -> str | None:
@@ -192,7 +193,10 @@ class Controller:
             return user_id  # a user points the object at another pipeline: adopt it
         return str(known) if known else None
 
-    async def _converge(self, p: Pass, d: Desired, client: GoldRushClient, token_new: bool) -> tuple[float, str]:
+    async def _converge(
+        self, p: Pass, d: Desired, client: GoldRushClient, token_new: bool, held: Stall | None
+    ) -> tuple[float, str]:
+        """Plan and act; with `held` (a stall on a rejected write) only observe the remote."""
         record, now = p.record, self.clock()
         pipeline_id = self._pipeline_id(p)
         applied = (record.applied_hashes if record.applied_hashes is not None
@@ -203,6 +207,17 @@ class Controller:
         ):
             await self.external.finish_record(p, pipeline_id)  # a crash between the two writes of record_id
         remote, created = None, False
+        if held is not None:
+            if not pipeline_id:
+                return HOLD_RECHECK_SECONDS, "stalled"
+            full_check = now >= record.next_full_check
+            if not record.poll_reserved:
+                wait = self.budget.reserve(FULL_CHECK_READS - 1 if full_check else 1)
+                if wait > 0.05:
+                    record.poll_reserved = True
+                    return wait, "budget"
+            record.poll_reserved = False
+            return await self._observe(p, d, client, pipeline_id, full_check, False, held)
         if not pipeline_id:
             p.in_sync = False
             status.creating(p)
@@ -281,8 +296,10 @@ class Controller:
         return True
 
     async def _observe(
-        self, p: Pass, d: Desired, client: GoldRushClient, pipeline_id: str, full_check: bool, created: bool
+        self, p: Pass, d: Desired, client: GoldRushClient, pipeline_id: str, full_check: bool, created: bool,
+        held: Stall | None = None,
     ) -> tuple[float, str]:
+        """Read the runtime (and, on a full check, destination health) and write the status."""
         record = p.record
         try:
             runtime: RuntimeStatus = await client.get_status(pipeline_id)
@@ -309,6 +326,8 @@ class Controller:
         verdict = judge(phase, runtime.ready, runtime.replicas, want_paused=d.spec.paused,
                         bounded=d.spec.execution.mode == "bounded", pipeline_id=pipeline_id, hint=hint)
         status.observed(p, verdict, pipeline_id)
+        if held is not None:
+            status.failed(p, held, in_sync=False)
         if verdict.stalled and prev_phase != phase:
             await self.external.warn_once(p, verdict.reason, verdict.message)
         if verdict.ready and not cond.is_true(p.current.get("conditions"), cond.READY):
@@ -326,6 +345,8 @@ class Controller:
         if full_check:
             next_full = fast if verdict.fast_poll else full_every * random.uniform(1, 1.15)
             record.next_full_check = self.clock() + next_full
+        if held is not None:
+            return status_every, "stalled"
         return (fast if verdict.fast_poll else status_every), "ok"
 
     async def _failure_hint(self, p: Pass, client: GoldRushClient, pipeline_id: str) -> str:
