@@ -6,19 +6,10 @@
 --
 -- It reads what goldrush-operator writes: the top-level status.observedGeneration, the
 -- conditions Ready, Synced, Reconciling and Stalled (Reconciling and Stalled are present only
--- while True), and status.phase, the remote runtime phase (PENDING, DEPLOYING, RUNNING, PAUSED,
--- FAILED, STOPPING, STOPPED). The first matching rule wins. Plain Lua 5.1, no libraries.
+-- while True) with their observedGeneration, and status.phase, the remote runtime phase (PENDING,
+-- DEPLOYING, RUNNING, PAUSED, FAILED, STOPPING, STOPPED). The first matching rule wins. Plain Lua 5.1.
 
 local hs = {}
-
--- Ready=False with one of these reasons needs a human: Degraded.
-local degradedReadyReasons = {
-  RemoteFailed = true,
-  AuthFailed = true,
-  InvalidSpec = true,
-  SecretNotFound = true,
-  NameConflict = true,
-}
 
 -- Remote phases that are on their way somewhere: Progressing.
 local transitionalPhases = {
@@ -43,6 +34,12 @@ local function hasStatus(condition, value)
   return condition ~= nil and condition.status == value
 end
 
+-- Whether a condition says which generation it describes and that generation is older than the spec.
+local function stale(condition, generation)
+  return condition ~= nil and generation ~= nil and type(condition.observedGeneration) == "number"
+    and condition.observedGeneration < generation
+end
+
 -- The message of the first given condition that has one, else the fallback.
 local function messageOf(fallback, ...)
   local conditions = { ... }
@@ -55,6 +52,8 @@ local function messageOf(fallback, ...)
   return fallback
 end
 
+-- Degraded exactly when a human must act (Stalled=True), as Flux's kstatus reads Failed; waiting and
+-- retrying are Progressing, as kstatus reads InProgress.
 local function evaluate(obj)
   local status = obj.status
   local generation = nil
@@ -82,22 +81,24 @@ local function evaluate(obj)
     return "Degraded", messageOf("Stalled: " .. tostring(stalled.reason), stalled)
   end
 
-  if hasStatus(ready, "False") and degradedReadyReasons[ready.reason] then
-    return "Degraded", messageOf("Not ready: " .. ready.reason, ready)
-  end
-
   -- The goldrush.dev/pause-reconciliation annotation: the operator makes no writes at all.
   if (ready ~= nil and ready.reason == "ReconcilePaused")
       or (synced ~= nil and synced.reason == "ReconcilePaused") then
     return "Suspended", messageOf("Reconciliation is paused", ready, synced)
   end
 
+  if hasStatus(reconciling, "True") then
+    return "Progressing", messageOf("Reconciling", reconciling)
+  end
+
+  -- Conditions judged for an older generation say nothing about the current spec.
+  if stale(ready, generation) or stale(synced, generation) then
+    return "Progressing", "Waiting for the operator to apply the latest spec"
+  end
+
   -- Never Healthy while the remote configuration differs from the spec.
   if hasStatus(synced, "False") then
-    if hasStatus(reconciling, "True") or synced.reason == "UpdatePending" then
-      return "Progressing", messageOf("Applying the spec to the remote pipeline", reconciling, synced)
-    end
-    return "Degraded", messageOf("Remote pipeline is out of sync: " .. tostring(synced.reason), synced)
+    return "Progressing", messageOf("Applying the spec to the remote pipeline", synced, ready)
   end
 
   if spec.paused == true and phase == "PAUSED" and hasStatus(ready, "True") and ready.reason == "Paused" then
@@ -108,23 +109,15 @@ local function evaluate(obj)
     return "Healthy", messageOf("Pipeline is running", ready)
   end
 
-  if hasStatus(reconciling, "True") or transitionalPhases[phase] then
-    local fallback = "Waiting for the pipeline to become ready"
-    if phase ~= nil then
-      fallback = "Remote pipeline is " .. phase
-    end
-    return "Progressing", messageOf(fallback, reconciling, ready)
-  end
-
   if phase == "FAILED" then
     return "Degraded", messageOf("Remote pipeline FAILED", ready)
   end
 
-  if phase == "STOPPED" and type(spec.execution) == "table" and spec.execution.mode == "bounded" then
-    return "Healthy", "Bounded pipeline finished"
+  local fallback = "Waiting for the pipeline to become ready"
+  if transitionalPhases[phase] then
+    fallback = "Remote pipeline is " .. phase
   end
-
-  return "Progressing", messageOf("Waiting for the pipeline to become ready", ready)
+  return "Progressing", messageOf(fallback, ready)
 end
 
 hs.status, hs.message = evaluate(obj)

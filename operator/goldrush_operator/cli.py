@@ -89,7 +89,7 @@ class ObjectFields(logging.Filter):
 
     Sources, first match wins: `extra={"namespace": ..., "object_name": ..., "pipeline_id": ...}` (`name` is
     taken by the logger name); the object whose reconcile pass or deletion is running
-    (`logcontext.current_object`, set by the reconciler); kopf's per-object `k8s_ref`. `pipeline_id_of` looks
+    (`logcontext.current_object`, set by the controller); kopf's per-object `k8s_ref`. `pipeline_id_of` looks
     the remote id up for a (namespace, name).
     """
 

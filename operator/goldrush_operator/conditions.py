@@ -1,6 +1,6 @@
 """Kubernetes condition rules for `GoldRushPipeline.status.conditions` (kstatus / Flux semantics).
 
-Pure functions over the camelCase condition dicts stored in status; the reconciler calls them to build
+Pure functions over the camelCase condition dicts stored in status; the controller's status step calls them to build
 the next status and `conditions_changed()` to decide whether a status write is needed at all (no write
 when nothing changed, so no reconcile storms). Rules:
 

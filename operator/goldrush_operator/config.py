@@ -1,6 +1,6 @@
 """Operator settings from the environment (names are a public contract, see README "Operator settings").
 
-Called once by `cli.run` at start-up; the resulting `Settings` is handed to the handlers and the reconciler.
+Called once by `cli.run` at start-up; the resulting `Settings` is handed to the handlers and the controller.
 The service key is not stored here: `ServiceKeySource` reads `GOLDRUSH_SERVICE_KEY_FILE` (re-read when the
 file changes, so a rotated mounted Secret takes effect without a restart) or `GOLDRUSH_SERVICE_KEY`.
 """

@@ -1,7 +1,7 @@
 """Deterministic crash points for reliability tests (test-only; off unless `GOLDRUSH_CRASH_AT` is set).
 
 `crash_point(step)` ends the process abruptly (`os._exit`, no cleanup, like SIGKILL) when the environment
-variable `GOLDRUSH_CRASH_AT` names `step`. The reconciler calls it between every read and write of create,
+variable `GOLDRUSH_CRASH_AT` names `step`. The controller calls it between every read and write of create,
 update, pause, resume and delete; `STEPS` lists them all (README "Crash points").
 """
 

@@ -1,6 +1,6 @@
 """Secret references -> secret values, keyed hashes and scrubbing: the pure part of credential handling.
 
-The reconciler reads the referenced Secrets through the Kubernetes adapter (`kube.py`) and hands the data
+The controller reads the referenced Secrets through the Kubernetes adapter (`kube.py`) and hands the data
 here. This module resolves `spec.destination.secretRefs` (and `spec.serviceKeySecretRef`) against it,
 reports precisely which Secret or key is missing, computes the keyed hashes recorded in
 `status.secrets`, sets dotted fields (`sasl.password`, `headers.Authorization`) in the destination

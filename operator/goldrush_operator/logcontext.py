@@ -1,6 +1,6 @@
 """Which GoldRushPipeline the running task is working on, for log records.
 
-The reconciler enters `about((namespace, name))` around each reconcile pass and deletion; the log filter in
+The controller enters `about((namespace, name))` around each reconcile pass and deletion; the log filter in
 `cli.py` reads `current_object` so that every record logged meanwhile (the API client's retries included)
 carries the object's namespace, name and pipeline id. A context variable, so concurrent objects never mix.
 """

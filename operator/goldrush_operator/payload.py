@@ -1,6 +1,6 @@
 """Desired GoldRush API payload for a `GoldRushPipeline`, and its diff against the remote pipeline.
 
-The reconciler calls `desired_payload()` once per reconcile (after resolving Secrets with
+The controller (`controller/inputs.py`) calls `desired_payload()` once per reconcile (after resolving Secrets with
 `credentials`), sends it whole as the POST body on create, and otherwise calls `diff_payload()` to get
 the minimal PATCH body (empty = nothing to write), `immutable_mismatches()` to report drift in fields
 the API cannot change, and `status_change()` for the PUT that pauses or resumes.
@@ -221,7 +221,7 @@ def status_change(desired: Mapping[str, Any], remote: Mapping[str, Any]) -> str 
 
 @dataclass(frozen=True)
 class PayloadDiff:
-    """Everything the reconciler needs to decide between PATCH, PUT, report, or nothing."""
+    """Everything the controller needs to decide between PATCH, PUT, report, or nothing."""
 
     patch: dict[str, Any] = field(repr=False)
     immutable: dict[str, tuple[Any, Any]]

@@ -1,6 +1,6 @@
 """What a remote runtime phase means for the object's conditions and polling (pure; no I/O).
 
-The reconciler calls `judge(...)` after reading `/status/` and applies the result to `Ready`, `Reconciling` and
+The controller calls `judge(...)` after reading `/status/` and applies the result to `Ready`, `Reconciling` and
 `Stalled`; design.md section 2 defines the semantics:
 - `Ready=True` when RUNNING with every replica ready and not asked to pause, when PAUSED as asked (reason
   `Paused`), and when a bounded pipeline has finished (STOPPED, reason `Completed`);

@@ -5,7 +5,7 @@ command and by the drift test), so every field carries a description (it becomes
 and the Kubernetes-only schema details (CEL rules, preserve-unknown-fields, list-map keys) are attached
 with `json_schema_extra`.
 
-The reconciler parses the raw dicts kopf hands it with `PipelineSpec.model_validate(body["spec"])` and
+The controller parses the raw dicts kopf hands it with `PipelineSpec.model_validate(body["spec"])` and
 `PipelineStatus.model_validate(body.get("status") or {})`. Models accept camelCase (as stored) and
 snake_case names and ignore unknown fields, so an older operator never chokes on a newer object.
 

@@ -1,6 +1,6 @@
 """GoldRush Pipeline REST API client: the only package of the operator that imports httpx.
 
-Used by the reconciler (and by the simulator tests). Public names:
+Used by the controller (and by the simulator tests). Public names:
 
 Client (:mod:`.client`)
     ``GoldRushClient(base_url, service_key, *, rate_limit=None, burst=None, max_concurrency=None,

@@ -1,6 +1,6 @@
 """The async GoldRush Pipeline REST API client: the only code that talks HTTP to GoldRush.
 
-Called by the operator's reconciler (and by the simulator tests). One :class:`GoldRushClient` per service
+Called by the operator's controller (and by the simulator tests). One :class:`GoldRushClient` per service
 key; all clients of one base URL share one ``httpx.AsyncClient`` (connection pool) and all clients of one
 (base URL, key) share a token bucket, a concurrency cap and a Retry-After gate (see :mod:`.shared`,
 :mod:`.ratelimit`).

@@ -1,7 +1,7 @@
 """Pydantic v2 wire models of the GoldRush Pipeline REST API.
 
 Parsed by :mod:`goldrush_operator.goldrush_api.client` from response envelopes and returned to its callers (the
-reconciler). Every model tolerates (and keeps, ``extra="allow"``) fields it does not know, and most fields
+controller). Every model tolerates (and keeps, ``extra="allow"``) fields it does not know, and most fields
 are optional, because the API is young and partly undocumented. Numbers sent as strings and strings sent
 as numbers are coerced where the docs are vague (block heights, ``error_code``).
 """

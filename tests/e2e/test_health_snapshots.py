@@ -1,0 +1,210 @@
+"""E2E: what Argo CD and Flux say about real objects, in every state of the README's health table.
+
+The operator is driven into each state against the simulator; the live object is judged by Argo CD's own
+health code (deploy/argocd/health.lua run by `github.com/argoproj/argo-cd/v3/util/lua`) and by Flux's kstatus
+(`sigs.k8s.io/cli-utils`); the two must agree (`support.verdicts.AGREEMENT`) and match the README's table.
+
+The objects are also the Argo CD test cases: `GOLDRUSH_RECORD_SNAPSHOTS=1` writes each one (identity and
+timestamps normalised) to deploy/argocd/testdata/<case>.yaml and regenerates deploy/argocd/health_test.yaml;
+without it the test fails when a committed snapshot is missing or its verdict differs from the live one.
+It also times the failing-update case: both tools must say "not healthy" within 10 s of the spec change and
+"healthy" again once the PATCH goes through.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from pipelines import get, pipeline_manifest, secret_manifest, wait_phase, wait_reason
+
+from support import argocd, kstatus, verdicts
+from support.kubectl import Kubectl
+from support.operator import OperatorProcess, wait_for
+from support.sim import SimProcess
+
+REPO = Path(__file__).resolve().parents[2]
+TESTDATA = REPO / "deploy" / "argocd" / "testdata"
+HEALTH_TEST = REPO / "deploy" / "argocd" / "health_test.yaml"
+RECORD = os.environ.get("GOLDRUSH_RECORD_SNAPSHOTS") == "1"
+SIM_ARGS = ("--service-key", "dev-key=group_default", "--deploy-seconds", "3", "--stop-seconds", "0.5")
+FIXED_TIME = "2026-01-01T00:00:00Z"
+
+
+def readme_table() -> dict[str, tuple[str, str]]:
+    """case -> (Argo CD health, kstatus) from the README's "What Argo CD and Flux show" table."""
+    text = (REPO / "README.md").read_text()
+    section = text.split("### What Argo CD and Flux show", 1)[1].split("\n#", 1)[0]
+    rows = re.findall(r"^\| [^|]+ \| `([a-z_]+)` \| (\w+) \| (\w+) \|", section, flags=re.M)
+    return {case: (argo, flux) for case, argo, flux in rows}
+
+
+def normalise(obj: dict[str, Any]) -> dict[str, Any]:
+    """The live object as a stable test case: no server-set identity, fixed times."""
+    meta = obj["metadata"]
+    out = {
+        "apiVersion": obj["apiVersion"], "kind": obj["kind"],
+        "metadata": {"name": meta["name"], "namespace": "pipelines", "generation": meta["generation"],
+                     **({"annotations": {k: v for k, v in meta.get("annotations", {}).items()
+                                         if k.startswith(("goldrush.dev/", "reconcile.fluxcd.io/"))}}
+                        if meta.get("annotations") else {})},
+        "spec": copy.deepcopy(obj.get("spec", {})),
+        "status": copy.deepcopy(obj.get("status", {})),
+    }
+    status = out["status"]
+    for condition in status.get("conditions", []):
+        condition["lastTransitionTime"] = FIXED_TIME
+    for key in ("createdAt", "lastHandledReconcileAt"):
+        if key in status:
+            status[key] = FIXED_TIME
+    if "destinationHealth" in status:
+        status["destinationHealth"]["checkedAt"] = FIXED_TIME
+    return out
+
+
+@pytest.fixture
+def health_sim() -> Any:
+    with SimProcess.start(*SIM_ARGS) as process:
+        yield process
+
+
+@pytest.fixture
+def health_operator(kubeconfig: Path, namespace: str, health_sim: SimProcess, tmp_path: Path,
+                    crd_installed: None) -> Any:
+    proc = OperatorProcess.start(kubeconfig, health_sim.base_url, tmp_path / "operator.log", namespaces=[namespace])
+    yield proc
+    if proc.alive():
+        proc.stop()
+
+
+def test_argo_cd_and_kstatus_agree_on_every_state(
+    kubectl: Kubectl, health_sim: SimProcess, health_operator: OperatorProcess
+) -> None:
+    sim = health_sim
+    table = readme_table()
+    assert len(table) >= 12, "the README health table is missing or unparsable"
+    argocd.ensure_binary()
+    kstatus.ensure_binary()
+    seen: dict[str, dict[str, Any]] = {}
+
+    def snap(case: str, obj: dict[str, Any]) -> None:
+        assert case in table, f"case {case} is not in the README table"
+        result = verdicts.verdicts(obj)
+        argo, flux = result.argo["status"], result.kstatus["status"]
+        assert result.agree, f"{case}: Argo CD {argo} vs kstatus {flux}: {obj['status']}"
+        assert (argo, flux) == table[case], f"{case}: live ({argo}, {flux}) but the README says {table[case]}"
+        seen[case] = normalise(obj)
+        if not RECORD:
+            committed = TESTDATA / f"{case}.yaml"
+            assert committed.exists(), f"{committed} is missing: run with GOLDRUSH_RECORD_SNAPSHOTS=1"
+            stored = argocd.compute(argocd.ensure_binary(), yaml.safe_load(committed.read_text()))
+            assert stored["status"] == argo, f"{case}: committed snapshot says {stored['status']}, live {argo}"
+
+    def when(name: str, predicate: Callable[[dict[str, Any]], bool], timeout: float = 40) -> dict[str, Any]:
+        result: dict[str, Any] = wait_for(lambda: (o := get(kubectl, name)) if predicate(o) else None, timeout,
+                                          message=f"{name} to reach the state")
+        return result
+
+    def cond(obj: dict[str, Any], ctype: str) -> dict[str, Any]:
+        for c in obj.get("status", {}).get("conditions", []):
+            if c["type"] == ctype:
+                return dict(c)
+        return {}
+
+    kubectl.apply(secret_manifest())
+    # Deploying, then running.
+    kubectl.apply(pipeline_manifest("running"))
+    snap("progressing_deploying", when("running", lambda o: o.get("status", {}).get("phase") == "DEPLOYING"))
+    running = wait_phase(kubectl, "running", "RUNNING", ready="True")
+    snap("healthy_running", running)
+
+    # The failing update: a 409 on every PATCH, then a spec change.
+    sim.faults(rules=[{"route": "patch", "method": "*", "status": 409, "rate": 1.0}])
+    kubectl.apply(pipeline_manifest("running", description="a change the API refuses for now"))
+    changed = time.monotonic()
+    conflict = when("running", lambda o: cond(o, "Synced").get("reason") == "Conflict", timeout=10)
+    assert time.monotonic() - changed <= 10
+    assert verdicts.verdicts(conflict).argo["status"] != "Healthy"
+    snap("progressing_update_conflict", conflict)
+    sim.clear_faults()
+    healed = when("running", lambda o: cond(o, "Synced").get("status") == "True" and cond(o, "Ready").get(
+        "status") == "True", timeout=60)
+    assert verdicts.verdicts(healed).argo["status"] == "Healthy"
+    assert verdicts.verdicts(healed).kstatus["status"] == "Current"
+
+    # Transient API trouble while running: still Ready, retrying.
+    sim.faults(rules=[{"route": "status", "method": "*", "status": 503, "rate": 1.0}])
+    snap("progressing_api_unavailable", when("running", lambda o: cond(o, "Reconciling").get("reason") == "Retrying"))
+    sim.clear_faults()
+    wait_reason(kubectl, "running", "Ready", "True", "Running")
+    when("running", lambda o: not cond(o, "Reconciling"))
+
+    # Unhealthy destination: Ready stays True.
+    pid = running["status"]["pipelineId"]
+    sim.admin("POST", f"pipelines/{pid}/destination-health", {"healthy": False, "last_error": "connection refused"})
+    kubectl("annotate", "--overwrite", "grp", "running", "goldrush.dev/reconcile-requested-at=1")
+    snap("healthy_destination_unhealthy", when("running", lambda o: cond(o, "DestinationHealthy").get("status")
+                                               == "False"))
+
+    # Pause-reconciliation annotation.
+    kubectl("annotate", "--overwrite", "grp", "running", "goldrush.dev/pause-reconciliation=true")
+    snap("suspended_reconcile_paused", when("running", lambda o: cond(o, "Synced").get("reason") == "ReconcilePaused"))
+    kubectl("annotate", "grp", "running", "goldrush.dev/pause-reconciliation-")
+
+    # Paused as asked.
+    kubectl.apply(pipeline_manifest("paused", paused=True))
+    snap("suspended_paused", when("paused", lambda o: cond(o, "Ready").get("reason") == "Paused"))
+
+    # Remote FAILED, a stopped unbounded pipeline, a finished bounded one.
+    kubectl.apply(pipeline_manifest("failing"))
+    pid = wait_phase(kubectl, "failing", "RUNNING", ready="True")["status"]["pipelineId"]
+    sim.force_phase(pid, "FAILED", log="sink error: relation does not exist")
+    snap("degraded_remote_failed", when("failing", lambda o: cond(o, "Stalled").get("reason") == "RemoteFailed"))
+    kubectl.apply(pipeline_manifest("stopped"))
+    pid = wait_phase(kubectl, "stopped", "RUNNING", ready="True")["status"]["pipelineId"]
+    sim.force_phase(pid, "STOPPED")
+    snap("progressing_stopped_unbounded", when("stopped", lambda o: cond(o, "Ready").get("reason") == "Stopped"))
+    kubectl.apply(pipeline_manifest("bounded", execution={"mode": "bounded", "startFrom": "100", "stopAt": "200"}))
+    pid = wait_phase(kubectl, "bounded", "RUNNING", ready="True")["status"]["pipelineId"]
+    sim.force_phase(pid, "STOPPED")
+    snap("healthy_bounded_finished", when("bounded", lambda o: cond(o, "Ready").get("reason") == "Completed"))
+
+    # Inputs the user must fix or provide.
+    missing = pipeline_manifest("nosecret")
+    missing["spec"]["destination"]["secretRefs"]["password"]["name"] = "not-there"
+    kubectl.apply(missing)
+    snap("progressing_secret_not_found", when("nosecret", lambda o: cond(o, "Ready").get("reason") == "SecretNotFound"))
+    kubectl.apply(pipeline_manifest("noabi", abi={"configMapRef": {"name": "abi-missing", "key": "abi.json"}}))
+    snap("progressing_configmap_not_found", when("noabi", lambda o: cond(o, "Ready").get("reason")
+                                                 == "ConfigMapNotFound"))
+    kubectl.apply(secret_manifest("badkey", {"key": "cqt_not_a_known_key"}))
+    kubectl.apply(pipeline_manifest("badkey", serviceKeySecretRef={"name": "badkey", "key": "key"}))
+    snap("degraded_auth_failed", when("badkey", lambda o: cond(o, "Stalled").get("reason") == "AuthFailed"))
+    sim.faults(echo_body_in_422={"route": "create", "count": 1})
+    kubectl.apply(pipeline_manifest("rejected"))
+    snap("degraded_invalid_spec", when("rejected", lambda o: cond(o, "Stalled").get("reason") == "InvalidSpec"))
+    manifest = pipeline_manifest("conflict")
+    sim.seed(name=f"{kubectl.namespace}-conflict", project=manifest["spec"]["project"],
+             topic="eth.mainnet.ref.block.logs", destination_type="postgres", execution_mode="unbounded",
+             group="group_default", destination_config={"type": "postgres", "url": "postgresql://x/y",
+                                                        "user": "u", "password": "theirs"})
+    kubectl.apply(manifest)
+    snap("degraded_name_conflict", when("conflict", lambda o: cond(o, "Stalled").get("reason") == "NameConflict"))
+
+    assert set(seen) == set(table), f"README cases without a snapshot: {sorted(set(table) - set(seen))}"
+    if RECORD:
+        for old in TESTDATA.glob("*.yaml"):
+            old.unlink()
+        for case, obj in sorted(seen.items()):
+            (TESTDATA / f"{case}.yaml").write_text(yaml.safe_dump(obj, sort_keys=False))
+        results = {case: argocd.compute(argocd.ensure_binary(), obj) for case, obj in seen.items()}
+        tests = [{"healthStatus": {"status": results[c]["status"], "message": results[c]["message"]},
+                  "inputPath": f"testdata/{c}.yaml"} for c in sorted(seen)]
+        HEALTH_TEST.write_text(yaml.safe_dump({"tests": tests}, sort_keys=False, width=120))

@@ -1,0 +1,159 @@
+"""Unit tests of the scheduler (one pass per object at a time, wake-ups, holds), the read budget, the poll
+cadence and the one error policy (controller/outcome.py)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from goldrush_operator.controller.outcome import Retry, Stall, classify
+from goldrush_operator.goldrush_api import api_error_for_status
+from goldrush_operator.goldrush_api.errors import (
+    MaskedSecretError,
+    OutcomeUnknownError,
+    RateLimitedError,
+    TransportError,
+    UnexpectedResponseError,
+)
+from goldrush_operator.kube import KubeError
+from goldrush_operator.payload import MaskedValueError
+from goldrush_operator.scheduler import Cadence, ReadBudget, Scheduler
+
+
+async def test_one_pass_per_object_at_a_time_and_wake_during_a_pass_reruns() -> None:
+    running: set[tuple[str, str]] = set()
+    runs: list[tuple[str, str]] = []
+    overlap = False
+    gate = asyncio.Event()
+
+    async def run_pass(key: tuple[str, str]) -> float | None:
+        nonlocal overlap
+        overlap = overlap or key in running
+        running.add(key)
+        runs.append(key)
+        if len(runs) == 1:
+            await gate.wait()
+        running.discard(key)
+        return None
+
+    scheduler = Scheduler(run_pass, workers=4)
+    task = asyncio.create_task(scheduler.run())
+    key = ("ns", "a")
+    scheduler.wake(key)
+    await asyncio.sleep(0.05)
+    scheduler.wake(key)  # arrives while the first pass runs
+    scheduler.wake(key)
+    await asyncio.sleep(0.05)
+    assert runs == [key]
+    gate.set()
+    await asyncio.sleep(0.1)
+    task.cancel()
+    assert runs == [key, key] and not overlap
+
+
+async def test_due_times_and_forget() -> None:
+    runs: list[str] = []
+
+    async def run_pass(key: tuple[str, str]) -> float | None:
+        runs.append(key[1])
+        return 0.05 if key[1] == "again" else None
+
+    scheduler = Scheduler(run_pass, workers=2)
+    task = asyncio.create_task(scheduler.run())
+    scheduler.schedule(("ns", "later"), 0.1)
+    scheduler.wake(("ns", "again"))
+    scheduler.schedule(("ns", "gone"), 0.05)
+    scheduler.forget(("ns", "gone"))
+    await asyncio.sleep(0.03)
+    assert runs == ["again"]
+    await asyncio.sleep(0.2)
+    scheduler.forget(("ns", "again"))
+    task.cancel()
+    assert "later" in runs and "gone" not in runs and runs.count("again") >= 3
+
+
+async def test_exclusive_waits_for_the_running_pass_and_keeps_workers_away() -> None:
+    started, release = asyncio.Event(), asyncio.Event()
+    runs = 0
+
+    async def run_pass(key: tuple[str, str]) -> float | None:
+        nonlocal runs
+        runs += 1
+        started.set()
+        await release.wait()
+        return 0.01
+
+    scheduler = Scheduler(run_pass, workers=2)
+    task = asyncio.create_task(scheduler.run())
+    scheduler.wake(("ns", "a"))
+    await started.wait()
+    entered = asyncio.Event()
+
+    async def hold() -> None:
+        async with scheduler.exclusive(("ns", "a")):
+            entered.set()
+            await asyncio.sleep(0.1)
+
+    holder = asyncio.create_task(hold())
+    await asyncio.sleep(0.05)
+    assert not entered.is_set()  # the pass still runs
+    release.set()
+    await asyncio.wait_for(entered.wait(), 1)
+    count = runs
+    await asyncio.sleep(0.05)
+    assert runs == count  # no pass while held
+    await holder
+    await asyncio.sleep(0.1)
+    task.cancel()
+    assert runs > count
+
+
+def test_read_budget_pays_a_burst_then_spreads() -> None:
+    now = [100.0]
+    budget = ReadBudget(2.0, burst=4, clock=lambda: now[0])
+    waits = [budget.reserve(1) for _ in range(8)]
+    assert waits[:3] == [0.0, 0.0, 0.0]
+    assert waits[4:] == pytest.approx([0.5, 1.0, 1.5, 2.0])
+    now[0] += 100
+    assert budget.reserve(1) == 0.0
+
+
+@pytest.mark.parametrize(("objects", "status_every", "full_every"), [
+    (1, 2.0, 900.0), (10, 5.056, 900.0), (100, 56.25, 900.0), (1000, 750.0, 3000.0),
+])
+def test_cadence_follows_the_budget(objects: int, status_every: float, full_every: float) -> None:
+    cadence = Cadence(fast=2.0, status_max=60.0, slow=900.0, budget=2.0)
+    got = cadence.intervals(objects)
+    assert got == pytest.approx((status_every, full_every), rel=1e-3)
+    # The reads it implies never exceed the budget.
+    assert objects / got[0] + 2 * objects / got[1] <= 2.0 + 1e-9
+
+
+def _scrub(text: str) -> str:
+    return text.replace("s3cret", "[REDACTED]")
+
+
+@pytest.mark.parametrize(("exc", "kind", "reason"), [
+    (api_error_for_status(409, "PATCH patch: HTTP 409: busy"), Retry, "Conflict"),
+    (api_error_for_status(422, "PATCH patch: HTTP 422: s3cret bad"), Stall, "InvalidSpec"),
+    (api_error_for_status(400, "bad"), Stall, "InvalidSpec"),
+    (api_error_for_status(401, "no"), Stall, "AuthFailed"),
+    (api_error_for_status(403, "no"), Stall, "AuthFailed"),
+    (api_error_for_status(418, "teapot"), Stall, "UnexpectedResponse"),
+    (api_error_for_status(503, "down"), Retry, "ApiUnavailable"),
+    (RateLimitedError("slow down", retry_after=3.0), Retry, "RateLimited"),
+    (UnexpectedResponseError("HTTP 302", status=302, transient=False), Stall, "UnexpectedResponse"),
+    (OutcomeUnknownError("maybe"), Retry, "OutcomeUnknown"),
+    (TransportError("reset"), Retry, "ApiUnavailable"),
+    (MaskedSecretError(["destination_config.password"]), Stall, "InvalidSpec"),
+    (MaskedValueError("destination_config.host: mask"), Stall, "InvalidSpec"),
+    (KubeError("Kubernetes API 500", 500), Retry, "KubernetesError"),
+    (RuntimeError("bug"), Retry, "InternalError"),
+])
+def test_every_error_has_one_outcome_with_its_own_reason(exc: Exception, kind: type, reason: str) -> None:
+    outcome = classify(exc, _scrub)
+    assert isinstance(outcome, kind) and outcome.reason == reason
+    assert "s3cret" not in outcome.message
+    if isinstance(exc, RateLimitedError):
+        assert isinstance(outcome, Retry) and outcome.delay == 3.0
