@@ -2,7 +2,8 @@
 
 Async wrappers (the official client runs in a bounded thread pool) for the few calls the operator makes
 besides kopf's own watching: read Secrets and ConfigMaps, merge-patch the object's annotations and its
-`status` subresource, and post Events. Called by the controller (`controller/`), the handlers (liveness list) and the CLI
+`status` subresource, and post Events. Called by the controller (`controller/`), the handlers (liveness
+list) and the CLI
 (`cli.py` for `logs`/`describe`).
 """
 

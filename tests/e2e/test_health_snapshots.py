@@ -108,8 +108,11 @@ def test_argo_cd_and_kstatus_agree_on_every_state(
             assert stored["status"] == argo, f"{case}: committed snapshot says {stored['status']}, live {argo}"
 
     def when(name: str, predicate: Callable[[dict[str, Any]], bool], timeout: float = 40) -> dict[str, Any]:
-        result: dict[str, Any] = wait_for(lambda: (o := get(kubectl, name)) if predicate(o) else None, timeout,
-                                          message=f"{name} to reach the state")
+        def check() -> dict[str, Any] | None:
+            obj = get(kubectl, name)
+            return obj if predicate(obj) else None
+
+        result: dict[str, Any] = wait_for(check, timeout, message=f"{name} to reach the state")
         return result
 
     def cond(obj: dict[str, Any], ctype: str) -> dict[str, Any]:
