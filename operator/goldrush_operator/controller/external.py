@@ -95,9 +95,11 @@ class External:
         self._directories: dict[str, _Directory] = {}
 
     async def event(self, p: Pass, reason: str, message: str, *, warning: bool = False) -> None:
-        """A scrubbed Event; a failure to record it is logged, never raised."""
+        """A scrubbed Event, also logged; a failure to record it is logged, never raised."""
+        message = p.scrub(message)
+        log.log(logging.WARNING if warning else logging.INFO, "%s: %s", reason, message)
         try:
-            await self._kube.post_event(p.body, reason, p.scrub(message), warning=warning)
+            await self._kube.post_event(p.body, reason, message, warning=warning)
         except KubeError as exc:
             log.warning("could not record Event %s: %s", reason, exc)
 
