@@ -15,9 +15,9 @@ help:
 	@echo "make dev        run the operator on a local control plane against the API simulator"
 	@echo "make dev-down   stop everything 'make dev' started"
 	@echo "make test       lint + all test tiers (unit, sim, e2e)"
-	@echo "make lint       ruff, mypy --strict, hadolint"
+	@echo "make lint       ruff, mypy --strict, hadolint, kubeconform + kubectl-validate on samples/"
 	@echo "make cluster-up / cluster-down   local etcd + kube-apiserver, kubeconfig in $(DEV_DIR)/kubeconfig"
-	@echo "make crd        regenerate crds/ from the pydantic models"
+	@echo "make crd        regenerate crds/ and schemas/ (published JSON Schema) from the pydantic models"
 	@echo "make bench      run the benchmark scenarios (bench/README)"
 
 $(STAMP): pyproject.toml
@@ -32,6 +32,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	@if [ -x $(BIN)/hadolint ] && [ -f Dockerfile ]; then $(BIN)/hadolint Dockerfile; fi
+	$(BIN)/python -m support.manifestlint
 
 fmt: $(STAMP)
 	$(BIN)/ruff check --fix .
@@ -61,7 +62,7 @@ cluster-down: $(STAMP)
 	$(BIN)/python -m support.ctlplane down --dir $(DEV_DIR)
 
 crd: $(STAMP)
-	$(BIN)/goldrush-operator crd > crds/goldrush.dev_goldrushpipelines.yaml
+	$(BIN)/python -m goldrush_operator.crdgen --crd-dir crds --schema-dir schemas
 
 dev: $(STAMP) cluster-up
 	$(BIN)/python -m support.devenv up --dir $(DEV_DIR) --sim-port $(SIM_PORT)

@@ -453,7 +453,9 @@ def _applicability_rules() -> list[JsonValue]:
     return rules
 
 
-# CEL string literal: `[.]` instead of `\.` (a backslash-dot is an invalid escape in a CEL string).
+# A secretRefs key: a destination_config field, dotted for nested keys. In the CEL string literal `[.]`
+# stands for `\.` (a backslash-dot is an invalid escape in a CEL string).
+FIELD_PATH_PATTERN: Final = r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$"
 _FIELD_PATH_RULE = "^[A-Za-z0-9_-]+([.][A-Za-z0-9_-]+)*$"
 
 
