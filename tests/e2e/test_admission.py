@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 CONFIGS: dict[str, dict[str, Any]] = {
     "postgres": {"url": "postgresql://db.example.com:5432/analytics", "user": "pipeline", "batch_size": 1000},
-    "clickhouse": {"url": "clickhouse://ch.example.com:8123/analytics", "user": "pipeline", "flush_interval_ms": 5000},
+    "clickhouse": {"url": "clickhouse://ch.example.com:8123/a", "user": "pipeline", "flush_interval_ms": 5000},
     "kafka": {"bootstrap_servers": "b-0:9092", "output_topic": "out", "sasl": {"mechanism": "SCRAM-SHA-512",
                                                                              "username": "pipeline"}},
     "object_storage": {"provider": "s3", "bucket": "data", "region": "eu-west-1", "format": "parquet",
