@@ -34,8 +34,8 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "sqs": {"queue_url": "https://sqs.eu-west-1.amazonaws.com/1/q.fifo", "region": "eu-west-1", "batch_size": 10},
     "webhook": {"url": "https://hooks.example.com/in", "method": "POST", "retry": {"max_attempts": 5}},
 }
-SECRET_FIELD = {"postgres": "password", "clickhouse": "password", "kafka": "sasl.password", "object_storage": "secret_access_key",
-                "sqs": "secret_access_key", "webhook": "headers.Authorization"}
+SECRET_FIELD = {"postgres": "password", "clickhouse": "password", "kafka": "sasl.password",
+                "object_storage": "secret_access_key", "sqs": "secret_access_key", "webhook": "headers.Authorization"}
 
 
 def manifest(dtype: str = "postgres", name: str = "bad", **spec: Any) -> dict[str, Any]:
