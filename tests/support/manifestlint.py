@@ -50,7 +50,8 @@ def kubeconform(path: Path) -> Verdict:
     except json.JSONDecodeError:
         return Verdict("kubeconform", path, False, proc.stdout + proc.stderr)
     ours = [r for r in resources if r.get("kind") == KIND]
-    ok = proc.returncode == 0 and bool(ours) and all(r.get("status") == "statusValid" for r in ours)
+    expected = f"kind: {KIND}" in path.read_text()
+    ok = proc.returncode == 0 and bool(ours) == expected and all(r.get("status") == "statusValid" for r in ours)
     return Verdict("kubeconform", path, ok, proc.stdout + proc.stderr)
 
 
