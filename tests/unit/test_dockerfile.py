@@ -130,7 +130,8 @@ def test_final_stage_copies_only_the_venv_and_runs_as_numeric_non_root() -> None
 def test_dependencies_come_from_the_hashed_lock() -> None:
     """Two builds a week apart install the same dependency versions: the lock, hashes required."""
     parsed = instructions(DOCKERFILE.read_text())
-    build = parsed[: [k for k, _ in parsed].index("FROM", 1)]
+    froms = [i for i, (keyword, _) in enumerate(parsed) if keyword == "FROM"]
+    build = parsed[: froms[1]]
     run_steps = " ".join(rest for keyword, rest in build if keyword == "RUN")
     assert "pip install --no-cache-dir --require-hashes --no-deps -r requirements.lock" in run_steps
     assert re.search(r"pip install --no-cache-dir --no-deps /wheels/goldrush_operator-\*\.whl", run_steps)
