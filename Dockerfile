@@ -5,7 +5,8 @@
 #   docker build -t goldrush-operator:0.1.0 .
 #
 # Stage 1 builds a wheel from the repository (pyproject.toml at the root, sources under
-# operator/) and installs it with its dependencies into a virtual environment at /opt/venv.
+# operator/), installs the exact, hash-checked dependency pins of requirements.lock (`make lock`)
+# into a virtual environment at /opt/venv, then the wheel itself without resolving anything.
 # Stage 2 copies only that virtual environment onto a clean slim base of the same Python.
 #
 # The image runs as the numeric non-root user 65532 and writes nothing outside /tmp, so it
@@ -23,14 +24,18 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
 
 WORKDIR /src
 
-# .dockerignore is an allowlist: only pyproject.toml, README.md, LICENSE and operator/ arrive here.
+# .dockerignore is an allowlist: only pyproject.toml, requirements.lock, README.md, LICENSE and
+# operator/goldrush_operator arrive here (the simulator, operator/goldrush_sim, never does).
 COPY . .
 
-# Build the wheel (build isolation fetches the declared build backend), install it with its
-# dependencies into /opt/venv, then drop the installers that the runtime does not need.
+# Build the wheel (build isolation fetches the declared build backend), install the locked
+# dependencies (hashes required) and the wheel into /opt/venv, check the set is consistent, then
+# drop the installers that the runtime does not need.
 RUN python -m pip wheel --no-cache-dir --no-deps --wheel-dir /wheels . \
     && python -m venv /opt/venv \
-    && /opt/venv/bin/python -m pip install --no-cache-dir /wheels/goldrush_operator-*.whl \
+    && /opt/venv/bin/python -m pip install --no-cache-dir --require-hashes --no-deps -r requirements.lock \
+    && /opt/venv/bin/python -m pip install --no-cache-dir --no-deps /wheels/goldrush_operator-*.whl \
+    && /opt/venv/bin/python -m pip check \
     && /opt/venv/bin/python -m pip uninstall --yes pip setuptools \
     && /opt/venv/bin/goldrush-operator --help
 

@@ -8,22 +8,24 @@ DEV_DIR := .dev
 SIM_PORT ?= 18080
 export PYTHONPATH := $(CURDIR)/operator:$(CURDIR)/tests
 
-.PHONY: help venv lint fmt test test-unit test-sim test-e2e ensure-control-plane ensure-tools cluster-up cluster-down \
-        crd dev dev-down bench bench-quick clean
+.PHONY: help venv lint fmt test test-unit test-sim test-e2e test-deps ensure-control-plane ensure-tools cluster-up \
+        cluster-down crd lock dev dev-down bench bench-quick clean
 
 help:
 	@echo "make dev        run the operator on a local control plane against the API simulator"
 	@echo "make dev-down   stop everything 'make dev' started"
 	@echo "make test       lint + all test tiers (unit, sim, e2e)"
-	@echo "make lint       ruff, mypy --strict, import-linter contracts, hadolint"
+	@echo "make lint       ruff, mypy --strict, import-linter contracts, hadolint, kubeconform + kubectl-validate"
 	@echo "make cluster-up / cluster-down   local etcd + kube-apiserver, kubeconfig in $(DEV_DIR)/kubeconfig"
-	@echo "make crd        regenerate crds/ from the pydantic models"
+	@echo "make test-deps  unit + sim tiers on the lowest and newest allowed dependency versions"
+	@echo "make lock       re-pin requirements.lock (the image's exact dependency versions)"
+	@echo "make crd        regenerate crds/ and schemas/ (published JSON Schema) from the pydantic models"
 	@echo "make bench      run the benchmark scenarios (bench/README)"
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml operator/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check --upgrade pip
-	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[dev]'
+	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[dev]' -e ./operator
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -33,6 +35,7 @@ lint: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 	@if [ -x $(BIN)/hadolint ] && [ -f Dockerfile ]; then $(BIN)/hadolint Dockerfile; fi
+	$(BIN)/python -m support.manifestlint
 
 fmt: $(STAMP)
 	$(BIN)/ruff check --fix .
@@ -43,8 +46,12 @@ ensure-control-plane:
 ensure-tools: $(STAMP)
 	$(BIN)/python -m support.gotools
 
-test: lint ensure-control-plane ensure-tools
+test: lint ensure-control-plane ensure-tools test-deps
 	$(BIN)/pytest -p no:cacheprovider tests/unit tests/sim tests/e2e
+
+# The unit and sim tiers against the lowest and the newest dependency versions pyproject allows.
+test-deps: $(STAMP)
+	$(BIN)/python -m support.depmatrix
 
 test-unit: $(STAMP)
 	$(BIN)/pytest -p no:cacheprovider tests/unit
@@ -61,8 +68,13 @@ cluster-up: $(STAMP) ensure-control-plane
 cluster-down: $(STAMP)
 	$(BIN)/python -m support.ctlplane down --dir $(DEV_DIR)
 
+# Exact, hashed pins of the runtime dependencies, installed by the Dockerfile.
+lock: $(STAMP)
+	$(BIN)/uv pip compile pyproject.toml --universal --python-version 3.11 --generate-hashes --no-header \
+		--quiet -o requirements.lock
+
 crd: $(STAMP)
-	$(BIN)/goldrush-operator crd > crds/goldrush.dev_goldrushpipelines.yaml
+	$(BIN)/python -m goldrush_operator.crdgen --crd-dir crds --schema-dir schemas
 
 dev: $(STAMP) cluster-up
 	$(BIN)/python -m support.devenv up --dir $(DEV_DIR) --sim-port $(SIM_PORT)

@@ -2,7 +2,10 @@
 
 `generate_crd()` returns the CRD as a dict and `render_crd_yaml()` as deterministic YAML text. The CLI
 `crd` command prints `render_crd_yaml()`; the committed `crds/goldrush.dev_goldrushpipelines.yaml` is that
-output, and a unit test fails when the two differ (regenerate with `goldrush-operator crd > crds/...`).
+output, and a unit test fails when the two differ. `json_schema()` is the same schema as a JSON Schema for
+manifest validators (kubeconform, IDEs), published as `schemas/goldrush.dev/goldrushpipeline_v1alpha1.json`
+(the CRDs-catalog layout `{group}/{kind}_{version}.json`). `make crd` (`python -m goldrush_operator.crdgen`)
+writes both files.
 
 Pydantic's JSON schema is turned into a *structural* OpenAPI v3 schema: `$ref`s are inlined, titles and
 `null` defaults dropped, `anyOf [X, null]` (optional fields) collapsed to `X` (optional = not required),
@@ -12,6 +15,11 @@ understand raises, so a model change can never silently produce a non-structural
 
 from __future__ import annotations
 
+import argparse
+import copy
+import json
+import sys
+from pathlib import Path
 from typing import Any, Final
 
 import yaml
@@ -20,16 +28,21 @@ from pydantic import BaseModel
 from goldrush_operator.resource import (
     CATEGORIES,
     CRD_NAME,
+    FIELD_PATH_PATTERN,
     GROUP,
     KIND,
+    MAX_FIELD_PATH_LENGTH,
+    MAX_TABLE_NAME_LENGTH,
     PLURAL,
     SHORT_NAMES,
     SINGULAR,
+    TABLE_NAME_PATTERN,
     VERSION,
     GoldRushPipeline,
 )
 
 CRD_FILE_NAME: Final = f"{GROUP}_{PLURAL}.yaml"
+JSON_SCHEMA_PATH: Final = f"{GROUP}/{KIND.lower()}_{VERSION}.json"
 
 _HEADER: Final = (
     "# Generated from goldrush_operator/resource.py by `goldrush-operator crd`; do not edit by hand.\n"
@@ -270,3 +283,70 @@ def render_crd_yaml() -> str:
         width=4096,
     )
     return _HEADER + body
+
+
+def _closed(node: Any) -> Any:
+    """JSON Schema view of a structural schema node: objects with declared properties are closed (as the
+    apiserver's strict field validation treats them), free-form ones stay open; Kubernetes-only keys go."""
+    if isinstance(node, list):
+        return [_closed(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    out = {key: _closed(value) for key, value in node.items() if not key.startswith("x-kubernetes-")}
+    if "properties" in node and not node.get("x-kubernetes-preserve-unknown-fields"):
+        out["additionalProperties"] = False
+    return out
+
+
+def json_schema() -> dict[str, Any]:
+    """The served version's schema as a standalone JSON Schema (draft 2020-12) of a whole manifest."""
+    root = copy.deepcopy(openapi_schema())
+    props = root["properties"]
+    props["apiVersion"] = {**props["apiVersion"], "enum": [f"{GROUP}/{VERSION}"]}
+    props["kind"] = {**props["kind"], "enum": [KIND]}
+    props["metadata"] = {"description": "Standard object metadata.", "type": "object"}
+    schema: dict[str, Any] = {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": f"{KIND} {GROUP}/{VERSION}",
+        **_closed(root),
+    }
+    schema["required"] = ["apiVersion", "kind", "spec"]
+    # Map keys are checked by CEL in the CRD; JSON Schema says the same with propertyNames.
+    spec = schema["properties"]["spec"]["properties"]
+    spec["transforms"]["propertyNames"] = {"pattern": TABLE_NAME_PATTERN, "maxLength": MAX_TABLE_NAME_LENGTH}
+    spec["destination"]["properties"]["secretRefs"]["propertyNames"] = {
+        "pattern": FIELD_PATH_PATTERN,
+        "maxLength": MAX_FIELD_PATH_LENGTH,
+    }
+    return schema
+
+
+def render_json_schema() -> str:
+    """`json_schema()` as stable, indented JSON text."""
+    return json.dumps(json_schema(), indent=2, ensure_ascii=False) + "\n"
+
+
+def write_files(crd_dir: Path, schema_dir: Path) -> list[Path]:
+    """Write the CRD and its published JSON Schema; returns the paths written."""
+    crd_path = crd_dir / CRD_FILE_NAME
+    schema_path = schema_dir / JSON_SCHEMA_PATH
+    crd_path.parent.mkdir(parents=True, exist_ok=True)
+    schema_path.parent.mkdir(parents=True, exist_ok=True)
+    crd_path.write_text(render_crd_yaml())
+    schema_path.write_text(render_json_schema())
+    return [crd_path, schema_path]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m goldrush_operator.crdgen`: regenerate crds/ and schemas/ (called by `make crd`)."""
+    parser = argparse.ArgumentParser(description="write the GoldRushPipeline CRD and its JSON Schema")
+    parser.add_argument("--crd-dir", type=Path, default=Path("crds"))
+    parser.add_argument("--schema-dir", type=Path, default=Path("schemas"))
+    args = parser.parse_args(argv)
+    for path in write_files(args.crd_dir, args.schema_dir):
+        print(path, file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

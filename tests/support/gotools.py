@@ -31,7 +31,12 @@ class Tool:
 
 
 # One row per tool; the version is the single place to bump it.
-TOOLS: dict[str, Tool] = {}
+TOOLS: dict[str, Tool] = {
+    # Validates manifests against JSON schemas (CRDs-catalog layout); judges schemas/ and samples/.
+    "kubeconform": Tool("github.com/yannh/kubeconform/cmd/kubeconform", "v0.8.0", "kubeconform"),
+    # Validates manifests the way the apiserver does (structural schema, CEL) from local CRD files.
+    "kubectl-validate": Tool("sigs.k8s.io/kubectl-validate", "v0.0.4", "kubectl-validate"),
+}
 
 
 class ToolUnavailable(RuntimeError):

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 import yaml
 
-from goldrush_operator import crdgen
-from goldrush_operator.resource import TOPIC_PATTERN
+from goldrush_operator import crdgen, resource, secret_values
+from goldrush_operator.resource import BLOCK_HEIGHT_PATTERN, TOPIC_PATTERN
 
 pytestmark = pytest.mark.unit
 
@@ -143,8 +143,10 @@ def test_spec_fields_enums_patterns(schema: dict[str, Any]) -> None:
     ]
     execution = spec["execution"]["properties"]
     assert execution["mode"]["enum"] == ["bounded", "unbounded"]
-    assert execution["startFrom"]["pattern"] == "^[0-9]+$"
-    assert execution["stopAt"]["pattern"] == "^[0-9]+$"
+    assert execution["startFrom"]["pattern"] == BLOCK_HEIGHT_PATTERN
+    assert execution["stopAt"]["pattern"] == BLOCK_HEIGHT_PATTERN
+    assert spec["project"]["pattern"] == resource.PROJECT_PATTERN
+    assert spec["project"]["maxLength"] == 63
     assert spec["deletionPolicy"]["enum"] == ["Delete", "Orphan"]
     assert spec["transforms"]["additionalProperties"]["type"] == "string"
     refs = spec["destination"]["properties"]["secretRefs"]["additionalProperties"]
@@ -159,10 +161,129 @@ def test_only_schema_defaults_are_paused_and_deletion_policy(schema: dict[str, A
     assert defaults == {".spec.paused": False, ".spec.deletionPolicy": "Delete"}
 
 
-def test_destination_config_is_free_form(schema: dict[str, Any]) -> None:
-    config = schema["properties"]["spec"]["properties"]["destination"]["properties"]["config"]
+def config_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    node: dict[str, Any] = schema["properties"]["spec"]["properties"]["destination"]["properties"]["config"]
+    return node
+
+
+def test_destination_config_declares_every_documented_field(schema: dict[str, Any]) -> None:
+    """Typed, closed schema: CEL sees every key and value; unknown keys are unknown fields (strict: rejected)."""
+    config = config_schema(schema)
     assert config["type"] == "object"
-    assert config["x-kubernetes-preserve-unknown-fields"] is True
+    assert "x-kubernetes-preserve-unknown-fields" not in config
+    assert {
+        "url", "user", "batch_size", "flush_interval_ms", "bootstrap_servers", "output_topic", "sasl",
+        "provider", "bucket", "base_path", "format", "compression", "partition_by", "batch_interval_ms",
+        "region", "endpoint", "access_key_id", "queue_url", "message_group_id", "method", "timeout_ms", "retry",
+    } <= set(config["properties"])
+    for path, node in walk(config):
+        assert "x-kubernetes-preserve-unknown-fields" not in node, path
+
+
+def test_no_preserve_unknown_fields_next_to_properties(schema: dict[str, Any]) -> None:
+    """kubeconform (strict) reads `properties` as closed; both together gave false failures."""
+    for path, node in walk(schema):
+        assert not (node.get("x-kubernetes-preserve-unknown-fields") and node.get("properties")), path
+
+
+def test_every_config_field_names_its_destination_types(schema: dict[str, Any]) -> None:
+    for name, node in config_schema(schema)["properties"].items():
+        types = node["description"].split(")", 1)[0].lstrip("(").split(", ")
+        assert set(types) <= set(resource.DESTINATION_TYPES), name
+        assert resource.CONFIG_FIELD_TYPES[name] == tuple(types)
+
+
+def test_config_description_says_what_to_set_per_type(schema: dict[str, Any]) -> None:
+    text = config_schema(schema)["description"]
+    for dtype in resource.DESTINATION_TYPES:
+        assert f"{dtype}" in text
+    assert text.startswith("Non-secret destination settings")
+    assert text.index("url") < text.index("password")
+
+
+def test_every_string_config_value_rejects_the_mask(schema: dict[str, Any]) -> None:
+    mask_rule = {"rule": "self != '******'"}
+    for path, node in walk(config_schema(schema), ".spec.destination.config"):
+        if node.get("type") != "string" or "enum" in node:
+            continue
+        field = path.removeprefix(".spec.destination.config.")
+        if field in resource.SECRET_CONFIG_FIELDS or field == "headers.*":
+            continue
+        rules = node.get("x-kubernetes-validations", [])
+        assert any(r["rule"] == mask_rule["rule"] and f"spec.destination.config.{field} " in r["message"]
+                   for r in rules), path
+
+
+def test_every_operator_secret_field_is_denied_inline() -> None:
+    """The operator's own list of secret payload fields is the list the CRD rejects inline."""
+    denied = set(resource.SECRET_CONFIG_FIELDS)
+    for path in secret_values.SECRET_FIELD_PATHS:
+        assert path[0] == "destination_config"
+        field = ".".join(p for p in path[1:] if p != "*")
+        assert field in denied, field
+
+
+def test_config_fields_are_rejected_for_other_destination_types(schema: dict[str, Any]) -> None:
+    rules = schema["properties"]["spec"]["properties"]["destination"]["x-kubernetes-validations"]
+    by_message = {r["message"]: r["rule"] for r in rules}
+    assert by_message["spec.destination.config.bootstrap_servers is only valid for destination type kafka"] == (
+        "!has(self.config) || !has(self.config.bootstrap_servers) || self.type in ['kafka']"
+    )
+    assert "spec.destination.config.batch_size must be at most 10 for destination type sqs" in by_message
+
+
+# Longest key of each free-form map; the schema bounds them with a CEL `size(key) <= N` rule.
+MAP_KEY_BOUNDS = {
+    ".spec.transforms": resource.MAX_TABLE_NAME_LENGTH,
+    ".spec.destination.secretRefs": resource.MAX_FIELD_PATH_LENGTH,
+}
+# Declared only to be rejected (CEL), so absent from every valid object.
+DENIED = {f".spec.destination.config.{field}" for field in resource.SECRET_CONFIG_FIELDS} | {
+    ".spec.destination.config.sasl.password"
+}
+
+
+def max_json_size(node: dict[str, Any], path: str, per_char: int = 6) -> int:
+    """Upper bound of the JSON size of any valid value of `node`; `per_char` bytes per free-text character
+    (6: a `\\u00XX` escape; 1: ASCII). Pattern-checked strings are ASCII."""
+    kind = node.get("type")
+    if "enum" in node:
+        return max(len(str(v)) for v in node["enum"]) + 2
+    if kind == "string":
+        assert "maxLength" in node, f"{path}: unbounded string"
+        return node["maxLength"] * (1 if "pattern" in node or "format" in node else per_char) + 2
+    if kind in ("integer", "number"):
+        return 20
+    if kind == "boolean":
+        return 5
+    if kind == "array":
+        assert "maxItems" in node, f"{path}: unbounded list"
+        return node["maxItems"] * (max_json_size(node["items"], f"{path}[]", per_char) + 1) + 2
+    if kind == "object" and "additionalProperties" in node:
+        assert "maxProperties" in node, f"{path}: unbounded map"
+        key = MAP_KEY_BOUNDS[path]
+        value = max_json_size(node["additionalProperties"], f"{path}.*", per_char)
+        return node["maxProperties"] * (key + 4 + value) + 2
+    assert kind == "object", path
+    assert not node.get("x-kubernetes-preserve-unknown-fields"), f"{path}: unbounded free-form object"
+    props = node.get("properties", {})
+    return 2 + sum(
+        len(k) + 4 + max_json_size(v, f"{path}.{k}", per_char) for k, v in props.items() if f"{path}.{k}" not in DENIED
+    )
+
+
+def test_largest_valid_spec_fits_the_last_applied_annotation(schema: dict[str, Any]) -> None:
+    """Every string, list and map of spec is bounded: the largest valid spec stays far below etcd's 1.5 MiB
+    request limit even when every character is escaped, and an ASCII one fits the 256 KiB that client-side
+    `kubectl apply` records in its last-applied annotation."""
+    spec = schema["properties"]["spec"]
+    assert max_json_size(spec, ".spec") < 600 * 1024  # 40 % of the limit, status and metadata aside
+    assert max_json_size(spec, ".spec", per_char=1) < 160 * 1024
+
+
+def test_nesting_depth_is_bounded(schema: dict[str, Any]) -> None:
+    depth = max(path.count(".") + path.count("[]") for path, _ in walk(schema["properties"]["spec"]))
+    assert depth <= 4
 
 
 @pytest.mark.parametrize(
@@ -200,21 +321,30 @@ def test_no_transforms_for_kafka(schema: dict[str, Any]) -> None:
         ("password", "!has(self.password)"),
         ("secret_access_key", "!has(self.secret_access_key)"),
         ("sasl.password", "!has(self.sasl) || !has(self.sasl.password)"),
+        ('["sasl.password"]', "!has(self.sasl__dot__password)"),
         ("headers", "!has(self.headers)"),
     ],
 )
 def test_secret_looking_keys_rejected_inline(schema: dict[str, Any], key: str, rule: str) -> None:
     rules = rules_at(schema, ".spec.destination.config")
     (match,) = [r for r in rules if r["rule"] == rule]
-    assert f"spec.destination.config.{key} " in match["message"]
+    assert match["message"].startswith(f"spec.destination.config{'' if key.startswith('[') else '.'}{key} ")
     assert "secretRefs" in match["message"]
 
 
 def test_cel_reachable_fields_are_declared(schema: dict[str, Any]) -> None:
     """CEL only sees declared fields; every key a config rule tests must be in the schema."""
-    config = schema["properties"]["spec"]["properties"]["destination"]["properties"]["config"]
-    assert {"password", "secret_access_key", "headers", "sasl"} <= set(config["properties"])
+    config = config_schema(schema)
+    assert {"password", "secret_access_key", "headers", "sasl", "sasl.password"} <= set(config["properties"])
     assert "password" in config["properties"]["sasl"]["properties"]
+
+
+def test_block_range_and_names_rules(schema: dict[str, Any]) -> None:
+    (order,) = [r for r in rules_at(schema, ".spec.execution") if "startFrom" in r["message"]]
+    assert order["message"] == "spec.execution.stopAt must be greater than or equal to spec.execution.startFrom"
+    assert order.get("fieldPath") == ".stopAt"
+    (tables,) = rules_at(schema, ".spec.transforms")
+    assert tables["message"].startswith("spec.transforms keys")
 
 
 def test_cel_rules_have_messages_and_bounded_inputs(schema: dict[str, Any]) -> None:

@@ -16,10 +16,13 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 pytestmark = pytest.mark.unit
 
@@ -124,6 +127,32 @@ def test_final_stage_copies_only_the_venv_and_runs_as_numeric_non_root() -> None
     assert not [rest for keyword, rest in stage if keyword == "CMD"]
 
 
+def test_dependencies_come_from_the_hashed_lock() -> None:
+    """Two builds a week apart install the same dependency versions: the lock, hashes required."""
+    parsed = instructions(DOCKERFILE.read_text())
+    froms = [i for i, (keyword, _) in enumerate(parsed) if keyword == "FROM"]
+    build = parsed[: froms[1]]
+    run_steps = " ".join(rest for keyword, rest in build if keyword == "RUN")
+    assert "pip install --no-cache-dir --require-hashes --no-deps -r requirements.lock" in run_steps
+    assert re.search(r"pip install --no-cache-dir --no-deps /wheels/goldrush_operator-\*\.whl", run_steps)
+    assert "pip check" in run_steps
+    assert context_admits("requirements.lock")
+
+
+def test_lock_pins_every_runtime_dependency_within_its_bounds() -> None:
+    lock = (ROOT / "requirements.lock").read_text()
+    pins = {canonicalize_name(name): version for name, version in re.findall(r"^([A-Za-z0-9_.-]+)==(\S+)", lock, re.M)}
+    assert "--hash=sha256:" in lock
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    for text in project["dependencies"]:
+        requirement = Requirement(text)
+        version = pins.get(canonicalize_name(requirement.name))
+        assert version is not None, f"{requirement.name} is not pinned in requirements.lock (make lock)"
+        assert requirement.specifier.contains(version), f"{requirement.name}=={version} violates {text}"
+        assert any(spec.operator == "<" for spec in requirement.specifier), f"{text} has no upper bound"
+    assert "goldrush-sim" not in pins and "goldrush-operator" not in pins
+
+
 def test_runtime_writes_nothing_outside_tmp() -> None:
     env = env_of(final_stage(DOCKERFILE.read_text()))
     assert env["PYTHONDONTWRITEBYTECODE"] == "1"
@@ -168,9 +197,12 @@ def test_dockerignore_is_an_allowlist() -> None:
     patterns = _dockerignore_patterns()
     assert patterns[0] == "*"
     assert context_admits("pyproject.toml")
+    assert context_admits("requirements.lock")
+    assert context_admits("LICENSE")
     assert context_admits("operator/goldrush_operator/cli.py")
-    assert context_admits("operator/goldrush_sim/__init__.py")
     for excluded in (
+        "operator/goldrush_sim/__init__.py",
+        "operator/pyproject.toml",
         ".venv/bin/python",
         ".git/config",
         "tests/unit/test_dockerfile.py",
@@ -279,7 +311,10 @@ def test_image_install_steps_work_as_non_root(world_readable_dir: Path) -> None:
         cwd=work,
     )
     (wheel,) = wheels.glob("goldrush_operator-*.whl")
-    _run([venv_python, "-m", "pip", "install", str(wheel)], env=env, cwd=work)
+    _run([venv_python, "-m", "pip", "install", "--require-hashes", "--no-deps", "-r",
+          str(src / "requirements.lock")], env=env, cwd=work)
+    _run([venv_python, "-m", "pip", "install", "--no-deps", str(wheel)], env=env, cwd=work)
+    _run([venv_python, "-m", "pip", "check"], env=env, cwd=work)
     _run([venv_python, "-m", "pip", "uninstall", "--yes", "pip", "setuptools"], env=env, cwd=work)
 
     site_packages = Path(
@@ -288,12 +323,13 @@ def test_image_install_steps_work_as_non_root(world_readable_dir: Path) -> None:
         ).stdout.strip()
     )
     assert (site_packages / "goldrush_operator" / "cli.py").exists()
-    assert (site_packages / "goldrush_sim").is_dir()
+    assert not (site_packages / "goldrush_sim").exists(), "the simulator is not part of the image"
     assert not (site_packages / "operator").exists(), "a top-level `operator` package would shadow the stdlib"
     assert not (site_packages / "operator.py").exists()
     (dist_info,) = site_packages.glob("goldrush_operator-*.dist-info")
     top_level = (dist_info / "top_level.txt").read_text().split()
-    assert sorted(top_level) == ["goldrush_operator", "goldrush_sim"]
+    assert top_level == ["goldrush_operator"]
+    assert (dist_info / "licenses" / "LICENSE").read_text() == (ROOT / "LICENSE").read_text()
     assert not (venv / "bin" / "pip").exists()
 
     # The runtime stage: root-owned, non-writable venv; USER 65532; HOME=/tmp; no bytecode writes.
@@ -338,17 +374,17 @@ def test_image_install_steps_work_as_non_root(world_readable_dir: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert not proc.stdout.strip().startswith(str(site_packages))
-    # Both console scripts and both packages are usable from the installed wheel (`pip install .`).
-    proc = subprocess.run(
-        [*_as_unprivileged(), str(venv / "bin" / "goldrush-sim"), "--help"],
-        capture_output=True, text=True, timeout=60, check=False, env=runtime_env, cwd="/tmp",
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "--service-key" in proc.stdout
+    # The operator's packages import from the installed wheel; the simulator is absent.
+    assert not (venv / "bin" / "goldrush-sim").exists()
     proc = subprocess.run(
         [*_as_unprivileged(), venv_python, "-c",
-         "import goldrush_operator.goldrush_api, goldrush_sim.app; print('ok')"],
+         "import goldrush_operator.goldrush_api, goldrush_operator.cli; print('ok')"],
         capture_output=True, text=True, timeout=60, check=False, env=runtime_env, cwd="/tmp",
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "ok"
+    proc = subprocess.run(
+        [*_as_unprivileged(), venv_python, "-c", "import goldrush_sim"],
+        capture_output=True, text=True, timeout=60, check=False, env=runtime_env, cwd="/tmp",
+    )
+    assert proc.returncode != 0 and "ModuleNotFoundError" in proc.stderr

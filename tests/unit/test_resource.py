@@ -94,16 +94,50 @@ def test_valid_topics(topic: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "topic", ["base.mainnet.logs", "Base.mainnet.ref.block.logs", "base.mainnet.ref.blocks.logs", ""]
+    "topic",
+    [
+        "base.mainnet.logs",
+        "Base.mainnet.ref.block.logs",
+        "base.mainnet.ref.blocks.logs",
+        "",
+        "base.mainnet.ref.block.logs.",
+        "base.mainnet.ref.block.swap..v3",
+        "base.mainnet.ref.block..logs",
+        "-base.mainnet.ref.block.logs",
+        "base.mainnet.ref.block.logs\n",
+    ],
 )
 def test_invalid_topics(topic: str) -> None:
     with pytest.raises(ValidationError):
         PipelineSpec.model_validate(minimal_spec(topic=topic))
 
 
+@pytest.mark.parametrize("project", ["analytics", "analytics-prod", "pipeline-api-hr-1wk-unbounded", "a_b", "x"])
+def test_valid_projects(project: str) -> None:
+    assert PipelineSpec.model_validate(minimal_spec(project=project)).project == project
+
+
+@pytest.mark.parametrize(
+    "project", ["../../../etc", "my project", "pröject", "Analytics", "-a", "a-", "a/b", "a.b", "a" * 64]
+)
+def test_invalid_projects(project: str) -> None:
+    with pytest.raises(ValidationError):
+        PipelineSpec.model_validate(minimal_spec(project=project))
+
+
+@pytest.mark.parametrize(
+    ("table", "valid"),
+    [("transfers", True), ("base_evt_swap", True), ("_raw", True), ("tä ble; DROP", False), ("1x", False),
+     ("a.b", False), ("", False)],
+)
+def test_table_name_pattern(table: str, valid: bool) -> None:
+    assert bool(re.fullmatch(resource.TABLE_NAME_PATTERN.strip("^$"), table)) is valid
+
+
 @pytest.mark.parametrize(
     "override",
     [
+        {"execution": {"mode": "bounded", "startFrom": "010", "stopAt": "20"}},
         {"destination": {"type": "mysql"}},
         {"execution": {"mode": "sometimes"}},
         {"execution": {"mode": "bounded", "stopAt": "12a"}},
