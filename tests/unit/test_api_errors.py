@@ -10,6 +10,7 @@ import pytest
 
 from goldrush_operator.goldrush_api import (
     ApiError,
+    ConflictError,
     ConnectError,
     ForbiddenError,
     GoldRushClient,
@@ -66,7 +67,7 @@ def make(response: httpx.Response | Exception, **kw: Any) -> GoldRushClient:
         (401, UnauthorizedError, False),
         (403, ForbiddenError, False),
         (404, NotFoundError, False),
-        (409, ApiError, False),
+        (409, ConflictError, True),
         (408, ApiError, True),
         (422, InvalidRequestError, False),
         (429, RateLimitedError, True),
