@@ -183,6 +183,7 @@ def run(
     from goldrush_operator.kube import Kube
     from goldrush_operator.metrics import PrometheusMetrics
     from goldrush_operator.scheduler import Scheduler
+    from goldrush_operator.secretwatch import SecretWatch
     from goldrush_operator.state import Store
 
     store = Store()
@@ -212,7 +213,8 @@ def run(
     controller = Controller(settings, kube, store, client_for, ServiceKeySource(settings), metrics)
     scheduler = Scheduler(controller.run_pass, workers=settings.workers)
     runtime = handlers.Runtime(controller=controller, store=store, scheduler=scheduler,
-                               list_versions=kube.list_pipeline_versions, on_loop_lag=metrics.loop_lag)
+                               list_versions=kube.list_pipeline_versions, on_loop_lag=metrics.loop_lag,
+                               secret_watch=SecretWatch(kube, store, scheduler.wake))
     if liveness is None and settings.health_port:
         liveness = f"http://0.0.0.0:{settings.health_port}/healthz"
     logging.getLogger("goldrush_operator").info(

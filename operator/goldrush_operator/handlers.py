@@ -2,7 +2,9 @@
 
 - every watch event of a GoldRushPipeline updates its slim record (`state.Store.observe`) and wakes it in
   the scheduler when its generation, deletion or a control annotation changed; DELETED drops it;
-- every watch event of a Secret that some pipeline references wakes those pipelines (rotation);
+- Secrets are not watched through kopf (that would bring every Secret's value into the process):
+  `secretwatch.SecretWatch`, started here, watches their metadata only and wakes the users of a referenced
+  Secret that changed (rotation);
 - the deletion handler (kopf adds the `goldrush.dev/finalizer` finalizer) holds the object away from the
   scheduler's workers and runs `Controller.delete`;
 - start-up configures kopf and starts the scheduler, the key watcher and the loop-lag monitor; the liveness
@@ -29,7 +31,7 @@ from goldrush_operator.controller.loop import Controller, DeleteLater
 from goldrush_operator.kube import KubeError
 from goldrush_operator.resource import FINALIZER, GROUP, PLURAL, VERSION
 from goldrush_operator.scheduler import LoopLag, Scheduler
-from goldrush_operator.secret_values import decode_secret_data
+from goldrush_operator.secretwatch import SecretWatch
 from goldrush_operator.state import Store, object_key
 
 log = logging.getLogger("goldrush_operator.handlers")
@@ -49,6 +51,7 @@ class Runtime:
     store: Store
     scheduler: Scheduler
     list_versions: Callable[[tuple[str, ...]], Any]
+    secret_watch: SecretWatch | None = None
     on_loop_lag: Callable[[float], None] = lambda _lag: None
     watch_silence_limit: float = 120.0
     watch_stale_grace: float = 90.0
@@ -92,6 +95,8 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
         asyncio.create_task(rt.controller.watch_service_key(rt.scheduler.wake), name="goldrush-key-watch"),
         asyncio.create_task(LoopLag(rt.on_loop_lag).run(), name="goldrush-loop-lag"),
     ]
+    if rt.secret_watch is not None:
+        rt.tasks.append(asyncio.create_task(rt.secret_watch.run(rt.namespaces), name="goldrush-secret-watch"))
 
 
 @kopf.on.cleanup()
@@ -123,22 +128,6 @@ def on_pipeline(rt: Runtime, body: Any, event_type: str | None) -> None:
 @kopf.on.event(GROUP, VERSION, PLURAL)
 async def pipeline_event(body: kopf.Body, type: str | None, memo: kopf.Memo, **_: Any) -> None:
     on_pipeline(memo.runtime, body, type)
-
-
-@kopf.on.event("", "v1", "secrets")
-async def secret_event(body: kopf.Body, type: str | None, memo: kopf.Memo, **_: Any) -> None:
-    rt: Runtime = memo.runtime
-    rt.last_watch_event = time.monotonic()
-    meta = body.get("metadata", {})
-    namespace, name = str(meta.get("namespace")), str(meta.get("name"))
-    if not rt.store.referenced(namespace, name):
-        return
-    data = None if type == "DELETED" else decode_secret_data(body.get("data"), body.get("stringData"))
-    users = rt.store.secret_event(namespace, name, data)
-    for key in users:
-        rt.scheduler.wake(key)
-    if users:
-        log.info("Secret %s/%s changed; woke %d pipeline(s)", namespace, name, len(users))
 
 
 @kopf.on.delete(GROUP, VERSION, PLURAL)

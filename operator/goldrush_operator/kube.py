@@ -12,12 +12,18 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import functools
+import json
+import logging
 import os
+import threading
+import urllib.parse
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import urllib3
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
@@ -27,6 +33,21 @@ from goldrush_operator.secret_values import decode_secret_data
 T = TypeVar("T")
 
 COMPONENT = "goldrush-operator"
+log = logging.getLogger("goldrush_operator.kube")
+
+# Metadata-only reads of Secrets: the apiserver sends `PartialObjectMetadata(List)`, never `data`.
+METADATA_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
+METADATA_WATCH = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
+
+
+@dataclass(frozen=True)
+class SecretMeta:
+    """One metadata-only observation of a Secret (`type`: LIST, ADDED, MODIFIED, DELETED, RELISTED)."""
+
+    type: str
+    namespace: str
+    name: str
+    resource_version: str
 
 
 class KubeError(RuntimeError):
@@ -78,10 +99,133 @@ class Kube:
     # ------------------------------------------------------------------------------------------ reads
 
     async def get_secret_data(self, namespace: str, name: str) -> dict[str, str]:
-        """Decoded `data` (and `stringData`-derived) values of a Secret; raises NotFound."""
+        """Decoded `data` values of a Secret; raises NotFound. Only for Secrets a pipeline references."""
+        return (await self.get_secret(namespace, name))[0]
 
+    async def get_secret(self, namespace: str, name: str) -> tuple[dict[str, str], str]:
+        """(decoded data, resourceVersion) of a referenced Secret; raises NotFound."""
+        log.debug("GET secret %s/%s", namespace, name)
         secret = await self._run(lambda: self._core.read_namespaced_secret(name, namespace))
-        return decode_secret_data({str(k): str(v) for k, v in (secret.data or {}).items()})
+        data = decode_secret_data({str(k): str(v) for k, v in (secret.data or {}).items()})
+        return data, str((secret.metadata.resource_version if secret.metadata else None) or "")
+
+    # ------------------------------------------------------------------------------------------ Secret metadata
+
+    def _auth_headers(self) -> dict[str, str]:
+        headers: dict[str, str] = {}
+        for setting in self._api_client.configuration.auth_settings().values():
+            if setting.get("in") == "header" and setting.get("value"):
+                headers[str(setting["key"])] = str(setting["value"])
+        return headers
+
+    def _secrets_path(self, namespace: str | None) -> str:
+        return f"/api/v1/namespaces/{urllib.parse.quote(namespace)}/secrets" if namespace else "/api/v1/secrets"
+
+    def _get_json_stream(self, path: str, params: Mapping[str, str], accept: str, read_timeout: float) -> Any:
+        url = self._api_client.configuration.host + path + "?" + urllib.parse.urlencode(params)
+        log.debug("GET %s (Accept: %s)", path + "?" + urllib.parse.urlencode(params), accept.split(";as=")[-1])
+        pool: urllib3.PoolManager = self._api_client.rest_client.pool_manager
+        response = pool.request("GET", url, headers={**self._auth_headers(), "Accept": accept},
+                                preload_content=False, timeout=urllib3.Timeout(connect=30, read=read_timeout))
+        if response.status >= 400:
+            body = response.read(2048).decode(errors="replace")
+            response.release_conn()
+            status = int(response.status)
+            reason = "Gone" if status == 410 else str(json.loads(body).get("reason") if body.startswith("{") else "")
+            raise (NotFound if status == 404 else KubeError)(f"Kubernetes API {status} {reason}", status)
+        return response
+
+    def _list_secret_metadata(self, namespace: str | None) -> tuple[list[SecretMeta], str]:
+        """Every Secret's (namespace, name, resourceVersion), in pages of 500; and the list's resourceVersion."""
+        items: list[SecretMeta] = []
+        token = ""
+        while True:
+            params = {"limit": "500", **({"continue": token} if token else {})}
+            response = self._get_json_stream(self._secrets_path(namespace), params, METADATA_LIST, 60)
+            page = json.loads(response.read())
+            response.release_conn()
+            for item in page.get("items") or ():
+                meta = item.get("metadata") or {}
+                items.append(SecretMeta("LIST", str(meta.get("namespace")), str(meta.get("name")),
+                                        str(meta.get("resourceVersion"))))
+            token = str((page.get("metadata") or {}).get("continue") or "")
+            if not token:
+                return items, str((page.get("metadata") or {}).get("resourceVersion") or "")
+
+    def _watch_secret_metadata(self, namespace: str | None, version: str) -> Iterator[SecretMeta | str]:
+        """Metadata-only watch events from `version`; yields a str (the new version) on bookmarks."""
+        params = {"watch": "true", "resourceVersion": version, "allowWatchBookmarks": "true",
+                  "timeoutSeconds": "300"}
+        response = self._get_json_stream(self._secrets_path(namespace), params, METADATA_WATCH, 330)
+        buffer = b""
+        try:
+            for chunk in response.stream(65536):
+                buffer += chunk
+                while b"\n" in buffer:
+                    line, buffer = buffer.split(b"\n", 1)
+                    if not line.strip():
+                        continue
+                    event = json.loads(line)
+                    obj = event.get("object") or {}
+                    meta = obj.get("metadata") or {}
+                    if event.get("type") == "ERROR":
+                        code = int(obj.get("code") or 0)
+                        raise KubeError(f"Kubernetes API watch error {code} {obj.get('reason')}", code)
+                    if event.get("type") == "BOOKMARK":
+                        yield str(meta.get("resourceVersion"))
+                        continue
+                    yield SecretMeta(str(event.get("type")), str(meta.get("namespace")), str(meta.get("name")),
+                                     str(meta.get("resourceVersion")))
+        finally:
+            response.release_conn()
+
+    async def secret_metadata(self, namespace: str | None, stop: threading.Event) -> AsyncIterator[SecretMeta]:
+        """Endless metadata-only observations of the Secrets of `namespace` (all when None).
+
+        First every Secret as `LIST`, then watch events; after a watch expires (410) a fresh list whose
+        items come as `RELISTED`. Runs in its own thread; Secret values never reach the process this way.
+        """
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[SecretMeta | BaseException] = asyncio.Queue()
+
+        def put(item: SecretMeta | BaseException) -> None:
+            loop.call_soon_threadsafe(queue.put_nowait, item)
+
+        def run() -> None:
+            version, kind = "", "LIST"
+            while not stop.is_set():
+                try:
+                    if not version:
+                        items, version = self._list_secret_metadata(namespace)
+                        for item in items:
+                            put(SecretMeta(kind, item.namespace, item.name, item.resource_version))
+                        kind = "RELISTED"
+                    for event in self._watch_secret_metadata(namespace, version):
+                        if stop.is_set():
+                            return
+                        if isinstance(event, str):
+                            version = event
+                        else:
+                            version = event.resource_version
+                            put(event)
+                except KubeError as exc:
+                    if exc.status == 410:
+                        version = ""  # expired: list again
+                    else:
+                        put(exc)
+                        stop.wait(2.0)
+                except (OSError, urllib3.exceptions.HTTPError, ValueError) as exc:
+                    put(KubeError(f"Secret metadata watch: {type(exc).__name__}"))
+                    stop.wait(2.0)
+
+        thread = threading.Thread(target=run, name=f"secret-meta-{namespace or 'all'}", daemon=True)
+        thread.start()
+        while True:
+            item = await queue.get()
+            if isinstance(item, BaseException):
+                log.warning("Secret metadata watch of %s: %s; retrying", namespace or "all namespaces", item)
+                continue
+            yield item
 
     async def get_configmap_data(self, namespace: str, name: str) -> dict[str, str]:
         """`data` of a ConfigMap; raises NotFound."""

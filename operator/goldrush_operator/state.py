@@ -145,6 +145,7 @@ class Store:
     # (namespace, secret) -> decoded data, or None when known not to exist; referenced Secrets only.
     secret_cache: dict[ObjectKey, dict[str, str] | None] = field(default_factory=dict)
     _secret_digest: dict[ObjectKey, str] = field(default_factory=dict)
+    secret_versions: dict[ObjectKey, str] = field(default_factory=dict)  # resourceVersion of cached data
 
     def observe(self, body: Mapping[str, Any]) -> tuple[ObjectRecord, bool]:
         """Record a watch event of a pipeline; returns (record, whether a pass is needed now)."""
@@ -188,6 +189,7 @@ class Store:
                     del self._by_secret[(namespace, name)]
                     self.secret_cache.pop((namespace, name), None)
                     self._secret_digest.pop((namespace, name), None)
+                    self.secret_versions.pop((namespace, name), None)
         for name in secret_names - record.secret_names:
             self._by_secret.setdefault((namespace, name), set()).add(record.key)
         record.secret_names = secret_names
@@ -195,7 +197,9 @@ class Store:
     def referenced(self, namespace: str, name: str) -> bool:
         return (namespace, name) in self._by_secret
 
-    def secret_event(self, namespace: str, name: str, data: dict[str, str] | None) -> list[ObjectKey]:
+    def secret_event(
+        self, namespace: str, name: str, data: dict[str, str] | None, version: str = ""
+    ) -> list[ObjectKey]:
         """A Secret was added/changed (`data`) or deleted (None): refresh the cache; return its users to wake.
 
         An event that does not change the data wakes nobody.
@@ -204,6 +208,7 @@ class Store:
         users = self._by_secret.get(key)
         if not users:
             return []
+        self.secret_versions[key] = version
         digest = "absent" if data is None else _data_digest(data)
         if self._secret_digest.get(key) == digest and key in self.secret_cache:
             return []
@@ -211,8 +216,9 @@ class Store:
         self.secret_cache[key] = data
         return sorted(users)
 
-    def cache_secret(self, namespace: str, name: str, data: dict[str, str] | None) -> None:
+    def cache_secret(self, namespace: str, name: str, data: dict[str, str] | None, version: str = "") -> None:
         """Remember a Secret read through the API (only while it is referenced)."""
         if (namespace, name) in self._by_secret:
+            self.secret_versions[(namespace, name)] = version
             self.secret_cache[(namespace, name)] = data
             self._secret_digest[(namespace, name)] = "absent" if data is None else _data_digest(data)

@@ -33,10 +33,10 @@ class FakeKube:
         self.status_writes = 0
         self.annotation_writes = 0
 
-    async def get_secret_data(self, namespace: str, name: str) -> dict[str, str]:
+    async def get_secret(self, namespace: str, name: str) -> tuple[dict[str, str], str]:
         if (namespace, name) not in self.secrets:
             raise NotFound("Kubernetes API 404 Not Found", 404)
-        return dict(self.secrets[(namespace, name)])
+        return dict(self.secrets[(namespace, name)]), "1"
 
     async def get_configmap_data(self, namespace: str, name: str) -> dict[str, str]:
         raise NotFound("Kubernetes API 404 Not Found", 404)

@@ -75,11 +75,13 @@ class Inputs:
         key = (namespace, name)
         if key in self._store.secret_cache:
             return self._store.secret_cache[key]
+        version = ""
         try:
-            data: dict[str, str] | None = await self._kube.get_secret_data(namespace, name)
+            data: dict[str, str] | None
+            data, version = await self._kube.get_secret(namespace, name)
         except NotFound:
             data = None
-        self._store.cache_secret(namespace, name, data)
+        self._store.cache_secret(namespace, name, data, version)
         return data
 
     async def read(self, p: Pass, spec: PipelineSpec) -> Desired:

@@ -1,0 +1,47 @@
+"""Unit tests of secretwatch.SecretWatch: unreferenced Secrets are dropped without a read; a referenced one is
+read once per new resourceVersion and wakes its users; a deletion wakes them without a read."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import AsyncIterator
+
+from goldrush_operator.kube import NotFound, SecretMeta
+from goldrush_operator.secretwatch import SecretWatch
+from goldrush_operator.state import ObjectRecord, Store
+
+
+class FakeKube:
+    def __init__(self) -> None:
+        self.reads: list[str] = []
+        self.data = {"dest": ({"password": "v2"}, "7")}
+
+    async def secret_metadata(self, namespace: str | None, stop: threading.Event) -> AsyncIterator[SecretMeta]:
+        if False:  # pragma: no cover - an empty stream
+            yield SecretMeta("LIST", "", "", "")
+
+    async def get_secret(self, namespace: str, name: str) -> tuple[dict[str, str], str]:
+        self.reads.append(name)
+        if name not in self.data:
+            raise NotFound("Kubernetes API 404", 404)
+        return self.data[name]
+
+
+async def test_only_referenced_changes_are_read_and_wake() -> None:
+    kube, store, woken = FakeKube(), Store(), []
+    record = ObjectRecord(key=("ns", "p1"), uid="u1")
+    store.records[record.key] = record
+    store.set_references(record, frozenset({"dest"}))
+    store.cache_secret("ns", "dest", {"password": "v1"}, "5")
+    watch = SecretWatch(kube, store, woken.append)
+    await watch.observe(SecretMeta("MODIFIED", "ns", "helm-release-1", "9"))
+    await watch.observe(SecretMeta("LIST", "ns", "dest", "5"))  # the cached version: nothing to do
+    assert kube.reads == [] and woken == []
+    await watch.observe(SecretMeta("MODIFIED", "ns", "dest", "7"))
+    assert kube.reads == ["dest"] and woken == [("ns", "p1")]
+    assert store.secret_cache[("ns", "dest")] == {"password": "v2"}
+    await watch.observe(SecretMeta("MODIFIED", "ns", "dest", "7"))
+    assert kube.reads == ["dest"]
+    await watch.observe(SecretMeta("DELETED", "ns", "dest", "8"))
+    assert kube.reads == ["dest"] and woken == [("ns", "p1"), ("ns", "p1")]
+    assert store.secret_cache[("ns", "dest")] is None
