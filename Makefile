@@ -8,13 +8,13 @@ DEV_DIR := .dev
 SIM_PORT ?= 18080
 export PYTHONPATH := $(CURDIR)/operator:$(CURDIR)/tests
 
-.PHONY: help venv lint fmt test test-unit test-sim test-e2e test-deps ensure-control-plane ensure-tools cluster-up \
+.PHONY: help venv lint fmt test test-unit test-sim test-packaging test-e2e test-deps ensure-control-plane ensure-tools cluster-up \
         cluster-down crd lock dev dev-down bench bench-quick clean
 
 help:
 	@echo "make dev        run the operator on a local control plane against the API simulator"
 	@echo "make dev-down   stop everything 'make dev' started"
-	@echo "make test       lint + all test tiers (unit, sim, e2e)"
+	@echo "make test       lint + all test tiers (unit, sim, packaging, e2e)"
 	@echo "make lint       ruff, mypy --strict, import-linter contracts, hadolint, kubeconform + kubectl-validate"
 	@echo "make cluster-up / cluster-down   local etcd + kube-apiserver, kubeconfig in $(DEV_DIR)/kubeconfig"
 	@echo "make test-deps  unit + sim tiers on the lowest and newest allowed dependency versions"
@@ -47,7 +47,7 @@ ensure-tools: $(STAMP)
 	$(BIN)/python -m support.gotools
 
 test: lint ensure-control-plane ensure-tools test-deps
-	$(BIN)/pytest -p no:cacheprovider tests/unit tests/sim tests/e2e
+	$(BIN)/pytest -p no:cacheprovider tests/unit tests/sim tests/packaging tests/e2e
 
 # The unit and sim tiers against the lowest and the newest dependency versions pyproject allows.
 test-deps: $(STAMP)
@@ -55,6 +55,9 @@ test-deps: $(STAMP)
 
 test-unit: $(STAMP)
 	$(BIN)/pytest -p no:cacheprovider tests/unit
+
+test-packaging: $(STAMP)
+	$(BIN)/pytest -p no:cacheprovider tests/packaging
 
 test-sim: $(STAMP)
 	$(BIN)/pytest -p no:cacheprovider tests/sim

@@ -47,7 +47,6 @@ AUTH_FAILED: Final = "AuthFailed"
 INVALID_SPEC: Final = "InvalidSpec"
 API_UNAVAILABLE: Final = "ApiUnavailable"
 RECONCILE_PAUSED: Final = "ReconcilePaused"
-DELETING: Final = "Deleting"
 # Synced:
 IN_SYNC: Final = "InSync"
 UPDATE_PENDING: Final = "UpdatePending"
@@ -56,7 +55,6 @@ NAME_CONFLICT: Final = "NameConflict"
 IMMUTABLE_FIELD_CHANGED: Final = "ImmutableFieldChanged"
 # Reconciling:
 CREATING: Final = "Creating"
-UPDATING: Final = "Updating"
 RETRYING: Final = "Retrying"
 RATE_LIMITED: Final = "RateLimited"
 # Stalled:
@@ -64,7 +62,6 @@ CREATE_INCOMPLETE: Final = "CreateIncomplete"
 # DestinationHealthy:
 HEALTHY: Final = "Healthy"
 UNHEALTHY: Final = "Unhealthy"
-HEALTH_UNKNOWN: Final = "HealthUnknown"
 
 MAX_MESSAGE_LENGTH: Final = 32768
 _REASON_RE: Final = re.compile(r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$")

@@ -801,12 +801,6 @@ class PipelineStatus(CRModel):
         description="When the remote pipeline was created.",
         json_schema_extra=_TIME,
     )
-    last_synced_at: str | None = Field(
-        default=None,
-        alias="lastSyncedAt",
-        description="When the remote configuration was last written (create or update) by the operator.",
-        json_schema_extra=_TIME,
-    )
     kopf: dict[str, Any] | None = Field(
         default=None,
         description="Reserved for the operator framework's own bookkeeping.",

@@ -405,7 +405,6 @@ def test_status_fields_declared(schema: dict[str, Any]) -> None:
         "secrets",
         "lastHandledReconcileAt",
         "createdAt",
-        "lastSyncedAt",
     } <= set(status)
     conditions = status["conditions"]
     assert conditions["x-kubernetes-list-type"] == "map"

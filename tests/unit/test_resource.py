@@ -186,7 +186,6 @@ def test_status_round_trip_uses_camel_case() -> None:
         "secrets": [{"field": "password", "name": "pg", "key": "password", "hash": "hmac-sha256:00"}],
         "lastHandledReconcileAt": "t1",
         "createdAt": "2026-05-01T10:00:00Z",
-        "lastSyncedAt": "2026-05-01T10:00:00Z",
     }
     status = PipelineStatus.model_validate(raw)
     assert status.to_k8s() == raw

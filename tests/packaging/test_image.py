@@ -205,7 +205,7 @@ def test_dockerignore_is_an_allowlist() -> None:
         "operator/pyproject.toml",
         ".venv/bin/python",
         ".git/config",
-        "tests/unit/test_dockerfile.py",
+        "tests/packaging/test_image.py",
         "deploy/base/deployment.yaml",
         "operator/goldrush_operator/__pycache__/cli.cpython-311.pyc",
         "operator/goldrush_operator.egg-info/PKG-INFO",
