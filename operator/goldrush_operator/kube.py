@@ -1,10 +1,11 @@
 """The Kubernetes adapter: the only module that imports `kubernetes`.
 
-Async wrappers (the official client runs in a bounded thread pool) for the few calls the operator makes
-besides kopf's own watching: read Secrets and ConfigMaps, merge-patch the object's annotations and its
-`status` subresource, and post Events. Called by the controller (`controller/`), the handlers (liveness
-list) and the CLI
-(`cli.py` for `logs`/`describe`).
+Async wrappers (blocking calls run in a bounded thread pool) for the few calls the operator makes besides
+kopf's own watching: read referenced Secrets and ConfigMaps, list and watch Secrets metadata-only
+(`secret_metadata`, for `secretwatch`), merge-patch the object's annotations and its `status` subresource,
+and post Events. Writes go straight through the official client's connection pool (its TLS, auth and
+config) with JSON bodies. Called by the controller (`controller/`), the handlers (liveness list),
+`secretwatch` and the CLI (`introspect.py` for `logs`/`describe`).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ log = logging.getLogger("goldrush_operator.kube")
 # Metadata-only reads of Secrets: the apiserver sends `PartialObjectMetadata(List)`, never `data`.
 METADATA_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
 METADATA_WATCH = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
+MERGE_PATCH = "application/merge-patch+json"
 
 
 @dataclass(frozen=True)
@@ -273,23 +275,47 @@ class Kube:
 
     # ------------------------------------------------------------------------------------------ writes
 
+    def _send_json(self, method: str, path: str, body: Mapping[str, Any], content_type: str) -> None:
+        """One write with a JSON body straight through the client's connection pool (its TLS and auth).
+
+        The generated client's model (de)serialisation costs more CPU than the write itself; the operator
+        never reads the answer of its writes.
+        """
+        pool: urllib3.PoolManager = self._api_client.rest_client.pool_manager
+        response = pool.request(
+            method, self._api_client.configuration.host + path,
+            body=json.dumps(body, separators=(",", ":"), default=str).encode(),
+            headers={**self._auth_headers(), "Content-Type": content_type, "Accept": "application/json"},
+            timeout=urllib3.Timeout(connect=30, read=60), retries=False,
+        )
+        status = int(response.status)
+        if status >= 400:
+            try:
+                reason = str(json.loads(response.data).get("reason") or "")
+            except ValueError:
+                reason = ""
+            raise (NotFound if status == 404 else KubeError)(f"Kubernetes API {status} {reason}".strip(), status)
+
+    async def _write(self, method: str, path: str, body: Mapping[str, Any], content_type: str) -> None:
+        self.writes += 1
+        try:
+            await self._run(lambda: self._send_json(method, path, body, content_type))
+        except (urllib3.exceptions.HTTPError, ValueError) as exc:
+            raise KubeError(f"Kubernetes API unreachable: {type(exc).__name__}") from None
+
+    def _pipeline_path(self, namespace: str, name: str, subresource: str = "") -> str:
+        ns, nm = urllib.parse.quote(namespace), urllib.parse.quote(name)
+        return f"/apis/{GROUP}/{VERSION}/namespaces/{ns}/{PLURAL}/{nm}" + (f"/{subresource}" if subresource else "")
+
     async def patch_annotations(self, namespace: str, name: str, annotations: Mapping[str, str | None]) -> None:
         """Merge-patch `metadata.annotations` (None removes a key); never touches spec."""
-        body = {"metadata": {"annotations": dict(annotations)}}
-        self.writes += 1
-        await self._run(
-            lambda: self._custom.patch_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name, body)
-        )
+        await self._write("PATCH", self._pipeline_path(namespace, name),
+                          {"metadata": {"annotations": dict(annotations)}}, MERGE_PATCH)
 
     async def patch_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
         """Merge-patch the `status` subresource with `status` (lists are replaced whole)."""
-        body = {"status": dict(status)}
-        self.writes += 1
-        await self._run(
-            lambda: self._custom.patch_namespaced_custom_object_status(
-                GROUP, VERSION, namespace, PLURAL, name, body
-            )
-        )
+        await self._write("PATCH", self._pipeline_path(namespace, name, "status"), {"status": dict(status)},
+                          MERGE_PATCH)
 
     async def post_event(
         self, obj: Mapping[str, Any], reason: str, message: str, *, warning: bool = False
@@ -297,30 +323,25 @@ class Kube:
         """Record a core/v1 Event about `obj`. The message must already be scrubbed of secrets."""
         meta = obj.get("metadata", {})
         namespace = str(meta.get("namespace") or "default")
-        now = dt.datetime.now(dt.UTC)
-        event = client.CoreV1Event(
-            metadata=client.V1ObjectMeta(name=f"{meta.get('name', 'object')}.{uuid.uuid4().hex[:12]}",
-                                         namespace=namespace),
-            involved_object=client.V1ObjectReference(
-                api_version=f"{GROUP}/{VERSION}",
-                kind="GoldRushPipeline",
-                name=meta.get("name"),
-                namespace=namespace,
-                uid=meta.get("uid"),
-                resource_version=meta.get("resourceVersion"),
-            ),
-            reason=reason,
-            message=message[:1024],
-            type="Warning" if warning else "Normal",
-            source=client.V1EventSource(component=COMPONENT),
-            reporting_component=COMPONENT,
-            reporting_instance=os.environ.get("HOSTNAME", COMPONENT),
-            first_timestamp=now,
-            last_timestamp=now,
-            count=1,
-        )
-        self.writes += 1
-        await self._run(lambda: self._core.create_namespaced_event(namespace, event))
+        now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        event = {
+            "apiVersion": "v1", "kind": "Event",
+            "metadata": {"name": f"{meta.get('name', 'object')}.{uuid.uuid4().hex[:12]}", "namespace": namespace},
+            "involvedObject": {"apiVersion": f"{GROUP}/{VERSION}", "kind": "GoldRushPipeline",
+                               "name": meta.get("name"), "namespace": namespace, "uid": meta.get("uid"),
+                               "resourceVersion": meta.get("resourceVersion")},
+            "reason": reason,
+            "message": message[:1024],
+            "type": "Warning" if warning else "Normal",
+            "source": {"component": COMPONENT},
+            "reportingComponent": COMPONENT,
+            "reportingInstance": os.environ.get("HOSTNAME", COMPONENT),
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+        }
+        await self._write("POST", f"/api/v1/namespaces/{urllib.parse.quote(namespace)}/events", event,
+                          "application/json")
 
     def close(self) -> None:
         """Stop the worker threads and close the HTTP pool."""
