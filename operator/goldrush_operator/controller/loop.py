@@ -1,9 +1,8 @@
 """One reconcile pass: inputs -> observe -> plan -> act -> status; and the finalizer's deletion.
 
 `Controller.run_pass(key)` is what the scheduler's workers run (it returns the delay until the object is
-due again); `Controller.delete(body)` is what the kopf deletion handler runs (it raises `DeleteLater` while
-work remains). Every failure of either goes through `outcome.classify`, and only `status.StatusWriter`
-writes status.
+due again); `Controller.delete(body)`, what the kopf deletion handler runs, is `finalize.Finalizer.delete`.
+Every failure of either goes through `outcome.classify`, and only `status.StatusWriter` writes status.
 """
 
 from __future__ import annotations
@@ -27,6 +26,7 @@ from goldrush_operator.controller.external import (
     now_iso,
     parse_time,
 )
+from goldrush_operator.controller.finalize import DeleteLater, Finalizer
 from goldrush_operator.controller.inputs import Desired, Inputs, Missing, parse_spec
 from goldrush_operator.controller.outcome import InputProblem, Retry, Stall, classify
 from goldrush_operator.controller.ports import ClientFactory, KubePort, Metrics, NoMetrics
@@ -44,7 +44,7 @@ from goldrush_operator.resource import (
     ANNOTATION_RECONCILE_REQUESTED_AT,
 )
 from goldrush_operator.scheduler import Cadence, ReadBudget
-from goldrush_operator.state import ObjectKey, ObjectRecord, Store, object_key, snapshot_of
+from goldrush_operator.state import ObjectKey, ObjectRecord, Store
 
 log = logging.getLogger("goldrush_operator.controller")
 
@@ -53,15 +53,6 @@ HOLD_RECHECK_SECONDS = 30.0
 # Stalls that only a change of the inputs can end (a write answered 4xx is never repeated as it was).
 HOLD_UNTIL_CHANGE = frozenset({cond.AUTH_FAILED, cond.INVALID_SPEC})
 FULL_CHECK_READS = 3  # GET pipeline, GET status, GET destination health
-
-
-class DeleteLater(Exception):
-    """The deletion must run again after `delay` seconds; `message` is scrubbed."""
-
-    def __init__(self, message: str, delay: float) -> None:
-        super().__init__(message)
-        self.message = message
-        self.delay = delay
 
 
 class Controller:
@@ -82,6 +73,8 @@ class Controller:
         self.cadence = Cadence(settings.poll_fast_seconds, settings.poll_status_max_seconds,
                                settings.poll_slow_seconds, budget)
         self.budget = ReadBudget(budget, clock=clock)
+        self.finalizer = Finalizer(settings, store, self.inputs, self.external, client_for, key_source,
+                                   self.metrics, self._backoff)
 
     # ------------------------------------------------------------------------------------------ timing
 
@@ -375,70 +368,8 @@ class Controller:
     # ------------------------------------------------------------------------------------------ delete
 
     async def delete(self, body: Mapping[str, Any]) -> None:
-        """Finalizer work: delete the remote pipeline (policy Delete) and wait until it is gone.
-
-        Raises `DeleteLater` while work remains; on return the object has left the store and the gauges.
-        """
-        key = object_key(body)
-        record = self.store.get(key)
-        uid = str((body.get("metadata") or {}).get("uid") or "")
-        if record is None or record.uid != uid:
-            record = ObjectRecord(key=key, uid=uid)
-        record.set_snapshot(snapshot_of(body))
-        with about(key):
-            p = Pass.of(record)
-            try:
-                await self._delete(p)
-            except DeleteLater:
-                raise
-            except Exception as exc:
-                outcome = classify(exc, p.scrub)
-                delay = (self._backoff(record, outcome.delay) if isinstance(outcome, Retry)
-                         else self.settings.poll_slow_seconds / 10)
-                raise DeleteLater(f"cannot delete the remote pipeline yet: {outcome.message}", delay) from None
-        self.metrics.phase_changed(key, None)
-        self.store.forget(key)
-
-    async def _delete(self, p: Pass) -> None:
-        record = p.record
-        if p.annotations.get(ANNOTATION_PAUSE_RECONCILIATION) == "true":
-            raise DeleteLater("reconciliation is paused; the remote pipeline is left alone until it is resumed",
-                              self.settings.poll_slow_seconds)
-        spec_raw = p.body.get("spec") or {}
-        pipeline_id = record.pipeline_id or p.current.get("pipelineId") or p.annotations.get(ANNOTATION_PIPELINE_ID)
-        if (spec_raw.get("deletionPolicy") or "Delete") == "Orphan":
-            if pipeline_id:
-                await self.external.event(p, "Orphaned", f"left remote pipeline {pipeline_id} in place "
-                                                         "(deletionPolicy Orphan)")
-            return
-        try:
-            spec = parse_spec(p)
-        except InputProblem:
-            spec = None
-        service_key = self.key_source.get()
-        if spec is not None and spec.service_key_secret_ref is not None:
-            ref = spec.service_key_secret_ref
-            service_key = ((await self.inputs.read_secret(p.namespace, ref.name)) or {}).get(ref.key)
-            if not service_key:
-                raise DeleteLater(f"cannot delete the remote pipeline: Secret {ref.name!r} key {ref.key!r} "
-                                  "(spec.serviceKeySecretRef) is missing", self.settings.poll_slow_seconds / 10)
-        if not service_key:
-            raise DeleteLater("cannot delete the remote pipeline: no service key configured", 60.0)
-        p.secrets = (service_key,)
-        client = self.client_for(service_key)
-        pending = record.create_pending or p.annotations.get(ANNOTATION_CREATE_PENDING)
-        if not pipeline_id and pending and spec is not None:
-            key_id = hashlib.sha256(service_key.encode()).hexdigest()
-            pipeline_id = await self.external.find_interrupted(
-                client, key_id, spec.pipeline_display_name(p.namespace, p.name), spec.project, spec.topic)
-        if not pipeline_id:
-            return
-        gone = await self.external.delete(client, str(pipeline_id), already_sent=record.delete_sent)
-        record.delete_sent = True
-        if not gone:
-            raise DeleteLater(f"waiting for remote pipeline {pipeline_id} to be deleted",
-                              self.settings.poll_fast_seconds)
-        await self.external.event(p, "Deleted", f"deleted remote pipeline {pipeline_id}")
+        """Finalizer work (see `finalize.Finalizer.delete`); raises `DeleteLater` while work remains."""
+        await self.finalizer.delete(body)
 
     # ------------------------------------------------------------------------------------------ key
 

@@ -1,0 +1,114 @@
+"""The finalizer's work: delete the remote pipeline (policy `Delete`) and wait until it is gone, or leave it.
+
+Called by `loop.Controller.delete`, which the kopf deletion handler runs while the scheduler keeps the
+object away from its workers. Failures go through `outcome.classify` like a pass's: a retry becomes
+`DeleteLater` with the backoff, a stall `DeleteLater` with a long delay (kopf retries; the finalizer stays).
+An interrupted create is looked up so that deleting the object never orphans what it created.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from goldrush_operator.config import ServiceKeySource, Settings
+from goldrush_operator.controller.external import External
+from goldrush_operator.controller.inputs import Inputs, parse_spec
+from goldrush_operator.controller.outcome import InputProblem, Retry, classify
+from goldrush_operator.controller.ports import ClientFactory, Metrics
+from goldrush_operator.controller.status import Pass
+from goldrush_operator.logcontext import about
+from goldrush_operator.resource import (
+    ANNOTATION_CREATE_PENDING,
+    ANNOTATION_PAUSE_RECONCILIATION,
+    ANNOTATION_PIPELINE_ID,
+)
+from goldrush_operator.state import ObjectRecord, Store, object_key, snapshot_of
+
+
+class DeleteLater(Exception):
+    """The deletion must run again after `delay` seconds; `message` is scrubbed."""
+
+    def __init__(self, message: str, delay: float) -> None:
+        super().__init__(message)
+        self.message = message
+        self.delay = delay
+
+
+class Finalizer:
+    """Deletion of one object's remote pipeline."""
+
+    def __init__(
+        self, settings: Settings, store: Store, inputs: Inputs, external: External, client_for: ClientFactory,
+        key_source: ServiceKeySource, metrics: Metrics, backoff: Callable[[ObjectRecord, float | None], float],
+    ) -> None:
+        self.settings, self.store, self.inputs, self.external = settings, store, inputs, external
+        self.client_for, self.key_source, self.metrics, self._backoff = client_for, key_source, metrics, backoff
+
+    async def delete(self, body: Mapping[str, Any]) -> None:
+        """Finalizer work: delete the remote pipeline (policy Delete) and wait until it is gone.
+
+        Raises `DeleteLater` while work remains; on return the object has left the store and the gauges.
+        """
+        key = object_key(body)
+        record = self.store.get(key)
+        uid = str((body.get("metadata") or {}).get("uid") or "")
+        if record is None or record.uid != uid:
+            record = ObjectRecord(key=key, uid=uid)
+        record.set_snapshot(snapshot_of(body))
+        with about(key):
+            p = Pass.of(record)
+            try:
+                await self._delete(p)
+            except DeleteLater:
+                raise
+            except Exception as exc:
+                outcome = classify(exc, p.scrub)
+                delay = (self._backoff(record, outcome.delay) if isinstance(outcome, Retry)
+                         else self.settings.poll_slow_seconds / 10)
+                raise DeleteLater(f"cannot delete the remote pipeline yet: {outcome.message}", delay) from None
+        self.metrics.phase_changed(key, None)
+        self.store.forget(key)
+
+    async def _delete(self, p: Pass) -> None:
+        record = p.record
+        if p.annotations.get(ANNOTATION_PAUSE_RECONCILIATION) == "true":
+            raise DeleteLater("reconciliation is paused; the remote pipeline is left alone until it is resumed",
+                              self.settings.poll_slow_seconds)
+        spec_raw = p.body.get("spec") or {}
+        pipeline_id = record.pipeline_id or p.current.get("pipelineId") or p.annotations.get(ANNOTATION_PIPELINE_ID)
+        if (spec_raw.get("deletionPolicy") or "Delete") == "Orphan":
+            if pipeline_id:
+                await self.external.event(p, "Orphaned", f"left remote pipeline {pipeline_id} in place "
+                                                         "(deletionPolicy Orphan)")
+            return
+        try:
+            spec = parse_spec(p)
+        except InputProblem:
+            spec = None
+        service_key = self.key_source.get()
+        if spec is not None and spec.service_key_secret_ref is not None:
+            ref = spec.service_key_secret_ref
+            service_key = ((await self.inputs.read_secret(p.namespace, ref.name)) or {}).get(ref.key)
+            if not service_key:
+                raise DeleteLater(f"cannot delete the remote pipeline: Secret {ref.name!r} key {ref.key!r} "
+                                  "(spec.serviceKeySecretRef) is missing", self.settings.poll_slow_seconds / 10)
+        if not service_key:
+            raise DeleteLater("cannot delete the remote pipeline: no service key configured", 60.0)
+        p.secrets = (service_key,)
+        client = self.client_for(service_key)
+        pending = record.create_pending or p.annotations.get(ANNOTATION_CREATE_PENDING)
+        if not pipeline_id and pending and spec is not None:
+            key_id = hashlib.sha256(service_key.encode()).hexdigest()
+            pipeline_id = await self.external.find_interrupted(
+                client, key_id, spec.pipeline_display_name(p.namespace, p.name), spec.project, spec.topic)
+        if not pipeline_id:
+            return
+        gone = await self.external.delete(client, str(pipeline_id), already_sent=record.delete_sent)
+        record.delete_sent = True
+        if not gone:
+            raise DeleteLater(f"waiting for remote pipeline {pipeline_id} to be deleted",
+                              self.settings.poll_fast_seconds)
+        await self.external.event(p, "Deleted", f"deleted remote pipeline {pipeline_id}")
+
