@@ -4,20 +4,25 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# checkov pins packaging<24, which pytest 9 cannot use: it gets a virtual environment of its own.
+CHECKOV_VENV := .venv-checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
+CHART := charts/goldrush-operator
 DEV_DIR := .dev
 SIM_PORT ?= 18080
 export PYTHONPATH := $(CURDIR)/operator:$(CURDIR)/tests
 
 .PHONY: help venv lint fmt test test-unit test-sim test-e2e ensure-control-plane ensure-tools cluster-up cluster-down \
-        crd dev dev-down bench bench-quick clean
+        crd chart-files dev dev-down bench bench-quick clean
 
 help:
 	@echo "make dev        run the operator on a local control plane against the API simulator"
 	@echo "make dev-down   stop everything 'make dev' started"
 	@echo "make test       lint + all test tiers (unit, sim, e2e)"
-	@echo "make lint       ruff, mypy --strict, hadolint"
+	@echo "make lint       ruff, mypy --strict, hadolint; installs checkov for the manifest checks of make test"
 	@echo "make cluster-up / cluster-down   local etcd + kube-apiserver, kubeconfig in $(DEV_DIR)/kubeconfig"
-	@echo "make crd        regenerate crds/ from the pydantic models"
+	@echo "make crd        regenerate crds/ from the pydantic models (and the chart's copy)"
+	@echo "make chart-files  copy the CRD and deploy/monitoring files into the Helm chart"
 	@echo "make bench      run the benchmark scenarios (bench/README)"
 
 $(STAMP): pyproject.toml
@@ -28,7 +33,13 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-lint: $(STAMP)
+$(CHECKOV_STAMP): pyproject.toml
+	test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
+	$(CHECKOV_VENV)/bin/python -m pip install -q --disable-pip-version-check -e '.[checkov]'
+	touch $(CHECKOV_STAMP)
+
+lint: $(STAMP) $(CHECKOV_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	@if [ -x $(BIN)/hadolint ] && [ -f Dockerfile ]; then $(BIN)/hadolint Dockerfile; fi
@@ -45,7 +56,7 @@ ensure-tools: $(STAMP)
 test: lint ensure-control-plane ensure-tools
 	$(BIN)/pytest -p no:cacheprovider tests/unit tests/sim tests/e2e
 
-test-unit: $(STAMP)
+test-unit: $(STAMP) $(CHECKOV_STAMP) ensure-tools
 	$(BIN)/pytest -p no:cacheprovider tests/unit
 
 test-sim: $(STAMP)
@@ -62,6 +73,12 @@ cluster-down: $(STAMP)
 
 crd: $(STAMP)
 	$(BIN)/goldrush-operator crd > crds/goldrush.dev_goldrushpipelines.yaml
+	$(MAKE) chart-files
+
+# Helm reads no file outside the chart: it carries copies (tests/unit/test_helm_chart.py fails on drift).
+chart-files:
+	cp crds/goldrush.dev_goldrushpipelines.yaml $(CHART)/files/
+	cp deploy/monitoring/prometheusrule.yaml deploy/monitoring/grafana-dashboard.json $(CHART)/files/
 
 dev: $(STAMP) cluster-up
 	$(BIN)/python -m support.devenv up --dir $(DEV_DIR) --sim-port $(SIM_PORT)
@@ -77,4 +94,4 @@ bench-quick: $(STAMP) ensure-control-plane
 	$(BIN)/python -m bench.run --quick
 
 clean: cluster-down
-	rm -rf $(DEV_DIR) build dist *.egg-info
+	rm -rf $(DEV_DIR) build dist *.egg-info $(CHECKOV_VENV)

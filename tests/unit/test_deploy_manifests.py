@@ -241,7 +241,7 @@ def test_container_env_ports_probes_and_resources(overlay: str) -> None:
         assert ports.get(http["port"], http["port"]) == HEALTH_PORT, probe
     resources = container["resources"]
     for section in ("requests", "limits"):
-        assert set(resources[section]) == {"cpu", "memory"}, section
+        assert set(resources[section]) == {"cpu", "memory", "ephemeral-storage"}, section
 
 
 @pytest.mark.parametrize("overlay", ALL)
