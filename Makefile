@@ -4,22 +4,27 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# checkov pins packaging<24, which pytest 9 cannot use: it gets a virtual environment of its own.
+CHECKOV_VENV := .venv-checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
+CHART := charts/goldrush-operator
 DEV_DIR := .dev
 SIM_PORT ?= 18080
 export PYTHONPATH := $(CURDIR)/operator:$(CURDIR)/tests
 
-.PHONY: help venv lint fmt test test-unit test-sim test-packaging test-e2e test-deps ensure-control-plane ensure-tools cluster-up \
-        cluster-down crd lock dev dev-down bench bench-quick clean
+.PHONY: help venv lint fmt test test-unit test-sim test-packaging test-e2e test-deps ensure-control-plane ensure-tools \
+        cluster-up cluster-down crd chart-files lock dev dev-down bench bench-quick clean
 
 help:
 	@echo "make dev        run the operator on a local control plane against the API simulator"
 	@echo "make dev-down   stop everything 'make dev' started"
-	@echo "make test       lint + all test tiers (unit, sim, packaging, e2e)"
+	@echo "make test       lint + all test tiers (unit, sim, packaging, e2e) + dependency matrix"
 	@echo "make lint       ruff, mypy --strict, import-linter contracts, hadolint, kubeconform + kubectl-validate"
 	@echo "make cluster-up / cluster-down   local etcd + kube-apiserver, kubeconfig in $(DEV_DIR)/kubeconfig"
 	@echo "make test-deps  unit + sim tiers on the lowest and newest allowed dependency versions"
 	@echo "make lock       re-pin requirements.lock (the image's exact dependency versions)"
-	@echo "make crd        regenerate crds/ and schemas/ (published JSON Schema) from the pydantic models"
+	@echo "make crd        regenerate crds/, schemas/ (published JSON Schema) and the chart's copy from the models"
+	@echo "make chart-files  copy the CRD and deploy/monitoring files into the Helm chart"
 	@echo "make bench      run the benchmark scenarios (bench/README)"
 
 $(STAMP): pyproject.toml operator/pyproject.toml
@@ -30,7 +35,13 @@ $(STAMP): pyproject.toml operator/pyproject.toml
 
 venv: $(STAMP)
 
-lint: $(STAMP)
+$(CHECKOV_STAMP): pyproject.toml
+	test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
+	$(CHECKOV_VENV)/bin/python -m pip install -q --disable-pip-version-check -e '.[checkov]'
+	touch $(CHECKOV_STAMP)
+
+lint: $(STAMP) $(CHECKOV_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/lint-imports
@@ -53,7 +64,7 @@ test: lint ensure-control-plane ensure-tools test-deps
 test-deps: $(STAMP)
 	$(BIN)/python -m support.depmatrix
 
-test-unit: $(STAMP)
+test-unit: $(STAMP) $(CHECKOV_STAMP) ensure-tools
 	$(BIN)/pytest -p no:cacheprovider tests/unit
 
 test-packaging: $(STAMP)
@@ -78,6 +89,12 @@ lock: $(STAMP)
 
 crd: $(STAMP)
 	$(BIN)/python -m goldrush_operator.crdgen --crd-dir crds --schema-dir schemas
+	$(MAKE) chart-files
+
+# Helm reads no file outside the chart: it carries copies (tests/unit/test_helm_chart.py fails on drift).
+chart-files:
+	cp crds/goldrush.dev_goldrushpipelines.yaml $(CHART)/files/
+	cp deploy/monitoring/prometheusrule.yaml deploy/monitoring/grafana-dashboard.json $(CHART)/files/
 
 dev: $(STAMP) cluster-up
 	$(BIN)/python -m support.devenv up --dir $(DEV_DIR) --sim-port $(SIM_PORT)
@@ -93,4 +110,4 @@ bench-quick: $(STAMP) ensure-control-plane
 	$(BIN)/python -m bench.run --quick
 
 clean: cluster-down
-	rm -rf $(DEV_DIR) build dist *.egg-info
+	rm -rf $(DEV_DIR) build dist *.egg-info $(CHECKOV_VENV)

@@ -22,6 +22,8 @@ def test_server_side_dry_run_accepts_every_manifest(overlay: str, kubeconfig: Pa
     k = Kubectl(kubeconfig)
     objects = render(overlay)
     assert objects
+    # The NetworkPolicy (ingress from the monitoring namespace, egress to DNS and TCP 443/6443) is among them.
+    assert any(o["kind"] == "NetworkPolicy" and o["metadata"]["name"] == "goldrush-operator" for o in objects)
     namespaces = {o["metadata"]["namespace"] for o in objects if o["metadata"].get("namespace")}
     namespaces |= {o["metadata"]["name"] for o in objects if o["kind"] == "Namespace"}
     for name in sorted(namespaces):

@@ -7,7 +7,8 @@ certificate for `system:serviceaccount:goldrush-system:goldrush-operator` and dr
 - every request the operator made was allowed (no 403 anywhere, in the audit log or the operator's output);
 - every (apiGroup, resource, verb) the overlay grants was used, except a short list of grants whose code path
   this lifecycle does not reach, each with its reason (`UNEXERCISED`).
-Single-namespace mode runs first, then its RBAC is removed and cluster-wide mode runs on the same plane.
+Single-namespace mode runs first, then the namespaced overlay (the default install) and cluster-wide mode,
+each after the previous one's RBAC is removed, on the same plane.
 """
 
 from __future__ import annotations
@@ -225,6 +226,25 @@ def test_single_namespace_rbac_is_sufficient_and_minimal(
 
     run_overlay("single-namespace", TARGET, [TARGET], audited_plane, admin, sa_kubeconfig, sim,
                 tmp_path / "operator.log", no_cluster_wide_secrets)
+
+
+def test_namespaced_rbac_is_sufficient_and_minimal(
+    audited_plane: ControlPlane, admin: Kubectl, sa_kubeconfig: Path, sim: SimProcess, tmp_path: Path
+) -> None:
+    """The default install: Roles in the listed namespaces (team-a, team-b) and nothing cluster-wide."""
+    admin("create", "namespace", "team-b", check=False)  # both listed namespaces exist before the install
+
+    def only_listed_namespaces() -> None:
+        for ns in ("team-a", "team-b"):
+            assert can_i(admin, "watch", "secrets", ns)
+        assert not can_i(admin, "list", "secrets", None)
+        assert not can_i(admin, "get", "secrets", "default")
+        assert not can_i(admin, "get", "secrets", "goldrush-system")
+        assert not can_i(admin, "list", "goldrushpipelines.goldrush.dev", None)
+        assert not can_i(admin, "delete", "goldrushpipelines.goldrush.dev", "team-a")
+
+    run_overlay("namespaced", "team-a", ["team-a", "team-b"], audited_plane, admin, sa_kubeconfig, sim,
+                tmp_path / "operator.log", only_listed_namespaces)
 
 
 def test_cluster_wide_rbac_is_sufficient_and_minimal(

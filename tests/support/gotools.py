@@ -3,6 +3,9 @@
 Each tool is `go install`ed once from the Go module proxy at a pinned version into
 `~/.cache/goldrush-operator/tools/<name>-<version>/` (or `$GOLDRUSH_CACHE_DIR/tools/...`), with private Go
 module and build caches that are deleted right after the build, so only the binary stays on disk.
+A tool with `source` is a small probe program of ours (a Go module under tests/support/, pinned by its
+go.mod and go.sum) built with `go build`; its cache directory also carries a hash of its source files, so
+an edit rebuilds it.
 
 Callers: test fixtures (`ensure("helm")`), and `make ensure-tools` (`python -m support.gotools all`), which
 `make test` runs before the test tiers so that a cold CI run builds each tool exactly once.
@@ -11,6 +14,7 @@ Callers: test fixtures (`ensure("helm")`), and `make ensure-tools` (`python -m s
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import shutil
 import subprocess
@@ -28,6 +32,11 @@ class Tool:
     version: str
     binary: str
     ldflags: str = ""
+    tags: str = ""  # Go build tags (comma-separated); part of the cache directory's name
+    source: str = ""  # a directory under tests/support/ holding main.go, go.mod and go.sum
+
+
+SUPPORT = Path(__file__).resolve().parent
 
 
 # One row per tool; the version is the single place to bump it.
@@ -36,6 +45,19 @@ TOOLS: dict[str, Tool] = {
     "kubeconform": Tool("github.com/yannh/kubeconform/cmd/kubeconform", "v0.8.0", "kubeconform"),
     # Validates manifests the way the apiserver does (structural schema, CEL) from local CRD files.
     "kubectl-validate": Tool("sigs.k8s.io/kubectl-validate", "v0.0.4", "kubectl-validate"),
+    # The chart's own tool: lint, template, install and upgrade (tests/unit/test_helm_chart.py,
+    # tests/e2e/test_ops_helm.py).
+    "helm": Tool("helm.sh/helm/v3/cmd/helm", "v3.22.0", "helm",
+                 ldflags="-X helm.sh/helm/v3/internal/version.version=v3.22.0"),
+    # Best-practice checks of the rendered kustomize overlays and chart (tests/unit/test_deploy_lint.py).
+    "kube-score": Tool("github.com/zegl/kube-score/cmd/kube-score", "v1.20.0", "kube-score"),
+    # `promtool check rules` / `promtool test rules` for the shipped PrometheusRule (tests/unit/test_monitoring.py).
+    # remove_all_sd (Prometheus >= 3.10) leaves out the service-discovery plugins (cloud SDKs, client-go),
+    # which promtool's rule commands never use: most of the build time of a full promtool.
+    "promtool": Tool("github.com/prometheus/prometheus/cmd/promtool", "v0.316.0", "promtool", tags="remove_all_sd"),
+    # Strict decoding of the Grafana dashboard with Grafana's own schema types (tests/support/grafana).
+    "grafana-dashboard-check": Tool("github.com/grafana/grafana-foundation-sdk/go", "v0.0.22",
+                                    "grafana-dashboard-check", source="grafana"),
 }
 
 
@@ -47,9 +69,20 @@ def cache_root() -> Path:
     return Path(os.environ.get("GOLDRUSH_CACHE_DIR") or Path.home() / ".cache" / "goldrush-operator") / "tools"
 
 
+def _fingerprint(directory: Path) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(directory.iterdir()):
+        if path.suffix == ".go" or path.name in {"go.mod", "go.sum"}:
+            digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:12]
+
+
 def path_of(name: str) -> Path:
     tool = TOOLS[name]
-    return cache_root() / f"{name}-{tool.version}" / tool.binary
+    version = f"{tool.version}-{_fingerprint(SUPPORT / tool.source)}" if tool.source else tool.version
+    if tool.tags:
+        version += "-" + tool.tags.replace(",", "-")
+    return cache_root() / f"{name}-{version}" / tool.binary
 
 
 def ensure(name: str, timeout: float = 1800) -> Path:
@@ -67,13 +100,23 @@ def ensure(name: str, timeout: float = 1800) -> Path:
         env = {**os.environ, "CGO_ENABLED": "0", "GOFLAGS": "-modcacherw",
                "GOTOOLCHAIN": os.environ.get("GOTOOLCHAIN", "local"), "GOBIN": str(Path(tmp) / "bin"),
                "GOMODCACHE": str(Path(tmp) / "mod"), "GOCACHE": str(Path(tmp) / "cache"), "GOPATH": tmp}
-        command = [go, "install", "-trimpath"]
-        if tool.ldflags:
-            command.append(f"-ldflags={tool.ldflags}")
-        command.append(f"{tool.package}@{tool.version}")
-        proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout, check=False)
+        if tool.source:
+            env["GOFLAGS"] = "-mod=readonly -modcacherw"
+            command = [go, "build", "-trimpath", "-o", str(Path(tmp) / "bin" / tool.binary), "."]
+            cwd: Path | None = SUPPORT / tool.source
+        else:
+            command = [go, "install", "-trimpath"]
+            if tool.ldflags:
+                command.append(f"-ldflags={tool.ldflags}")
+            if tool.tags:
+                command.append(f"-tags={tool.tags}")
+            command.append(f"{tool.package}@{tool.version}")
+            cwd = None
+        proc = subprocess.run(command, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout,
+                              check=False)
         if proc.returncode != 0:
-            raise ToolUnavailable(f"go install {tool.package}@{tool.version} failed:\n{proc.stderr[-4000:]}")
+            raise ToolUnavailable(f"{' '.join(command[1:3])} {tool.package}@{tool.version} failed:\n"
+                                  f"{proc.stderr[-4000:]}")
         (Path(tmp) / "bin" / tool.binary).replace(binary)  # atomic: a concurrent run sees no half file
     return binary
 

@@ -23,6 +23,7 @@ pytestmark = pytest.mark.unit
 ROOT = Path(__file__).resolve().parents[2]
 OVERLAYS: dict[str, str] = {
     "base": "deploy/base",
+    "namespaced": "deploy/overlays/namespaced",
     "cluster-wide": "deploy/overlays/cluster-wide",
     "single-namespace": "deploy/overlays/single-namespace",
 }
@@ -31,6 +32,7 @@ CRD_FILE = "crds/goldrush.dev_goldrushpipelines.yaml"
 OPERATOR_NAMESPACE = "goldrush-system"
 SERVICE_ACCOUNT = "goldrush-operator"
 TARGET_NAMESPACE = "goldrush-pipelines"
+SERVED_NAMESPACES = ["team-a", "team-b"]  # the namespaced overlay's shipped list
 UID = 65532
 HEALTH_PORT = 8080
 METRICS_PORT = 9090
@@ -66,7 +68,7 @@ Obj = dict[str, Any]
 
 
 def render(overlay: str, root: Path = ROOT) -> list[Obj]:
-    """Render `base`, `cluster-wide`, `single-namespace` (or a directory) with `kubectl kustomize`."""
+    """Render `base`, `namespaced`, `cluster-wide`, `single-namespace` (or a directory) with `kubectl kustomize`."""
     path = root / OVERLAYS.get(overlay, overlay)
     if not (root / CRD_FILE).exists():
         raise AssertionError(f"{CRD_FILE} is missing: generate it with `goldrush-operator crd > {CRD_FILE}`")
@@ -239,7 +241,7 @@ def test_container_env_ports_probes_and_resources(overlay: str) -> None:
         assert ports.get(http["port"], http["port"]) == HEALTH_PORT, probe
     resources = container["resources"]
     for section in ("requests", "limits"):
-        assert set(resources[section]) == {"cpu", "memory"}, section
+        assert set(resources[section]) == {"cpu", "memory", "ephemeral-storage"}, section
 
 
 @pytest.mark.parametrize("overlay", ALL)
@@ -312,6 +314,68 @@ def test_single_namespace_permissions_and_flags() -> None:
     args = operator_container(objects)["args"]
     assert args == ["--standalone", LIVENESS_ARG, f"--namespace={TARGET_NAMESPACE}"]
     assert "--all-namespaces" not in args
+
+
+def test_namespaced_grants_only_inside_the_listed_namespaces() -> None:
+    objects = rendered("namespaced")
+    roles = of_kind(objects, "Role")
+    assert sorted(r["metadata"]["namespace"] for r in roles) == SERVED_NAMESPACES
+    for role in roles:
+        assert permissions([role], "Role") == WORKLOAD, role["metadata"]["namespace"]
+    bindings = of_kind(objects, "RoleBinding")
+    assert sorted(b["metadata"]["namespace"] for b in bindings) == SERVED_NAMESPACES
+    cluster = permissions(objects, "ClusterRole")
+    assert cluster == {**CRD_READ, **NAMESPACE_WATCH}
+    assert not any(resource == "secrets" for _, resource in cluster), "no cluster-wide access to Secrets"
+    container = operator_container(objects)
+    assert container["args"] == ["--standalone", LIVENESS_ARG], "the namespace list comes from the env"
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["GOLDRUSH_NAMESPACES"] == ",".join(SERVED_NAMESPACES)
+
+
+def test_namespaced_list_follows_the_served_entries(tmp_path: Path) -> None:
+    """Adding a namespace is one more served/<ns> directory plus the name in namespaces.yaml."""
+    shutil.copytree(ROOT / "deploy", tmp_path / "deploy")
+    shutil.copytree(ROOT / "crds", tmp_path / "crds")
+    overlay = tmp_path / OVERLAYS["namespaced"]
+    shutil.copytree(overlay / "served" / "team-a", overlay / "served" / "team-c")
+    served = overlay / "served" / "team-c" / "kustomization.yaml"
+    served.write_text(served.read_text().replace("namespace: team-a", "namespace: team-c"))
+    kustomization = overlay / "kustomization.yaml"
+    kustomization.write_text(kustomization.read_text().replace(
+        "  - served/team-b\n", "  - served/team-b\n  - served/team-c\n"))
+    listing = overlay / "namespaces.yaml"
+    listing.write_text(listing.read_text().replace("namespaces: team-a,team-b", "namespaces: team-a,team-b,team-c"))
+    objects = render("namespaced", root=tmp_path)
+    assert sorted(r["metadata"]["namespace"] for r in of_kind(objects, "Role")) == ["team-a", "team-b", "team-c"]
+    env = {e["name"]: e.get("value") for e in operator_container(objects)["env"]}
+    assert env["GOLDRUSH_NAMESPACES"] == "team-a,team-b,team-c"
+    for binding in of_kind(objects, "RoleBinding"):
+        assert binding["subjects"][0]["namespace"] == OPERATOR_NAMESPACE
+
+
+def test_cluster_wide_says_what_it_grants() -> None:
+    text = (ROOT / "deploy/overlays/cluster-wide/rbac.yaml").read_text()
+    assert "EVERY Secret in EVERY" in text
+    assert "deploy/overlays/namespaced" in text
+
+
+@pytest.mark.parametrize("overlay", ALL)
+def test_network_policy_limits_both_directions(overlay: str) -> None:
+    objects = rendered(overlay)
+    policy = only(objects, "NetworkPolicy", "goldrush-operator")["spec"]
+    pod_labels = only(objects, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    assert policy["podSelector"]["matchLabels"].items() <= pod_labels.items()
+    assert sorted(policy["policyTypes"]) == ["Egress", "Ingress"]
+    (ingress,) = policy["ingress"]
+    assert ingress["from"] == [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]
+    ports = {p["name"]: p["containerPort"] for p in operator_container(objects)["ports"]}
+    assert {ports[p["port"]] for p in ingress["ports"]} == {HEALTH_PORT, METRICS_PORT}
+    dns, tls = policy["egress"]
+    assert {(p["port"], p["protocol"]) for p in dns["ports"]} == {(53, "UDP"), (53, "TCP")}
+    assert dns["to"][0]["podSelector"] == {"matchLabels": {"k8s-app": "kube-dns"}}
+    assert "to" not in tls  # the GoldRush API has no fixed addresses
+    assert {(p["port"], p["protocol"]) for p in tls["ports"]} == {(443, "TCP"), (6443, "TCP")}
 
 
 def test_single_namespace_target_is_one_value(tmp_path: Path) -> None:
