@@ -21,7 +21,7 @@ from collections import Counter
 from typing import Any
 
 from bench import env
-from bench.common import Ctx, keys_in, last_ready, populate, start_op, stop_op, wait_ready
+from bench.common import Ctx, api_since, keys_in, last_ready, last_seq, populate, start_op, stop_op, wait_ready
 from support.operator import OperatorProcess
 
 NS_REF = "bench-b14-ref"
@@ -81,6 +81,7 @@ async def b14(ctx: Ctx) -> None:
             ctx.add("B14", "SIGKILL after half of the creates", "not reached", "", f"{threshold} POSTs", False)
             return
         ready_at_kill = sum(1 for k in keys if ctx.watcher.records.get(k) and ctx.watcher.records[k].ready)
+        seq = await asyncio.to_thread(last_seq, sim)
         t_restart = time.time()
         ctx.op = start_op(ctx, sim, [NS_KILL])
         ok = await wait_ready(ctx, keys, 600)
@@ -91,6 +92,15 @@ async def b14(ctx: Ctx) -> None:
         duplicates = sum(c - 1 for c in names.values() if c > 1)
         missing = sum(1 for k in keys if names.get(f"{NS_KILL}-{k[1]}", 0) == 0)
         posts = await asyncio.to_thread(_creates, sim.admin_url)
+        after = [e for e in (await api_since(sim, seq)).entries if e["time"] >= t_restart]
+        first_req = min((e["time"] for e in after), default=None)
+        first_post = min((e["time"] for e in after if e["route"] == "create"), default=None)
+        readied = sorted((max(t for t, r in ctx.watcher.records[k].readiness if r) - t_restart, k[1]) for k in keys
+                         if ctx.watcher.records.get(k) and ctx.watcher.records[k].ready
+                         and max(t for t, r in ctx.watcher.records[k].readiness if r) > t_restart)
+        slowest = [{"name": name, "ready_after_restart_seconds": round(t, 2), "phases_after_restart": [
+            (round(pt - t_restart, 2), ph) for pt, ph in ctx.watcher.records[(NS_KILL, name)].phases
+            if pt > t_restart]} for t, name in readied[-5:]]
         ctx.details["B14"] = {
             "objects": n, "kill_threshold_creates": threshold, "reference_all_ready_seconds":
             round(t_ref, 2) if t_ref is not None else None,
@@ -100,6 +110,13 @@ async def b14(ctx: Ctx) -> None:
             "restart_to_all_ready_seconds": round(t_after, 2) if t_after is not None else None,
             "creating_posts_total": posts - base, "duplicates": duplicates, "missing": missing,
             "pipelines_with_more_than_one_remote": sorted(k for k, c in names.items() if c > 1)[:20],
+            "after_restart": {
+                "first_api_request_seconds": round(first_req - t_restart, 2) if first_req else None,
+                "first_create_post_seconds": round(first_post - t_restart, 2) if first_post else None,
+                "api_requests_by_route": env.JournalView(after).by_route(),
+                "objects_ready_after_restart": len(readied),
+                "ready_p50_seconds": env.pct([t for t, _ in readied], 50), "slowest": slowest,
+            },
         }
         ctx.add("B14", f"duplicates after SIGKILL at {kill['creates_seen_before_kill'] - base} of {n} creates",
                 duplicates, "", "== 0", duplicates == 0 and missing == 0)

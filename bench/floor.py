@@ -120,8 +120,10 @@ async def kube_floor(ctx: Ctx, plan: list[str], n: int, status_template: dict[st
 # ---------------------------------------------------------------------------------------------- API
 
 
-def api_plan(view: env.JournalView, id_to_name: dict[str, str], names: set[str]) -> dict[str, Any]:
-    """The operator's most common per-object request sequence, the shared listings and a create body."""
+def api_plan(view: env.JournalView, id_to_name: dict[str, str], names: set[str], prefix: str) -> dict[str, Any]:
+    """The operator's most common per-object request sequence, the shared listings and a create body.
+
+    `names` are the objects' Kubernetes names; remote names (POST bodies) carry `prefix` in front."""
     per: dict[str, list[tuple[str, str]]] = defaultdict(list)
     lists: list[str] = []
     body: Any = None
@@ -131,7 +133,7 @@ def api_plan(view: env.JournalView, id_to_name: dict[str, str], names: set[str])
             lists.append(e.get("query") or "")
             continue
         if route == "create":
-            name = (e.get("body") or {}).get("name", "")
+            name = str((e.get("body") or {}).get("name", "")).removeprefix(prefix)
             if body is None and name in names:
                 body = e.get("body")
         else:
