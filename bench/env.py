@@ -4,15 +4,21 @@
   operator's own identity, user `goldrush-operator` in `system:masters`, and for every Event write by anyone).
 - GoldRush API calls are counted from the simulator's journal and counters.
 - Memory is VmRSS / VmHWM of the operator process from `/proc/<pid>/status`.
+- Event-loop lag comes from the operator's `goldrush_event_loop_lag_seconds` histogram (`histogram`,
+  `quantile_bound`).
+The identity `goldrush-floor` (B1's Kubernetes floor, `bench.floor`) is audited like the operator, so that
+its writes cost the kube-apiserver the same, but is not counted as the operator.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 import os
 import platform
 import re
+import ssl
 import time
 import urllib.request
 from collections import Counter
@@ -27,6 +33,7 @@ from support.sim import SimProcess
 
 REPO = Path(__file__).resolve().parents[1]
 OPERATOR_USER = "goldrush-operator"
+FLOOR_USER = "goldrush-floor"
 
 AUDIT_POLICY = """\
 apiVersion: audit.k8s.io/v1
@@ -34,7 +41,7 @@ kind: Policy
 omitStages: ["RequestReceived", "ResponseStarted"]
 rules:
 - level: Metadata
-  users: ["goldrush-operator"]
+  users: ["goldrush-operator", "goldrush-floor"]
   verbs: ["create", "update", "patch", "delete", "deletecollection"]
 - level: Metadata
   resources: [{group: "", resources: ["events"]}, {group: "events.k8s.io", resources: ["events"]}]
@@ -112,6 +119,21 @@ class Audit:
         return {"operator_writes": operator_writes, "events": events, "by_verb_resource": dict(by)}
 
 
+def ssl_context_for(kubeconfig: Path, workdir: Path) -> ssl.SSLContext:
+    """A TLS context presenting the client certificate of a kubeconfig written by `write_user_kubeconfig`."""
+    cfg = json.loads(kubeconfig.read_text())
+    cluster = cfg["clusters"][0]["cluster"]
+    user = cfg["users"][0]["user"]
+    ctx = ssl.create_default_context(cadata=base64.b64decode(cluster["certificate-authority-data"]).decode())
+    cert_file = workdir / (kubeconfig.stem + ".crt")
+    key_file = workdir / (kubeconfig.stem + ".key")
+    cert_file.write_bytes(base64.b64decode(user["client-certificate-data"]))
+    key_file.write_bytes(base64.b64decode(user["client-key-data"]))
+    key_file.chmod(0o600)
+    ctx.load_cert_chain(str(cert_file), str(key_file))
+    return ctx
+
+
 def start_sim(*extra: str) -> SimProcess:
     return SimProcess.start("--service-key", "dev-key", "--latency-ms", "50", "--deploy-seconds", "2",
                             "--journal-size", "2000000", "--log-level", "warning", *extra, timeout=30)
@@ -171,6 +193,31 @@ def metric_sum(metrics: dict[str, float], name: str, **labels: str) -> float:
         if all(f'{k}="{v}"' in rest for k, v in labels.items()):
             total += value
     return total
+
+
+def histogram(metrics: dict[str, float], name: str) -> dict[float, float]:
+    """The cumulative bucket counts of a Prometheus histogram: {upper bound: count} (+Inf as math.inf)."""
+    out: dict[float, float] = {}
+    for key, value in metrics.items():
+        if key.startswith(name + "_bucket{") and 'le="' in key:
+            bound = key.split('le="', 1)[1].split('"', 1)[0]
+            out[math.inf if bound == "+Inf" else float(bound)] = value
+    return out
+
+
+def quantile_bound(before: dict[float, float], after: dict[float, float], q: float) -> tuple[float | None, int]:
+    """(upper bound of the bucket holding quantile `q` of the observations between two scrapes, their count).
+
+    The value is conservative: the true quantile is at most the bound (None when nothing was observed)."""
+    bounds = sorted(after)
+    counts = [after[b] - before.get(b, 0.0) for b in bounds]
+    total = counts[-1] if counts else 0.0
+    if total <= 0:
+        return None, 0
+    for b, c in zip(bounds, counts, strict=True):
+        if c >= q * total:
+            return b, int(total)
+    return math.inf, int(total)
 
 
 def proc_memory(pid: int) -> dict[str, float]:

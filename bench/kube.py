@@ -26,10 +26,11 @@ class KubeClient:
         self._ssl = ssl_context
         self._session: aiohttp.ClientSession | None = None
         self._sem = asyncio.Semaphore(concurrency)
+        self._limit = max(64, 2 * concurrency)
 
     async def __aenter__(self) -> KubeClient:
         self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(ssl=self._ssl, limit=64),
+            connector=aiohttp.TCPConnector(ssl=self._ssl, limit=self._limit),
             timeout=aiohttp.ClientTimeout(total=120),
         )
         return self
@@ -81,12 +82,29 @@ class KubeClient:
         base = f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}"
         return base if name is None else f"{base}/{name}"
 
-    async def create_pipeline(self, namespace: str, manifest: dict[str, Any]) -> None:
-        await self.request("POST", self._cr_path(namespace), manifest, ok=(200, 201))
+    async def create_pipeline(self, namespace: str, manifest: dict[str, Any]) -> dict[str, Any]:
+        data = await self.request("POST", self._cr_path(namespace), manifest, ok=(200, 201))
+        return data if isinstance(data, dict) else {}
 
     async def patch_pipeline(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
         await self.request("PATCH", self._cr_path(namespace, name), patch,
                            content_type="application/merge-patch+json")
+
+    async def patch_pipeline_status(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
+        await self.request("PATCH", self._cr_path(namespace, name) + "/status", patch,
+                           content_type="application/merge-patch+json")
+
+    async def get_pipeline(self, namespace: str, name: str) -> dict[str, Any]:
+        data = await self.request("GET", self._cr_path(namespace, name))
+        assert isinstance(data, dict)
+        return data
+
+    async def delete_pipelines(self, namespace: str) -> None:
+        """Delete every GoldRushPipeline of a namespace (deletecollection)."""
+        await self.request("DELETE", self._cr_path(namespace), ok=(200, 202))
+
+    async def create_event(self, namespace: str, manifest: dict[str, Any]) -> None:
+        await self.request("POST", f"/api/v1/namespaces/{namespace}/events", manifest, ok=(200, 201))
 
     async def count_pipelines(self) -> int:
         data = await self.request("GET", f"/apis/{GROUP}/{VERSION}/{PLURAL}?limit=1")
