@@ -67,7 +67,7 @@ def pending_hashes(annotations: Mapping[str, str]) -> dict[str, str]:
 class _Directory:
     """A short-lived listing of all remote pipelines visible to one key (shared by concurrent creates)."""
 
-    fetched_at: float = -1e9
+    fetched_at: float = -1e9  # when the last listing began
     items: list[Pipeline] = field(default_factory=list)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -111,11 +111,16 @@ class External:
 
     async def listing(self, client: GoldRushClient, key_id: str, *, fresh: bool) -> list[Pipeline]:
         directory = self._directories.setdefault(key_id, _Directory())
+        asked = self._clock()
         async with directory.lock:
-            if fresh or self._clock() - directory.fetched_at > LOOKUP_TTL_SECONDS:
-                # Creates wait on this listing: it gets the rate-limit priority of a write.
+            # A listing fetched after this caller asked is fresh for it: concurrent lookups share one.
+            stale = directory.fetched_at < asked if fresh else self._clock() - directory.fetched_at > LOOKUP_TTL_SECONDS
+            if stale:
+                # Creates wait on this listing: it gets the rate-limit priority of a write. `fetched_at` is when
+                # the listing began: it holds every pipeline created before then.
+                began = self._clock()
                 directory.items = [item async for item in client.list_pipelines(urgent=True)]
-                directory.fetched_at = self._clock()
+                directory.fetched_at = began
             return list(directory.items)
 
     # ------------------------------------------------------------------------------------------ create

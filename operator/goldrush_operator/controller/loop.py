@@ -235,7 +235,10 @@ class Controller:
                 return random.uniform(0, status_every), "deferred"
         record.fresh = False
         full_check = work or now >= record.next_full_check
-        if not work and not record.poll_reserved:
+        # Only polls of stable pipelines are paid from the read budget; a phase on its way somewhere
+        # (DEPLOYING, STOPPING) is polled fast.
+        stable = p.current.get("phase") in STABLE_PHASES
+        if not work and stable and not record.poll_reserved:
             wait = self.budget.reserve(FULL_CHECK_READS if full_check else 1)
             if wait > 0.05:
                 record.poll_reserved = True  # paid for: the read goes out when it is due
