@@ -41,7 +41,7 @@ class Finalizer:
 
     def __init__(
         self, settings: Settings, store: Store, inputs: Inputs, external: External, client_for: ClientFactory,
-        key_source: ServiceKeySource, metrics: Metrics, backoff: Callable[[ObjectRecord, float | None], float],
+        key_source: ServiceKeySource, metrics: Metrics, backoff: Callable[[ObjectRecord, float | None, float | None], float],
     ) -> None:
         self.settings, self.store, self.inputs, self.external = settings, store, inputs, external
         self.client_for, self.key_source, self.metrics, self._backoff = client_for, key_source, metrics, backoff
@@ -65,7 +65,7 @@ class Finalizer:
                 raise
             except Exception as exc:
                 outcome = classify(exc, p.scrub)
-                delay = (self._backoff(record, outcome.delay) if isinstance(outcome, Retry)
+                delay = (self._backoff(record, outcome.delay, None) if isinstance(outcome, Retry)
                          else self.settings.poll_slow_seconds / 10)
                 raise DeleteLater(f"cannot delete the remote pipeline yet: {outcome.message}", delay) from None
         self.metrics.phase_changed(key, None)

@@ -28,7 +28,7 @@ from goldrush_operator.controller.external import (
 )
 from goldrush_operator.controller.finalize import DeleteLater, Finalizer
 from goldrush_operator.controller.inputs import Desired, Inputs, Missing, parse_spec
-from goldrush_operator.controller.outcome import InputProblem, Retry, Stall, classify
+from goldrush_operator.controller.outcome import KUBERNETES_ERROR, InputProblem, Retry, Stall, classify
 from goldrush_operator.controller.ports import ClientFactory, KubePort, Metrics, NoMetrics
 from goldrush_operator.controller.status import Pass, StatusWriter
 from goldrush_operator.credentials import applied_hashes_from_status
@@ -53,6 +53,7 @@ HOLD_RECHECK_SECONDS = 30.0
 # Stalls that only a change of the inputs can end (a write answered 4xx is never repeated as it was).
 HOLD_UNTIL_CHANGE = frozenset({cond.AUTH_FAILED, cond.INVALID_SPEC})
 FULL_CHECK_READS = 3  # GET pipeline, GET status, GET destination health
+KUBE_BACKOFF_MAX_SECONDS = 15.0
 
 
 class Controller:
@@ -81,9 +82,11 @@ class Controller:
     def intervals(self) -> tuple[float, float]:
         return self.cadence.intervals(len(self.store))
 
-    def _backoff(self, record: ObjectRecord, floor: float | None = None) -> float:
+    def _backoff(self, record: ObjectRecord, floor: float | None = None, cap: float | None = None) -> float:
+        """Exponential backoff with full jitter between the fast poll and the cap; at least `floor`."""
         base = max(self.settings.poll_fast_seconds, 1.0)
-        record.backoff = min(max(base, record.backoff * 2 or base), self.settings.error_backoff_max_seconds)
+        top = min(cap or self.settings.error_backoff_max_seconds, self.settings.error_backoff_max_seconds)
+        record.backoff = min(max(base, record.backoff * 2 or base), top)
         return max(random.uniform(base, record.backoff), floor or 0.0)
 
     # ------------------------------------------------------------------------------------------ pass
@@ -109,7 +112,9 @@ class Controller:
         record = p.record
         if isinstance(outcome, Retry):
             log.warning("%s; retrying", outcome.message)
-            delay, result = self._backoff(record, outcome.delay), "retry"
+            # The apiserver coming back must not find objects parked for minutes: its errors back off less.
+            cap = KUBE_BACKOFF_MAX_SECONDS if outcome.reason == KUBERNETES_ERROR else None
+            delay, result = self._backoff(record, outcome.delay, cap), "retry"
         else:
             await self.external.warn_once(p, outcome.reason, outcome.message)
             if outcome.reason in HOLD_UNTIL_CHANGE:
@@ -126,9 +131,10 @@ class Controller:
         status.failed(p, outcome, in_sync=p.in_sync)
         try:
             await self.status.write(p)
-        except Exception as write_exc:  # the apiserver itself may be what failed
+        except Exception as write_exc:  # the apiserver itself may be what failed: keep the delay chosen above
             log.warning("could not write status: %s", p.scrub(str(write_exc)))
-            delay = self._backoff(record)
+            if isinstance(outcome, Stall):
+                delay = self._backoff(record, None, KUBE_BACKOFF_MAX_SECONDS)
         return delay, result
 
     def _tokens(self, p: Pass) -> bool:
