@@ -41,7 +41,8 @@ class Finalizer:
 
     def __init__(
         self, settings: Settings, store: Store, inputs: Inputs, external: External, client_for: ClientFactory,
-        key_source: ServiceKeySource, metrics: Metrics, backoff: Callable[[ObjectRecord, float | None, float | None], float],
+        key_source: ServiceKeySource, metrics: Metrics,
+        backoff: Callable[[ObjectRecord, float | None, float | None], float],
     ) -> None:
         self.settings, self.store, self.inputs, self.external = settings, store, inputs, external
         self.client_for, self.key_source, self.metrics, self._backoff = client_for, key_source, metrics, backoff
