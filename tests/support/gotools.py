@@ -1,14 +1,17 @@
-"""Builds and caches the ecosystem's own Go tools that the tests judge our artefacts with.
+"""Builds and caches the ecosystem's own Go programs that the tests judge our artefacts with.
 
-Each tool is `go install`ed once from the Go module proxy at a pinned version into
-`~/.cache/goldrush-operator/tools/<name>-<version>/` (or `$GOLDRUSH_CACHE_DIR/tools/...`), with private Go
-module and build caches that are deleted right after the build, so only the binary stays on disk.
-A tool with `source` is a small probe program of ours (a Go module under tests/support/, pinned by its
-go.mod and go.sum) built with `go build`; its cache directory also carries a hash of its source files, so
-an edit rebuilds it.
+Two kinds, one build mechanism (`_install`: `go install` with private Go module and build caches in a
+temporary directory that is deleted right after the build, so only the binary stays on disk):
 
-Callers: test fixtures (`ensure("helm")`), and `make ensure-tools` (`python -m support.gotools all`), which
-`make test` runs before the test tiers so that a cold CI run builds each tool exactly once.
+- tools (`TOOLS`): `go install <package>@<version>` from the Go module proxy, cached under
+  `~/.cache/goldrush-operator/tools/<name>-<version>/` (or `$GOLDRUSH_CACHE_DIR/tools/...`);
+- probes (`PROBES`): small Go programs kept in this repository (`tests/support/<dir>/`: main.go, go.mod,
+  go.sum) on top of an ecosystem library, cached under `~/.cache/goldrush-operator/<name>-<version>/`, where
+  the version is that of the library in go.mod; a change to main.go, go.mod or go.sum rebuilds the probe.
+
+Callers: test fixtures (`ensure("helm")`, `ensure_probe("kstatus")` through `support.kstatus` and
+`support.argocd`), and `make ensure-tools` (`python -m support.gotools`), which `make test` runs before the
+test tiers so that a cold CI run builds each program exactly once.
 """
 
 from __future__ import annotations
@@ -16,12 +19,15 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+
+SUPPORT = Path(__file__).resolve().parent
 
 
 @dataclass(frozen=True)
@@ -33,10 +39,23 @@ class Tool:
     binary: str
     ldflags: str = ""
     tags: str = ""  # Go build tags (comma-separated); part of the cache directory's name
-    source: str = ""  # a directory under tests/support/ holding main.go, go.mod and go.sum
 
 
-SUPPORT = Path(__file__).resolve().parent
+@dataclass(frozen=True)
+class Probe:
+    """A Go program whose source is `tests/support/<directory>/`, built against the modules its go.sum pins.
+
+    `library` is the module whose version (read from go.mod) names the cache directory.
+    """
+
+    directory: str
+    library: str
+    binary: str
+    ldflags: str = ""
+
+    @property
+    def source(self) -> Path:
+        return SUPPORT / self.directory
 
 
 # One row per tool; the version is the single place to bump it.
@@ -55,81 +74,141 @@ TOOLS: dict[str, Tool] = {
     # remove_all_sd (Prometheus >= 3.10) leaves out the service-discovery plugins (cloud SDKs, client-go),
     # which promtool's rule commands never use: most of the build time of a full promtool.
     "promtool": Tool("github.com/prometheus/prometheus/cmd/promtool", "v0.316.0", "promtool", tags="remove_all_sd"),
-    # Strict decoding of the Grafana dashboard with Grafana's own schema types (tests/support/grafana).
-    "grafana-dashboard-check": Tool("github.com/grafana/grafana-foundation-sdk/go", "v0.0.22",
-                                    "grafana-dashboard-check", source="grafana"),
 }
+
+# One row per probe; bump its library in the probe's go.mod (then `go mod tidy` there).
+PROBES: dict[str, Probe] = {
+    "kstatus": Probe("kstatus", "sigs.k8s.io/cli-utils", "kstatus"),
+    # Stripped (-s -w): Argo CD's util/lua pulls in most of Argo CD; the symbol tables would double the file.
+    "argocd-health": Probe("argocd", "github.com/argoproj/argo-cd/v3", "argocd-health", ldflags="-s -w"),
+    # Strict decoding of the Grafana dashboard with Grafana's own schema types (tests/unit/test_monitoring.py).
+    "grafana-dashboard-check": Probe("grafana", "github.com/grafana/grafana-foundation-sdk/go",
+                                     "grafana-dashboard-check"),
+}
+PROBE_SOURCES = ("main.go", "go.mod", "go.sum")
 
 
 class ToolUnavailable(RuntimeError):
-    """The tool cannot be built here (no Go toolchain, module refused, or build failure)."""
+    """The program cannot be built here (no Go toolchain, module refused, or build failure)."""
+
+
+def cache_base() -> Path:
+    return Path(os.environ.get("GOLDRUSH_CACHE_DIR") or Path.home() / ".cache" / "goldrush-operator")
 
 
 def cache_root() -> Path:
-    return Path(os.environ.get("GOLDRUSH_CACHE_DIR") or Path.home() / ".cache" / "goldrush-operator") / "tools"
-
-
-def _fingerprint(directory: Path) -> str:
-    digest = hashlib.sha256()
-    for path in sorted(directory.iterdir()):
-        if path.suffix == ".go" or path.name in {"go.mod", "go.sum"}:
-            digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
-    return digest.hexdigest()[:12]
+    return cache_base() / "tools"
 
 
 def path_of(name: str) -> Path:
     tool = TOOLS[name]
-    version = f"{tool.version}-{_fingerprint(SUPPORT / tool.source)}" if tool.source else tool.version
-    if tool.tags:
-        version += "-" + tool.tags.replace(",", "-")
+    version = tool.version + ("-" + tool.tags.replace(",", "-") if tool.tags else "")
     return cache_root() / f"{name}-{version}" / tool.binary
 
 
+def probe_version(name: str) -> str:
+    """The version of the probe's library, as its go.mod requires it."""
+    probe = PROBES[name]
+    match = re.search(rf"^\s*(?:require\s+)?{re.escape(probe.library)} (v\S+)", (probe.source / "go.mod").read_text(),
+                      re.MULTILINE)
+    if not match:
+        raise ToolUnavailable(f"{probe.directory}/go.mod does not require {probe.library}")
+    return match.group(1)
+
+
+def probe_path(name: str) -> Path:
+    return cache_base() / f"{name}-{probe_version(name)}" / PROBES[name].binary
+
+
+def _fingerprint(probe: Probe) -> str:
+    digest = hashlib.sha256()
+    for file in PROBE_SOURCES:
+        digest.update(file.encode() + b"\0" + (probe.source / file).read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def _install(target: str, installed: str, binary: Path, *, what: str, cwd: Path | None = None, ldflags: str = "",
+             tags: str = "", timeout: float) -> None:
+    """`go install <target>` (a `package@version`, or `.` in `cwd`), with private Go caches; keep only the binary.
+
+    `installed` is the file name go install gives the program; it is moved to `binary` atomically, so a
+    concurrent run sees the old file or the new one, never half a file.
+    """
+    go = shutil.which("go")
+    if go is None:
+        raise ToolUnavailable(f"the Go toolchain (go) is not installed; it builds {what}")
+    binary.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=binary.parent) as tmp:
+        # -modcacherw: the module cache must be deletable with the temporary directory.
+        env = {**os.environ, "CGO_ENABLED": "0", "GOFLAGS": "-modcacherw -buildvcs=false",
+               "GOTOOLCHAIN": os.environ.get("GOTOOLCHAIN", "local"), "GOBIN": str(Path(tmp) / "bin"),
+               "GOMODCACHE": str(Path(tmp) / "mod"), "GOCACHE": str(Path(tmp) / "cache"), "GOPATH": tmp}
+        command = [go, "install", "-trimpath"]
+        if ldflags:
+            command.append(f"-ldflags={ldflags}")
+        if tags:
+            command.append(f"-tags={tags}")
+        command.append(target)
+        proc = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout,
+                              check=False)
+        if proc.returncode != 0:
+            raise ToolUnavailable(f"go install {target} ({what}) failed:\n{proc.stderr[-4000:]}")
+        (Path(tmp) / "bin" / installed).replace(binary)
+
+
 def ensure(name: str, timeout: float = 1800) -> Path:
-    """The cached binary of tool `name`, built first when missing."""
+    """The cached binary of tool (or probe) `name`, built first when missing."""
+    if name in PROBES:
+        return ensure_probe(name)
     if name not in TOOLS:
         raise ToolUnavailable(f"unknown tool {name!r}; known: {', '.join(sorted(TOOLS))}")
     tool, binary = TOOLS[name], path_of(name)
-    if binary.exists():
-        return binary
-    go = shutil.which("go")
-    if go is None:
-        raise ToolUnavailable(f"the Go toolchain (go) is not installed; it builds {name}")
-    binary.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=binary.parent) as tmp:
-        env = {**os.environ, "CGO_ENABLED": "0", "GOFLAGS": "-modcacherw",
-               "GOTOOLCHAIN": os.environ.get("GOTOOLCHAIN", "local"), "GOBIN": str(Path(tmp) / "bin"),
-               "GOMODCACHE": str(Path(tmp) / "mod"), "GOCACHE": str(Path(tmp) / "cache"), "GOPATH": tmp}
-        if tool.source:
-            env["GOFLAGS"] = "-mod=readonly -modcacherw"
-            command = [go, "build", "-trimpath", "-o", str(Path(tmp) / "bin" / tool.binary), "."]
-            cwd: Path | None = SUPPORT / tool.source
-        else:
-            command = [go, "install", "-trimpath"]
-            if tool.ldflags:
-                command.append(f"-ldflags={tool.ldflags}")
-            if tool.tags:
-                command.append(f"-tags={tool.tags}")
-            command.append(f"{tool.package}@{tool.version}")
-            cwd = None
-        proc = subprocess.run(command, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout,
-                              check=False)
-        if proc.returncode != 0:
-            raise ToolUnavailable(f"{' '.join(command[1:3])} {tool.package}@{tool.version} failed:\n"
-                                  f"{proc.stderr[-4000:]}")
-        (Path(tmp) / "bin" / tool.binary).replace(binary)  # atomic: a concurrent run sees no half file
+    if not binary.exists():
+        _install(f"{tool.package}@{tool.version}", tool.binary, binary, what=name, ldflags=tool.ldflags,
+                 tags=tool.tags, timeout=timeout)
     return binary
 
 
+def ensure_probe(name: str, timeout: float = 2400) -> Path:
+    """The cached binary of probe `name`, built first when missing or older than its source."""
+    if name not in PROBES:
+        raise ToolUnavailable(f"unknown probe {name!r}; known: {', '.join(sorted(PROBES))}")
+    probe, binary = PROBES[name], probe_path(name)
+    stamp, fingerprint = binary.parent / "source.sha256", _fingerprint(PROBES[name])
+    if binary.exists() and stamp.exists() and stamp.read_text().strip() == fingerprint:
+        return binary
+    module = re.search(r"^module\s+(\S+)", (probe.source / "go.mod").read_text(), re.MULTILINE)
+    if not module:
+        raise ToolUnavailable(f"{probe.directory}/go.mod has no module line")
+    # go install names a module-root main package after the last element of its module path.
+    _install(".", module.group(1).rsplit("/", 1)[-1], binary, what=f"the {name} probe", cwd=probe.source,
+             ldflags=probe.ldflags,
+             timeout=timeout)
+    stamp.write_text(fingerprint + "\n")
+    return binary
+
+
+def _is_cached(name: str) -> bool:
+    if name in TOOLS:
+        return path_of(name).exists()
+    stamp = probe_path(name).parent / "source.sha256"
+    return probe_path(name).exists() and stamp.exists() and stamp.read_text().strip() == _fingerprint(PROBES[name])
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="build the cached Go tools the tests use")
-    parser.add_argument("names", nargs="*", help="tool names (default: all)")
+    parser = argparse.ArgumentParser(description="build the cached Go tools and probes the tests use")
+    parser.add_argument("names", nargs="*", help="tool or probe names (default: all)")
     args = parser.parse_args(argv)
-    for name in args.names or sorted(TOOLS):
-        cached = path_of(name).exists()
-        print(f"[tools] {name}: {'cached' if cached else 'building'} ({TOOLS[name].package}@{TOOLS[name].version})",
-              file=sys.stderr, flush=True)
-        print(ensure(name))
+    for name in args.names or [*sorted(TOOLS), *sorted(PROBES)]:
+        if name in TOOLS:
+            origin = f"{TOOLS[name].package}@{TOOLS[name].version}"
+        elif name in PROBES:
+            origin = f"tests/support/{PROBES[name].directory} on {PROBES[name].library}@{probe_version(name)}"
+        else:
+            parser.error(f"unknown tool or probe {name!r}")
+        print(f"[tools] {name}: {'cached' if _is_cached(name) else 'building'} ({origin})", file=sys.stderr,
+              flush=True)
+        print(ensure(name) if name in TOOLS else ensure_probe(name))
     return 0
 
 

@@ -1,10 +1,16 @@
-"""The Argo CD health check deploy/argocd/health.lua, run by a real Lua 5.1 runtime.
+"""The Argo CD health check deploy/argocd/health.lua, run by Argo CD's own Go code and by lupa.
 
 The cases live in deploy/argocd/health_test.yaml in Argo CD's own `resource_customizations` test
 format (`tests: [{healthStatus: {status, message}, inputPath}]`), so the same files can be
-upstreamed. Argo CD runs the script with gopher-lua (Lua 5.1) and a global `obj` built from the
-object's JSON; this test does the same with lupa's Lua 5.1 runtime and only the libraries that
-Argo CD opens for health scripts.
+upstreamed. Every case runs twice:
+
+- through Argo CD itself (`support.argocd`: argo-cd v3 `util/lua`, `util/settings` and gitops-engine's
+  `health.GetResourceHealth`, the script registered in argocd-cm): the verdict Argo CD shows;
+- through lupa's Lua 5.1 runtime (Argo CD's gopher-lua is Lua 5.1) with a global `obj` built from the
+  object, for the property tests below, which would be slow as one Go process per variant.
+
+A differential test runs every object the lupa tests use through Argo CD too, and requires the same
+answer, so the lupa tests stand for Argo CD.
 """
 
 from __future__ import annotations
@@ -18,6 +24,8 @@ from typing import Any
 import pytest
 import yaml
 
+from support import argocd, kstatus, verdicts
+
 # lupa (a pinned dev dependency) ships Lua 5.1, the language level of Argo CD's gopher-lua.
 lua_module: Any = importlib.import_module("lupa.lua51")
 
@@ -29,9 +37,12 @@ HEALTH_LUA = ARGOCD_DIR / "health.lua"
 HEALTH_TEST = ARGOCD_DIR / "health_test.yaml"
 ARGO_STATUSES = {"Healthy", "Progressing", "Degraded", "Suspended"}
 
-# Globals that Argo CD's Lua VM does not offer to health scripts (it opens base, table, string,
-# math only): a script that reaches for them must fail here as it would in Argo CD.
-FORBIDDEN_GLOBALS = ("os", "io", "debug", "package", "require", "dofile", "loadfile", "load", "loadstring")
+# Argo CD runs a health script from argocd-cm with only gopher-lua's base, package and table libraries
+# (util/lua, `SkipOpenLibs` unless `useOpenLibs` is set): no `string`, `math`, `io`, `debug` or `os`
+# global (test_argo_cd_sandbox_has_no_string_library shows it). lupa takes them away too, and the file
+# and code loaders on top, so that the script can need none of them.
+FORBIDDEN_GLOBALS = ("string", "math", "os", "io", "debug", "coroutine", "package", "require", "dofile",
+                     "loadfile", "load", "loadstring")
 
 
 def _load_cases() -> list[dict[str, Any]]:
@@ -84,6 +95,30 @@ def _load_input(case: dict[str, Any]) -> dict[str, Any]:
     return loaded
 
 
+@pytest.fixture(scope="module")
+def argocd_bin() -> Path:
+    try:
+        return argocd.ensure_binary()
+    except argocd.ArgoCDUnavailable as exc:
+        pytest.fail(f"the Argo CD health tests need their Go probe: {exc}", pytrace=False)
+
+
+@pytest.fixture(scope="module")
+def kstatus_bin() -> Path:
+    try:
+        return kstatus.ensure_binary()
+    except kstatus.KstatusUnavailable as exc:
+        pytest.fail(f"the verdict tests need the kstatus probe: {exc}", pytrace=False)
+
+
+@pytest.fixture(scope="module")
+def argo_verdicts(argocd_bin: Path) -> dict[str, dict[str, str]]:
+    """Argo CD's result on every case, by inputPath, from one probe process."""
+    objects = [_load_input(case) for case in CASES]
+    results = argocd.compute_many(argocd_bin, objects)
+    return {case["inputPath"]: result for case, result in zip(CASES, results, strict=True)}
+
+
 def test_lua_runtime_is_lua51() -> None:
     runtime = lua_module.LuaRuntime()
     assert runtime.eval("_VERSION") == "Lua 5.1"
@@ -98,6 +133,13 @@ def test_health_case(case: dict[str, Any]) -> None:
     assert set(hs) == {"status", "message"}
     assert hs["status"] == case["healthStatus"]["status"]
     assert hs["message"] == case["healthStatus"]["message"]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[Path(c["inputPath"]).stem for c in CASES])
+def test_health_case_in_argo_cd(case: dict[str, Any], argo_verdicts: dict[str, dict[str, str]]) -> None:
+    result = argo_verdicts[case["inputPath"]]
+    assert result["error"] == ""
+    assert {"status": result["status"], "message": result["message"]} == case["healthStatus"]
 
 
 def test_cases_cover_every_status_and_every_testdata_file() -> None:
@@ -174,3 +216,96 @@ def test_installation_docs_register_the_check() -> None:
     docs = (ROOT / "docs" / "installation.md").read_text()
     assert "resource.customizations.health.goldrush.dev_GoldRushPipeline" in docs
     assert "deploy/argocd/health.lua" in docs
+
+
+def _variants() -> list[tuple[str, dict[str, Any]]]:
+    """Every object the lupa tests above judge: the cases and their mutations."""
+    out: list[tuple[str, dict[str, Any]]] = []
+    for case in CASES:
+        obj = _load_input(case)
+        stem = Path(case["inputPath"]).stem
+        out.append((stem, obj))
+        if "status" in obj:
+            newer = copy.deepcopy(obj)
+            newer["metadata"]["generation"] = (obj["status"].get("observedGeneration") or 0) + 1
+            out.append((f"{stem}/newer-generation", newer))
+            for kind, status, reason in (("Stalled", "True", "AuthFailed"), ("Reconciling", "True", "Retrying"),
+                                         ("Synced", "False", "SomethingNew"), ("Ready", "False", "RemoteFailed")):
+                mutated = copy.deepcopy(obj)
+                conditions = [c for c in mutated["status"].get("conditions") or [] if c["type"] != kind]
+                conditions.append({"type": kind, "status": status, "reason": reason, "message": f"{kind} {reason}"})
+                mutated["status"]["conditions"] = conditions
+                out.append((f"{stem}/{kind}={status}:{reason}", mutated))
+    paused = _load_input(next(c for c in CASES if c["inputPath"].endswith("suspended_paused.yaml")))
+    for field, value in (("phase", "RUNNING"), ("phase", "FAILED"), ("phase", None)):
+        mutated = copy.deepcopy(paused)
+        mutated["status"][field] = value
+        out.append((f"suspended_paused/{field}={value}", mutated))
+    return out
+
+
+def test_lupa_and_argo_cd_agree_on_every_variant(argocd_bin: Path) -> None:
+    variants = _variants()
+    argo = argocd.compute_many(argocd_bin, [obj for _, obj in variants])
+    mismatches = []
+    for (name, obj), result in zip(variants, argo, strict=True):
+        lupa = run_health(obj)
+        if result["error"] or {"status": result["status"], "message": result["message"]} != lupa:
+            mismatches.append(f"{name}: Argo CD {result}, lupa {lupa}")
+    assert not mismatches, "\n".join(mismatches)
+    assert len(variants) > 5 * len(CASES)
+
+
+def test_argo_cd_shows_an_object_being_deleted_as_progressing(argocd_bin: Path) -> None:
+    """The controller's entry point (gitops-engine health.GetResourceHealth) answers before the script does."""
+    obj = _load_input(next(c for c in CASES if c["inputPath"].endswith("healthy_running.yaml")))
+    obj["metadata"]["deletionTimestamp"] = "2026-01-15T10:05:00Z"
+    obj["metadata"]["finalizers"] = ["goldrush.dev/finalizer"]
+    assert argocd.compute(argocd_bin, obj) == {"status": "Progressing", "message": "Pending deletion", "error": ""}
+
+
+def test_argo_cd_sandbox_has_no_string_library(argocd_bin: Path, tmp_path: Path) -> None:
+    """What the lupa sandbox takes away is really missing in Argo CD: a script using it is Unknown there."""
+    obj = _load_input(CASES[0])
+    for library, call in (("string", 'string.format("%s", "Healthy")'), ("math", "math.max(1, 2)"),
+                          ("os", "os.time()")):
+        script = tmp_path / f"{library}.lua"
+        script.write_text(f'local hs = {{}}\nhs.status = "Healthy"\nhs.message = tostring({call})\nreturn hs\n')
+        result = argocd.compute(argocd_bin, obj, script)
+        assert result["status"] == "Unknown", library
+        assert f"attempt to index a non-table object(nil) with key '{call.split('.')[1].split('(')[0]}'" \
+            in result["error"], library
+
+
+def test_argo_cd_rejects_an_invalid_status(argocd_bin: Path, tmp_path: Path) -> None:
+    script = tmp_path / "invalid.lua"
+    script.write_text('return { status = "Fine", message = "all good" }\n')
+    assert argocd.compute(argocd_bin, _load_input(CASES[0]), script) == {
+        "status": "Unknown", "message": "Lua returned an invalid health status", "error": ""}
+
+
+@pytest.mark.parametrize(("argo", "kstatus_status", "expected"), [
+    ("Healthy", "Current", True), ("Progressing", "InProgress", True), ("Progressing", "Terminating", True),
+    ("Degraded", "Failed", True), ("Suspended", "Current", True), ("Missing", "NotFound", True),
+    ("Unknown", "Unknown", True),
+    ("Healthy", "InProgress", False), ("Healthy", "Failed", False), ("Progressing", "Current", False),
+    ("Degraded", "Current", False), ("Degraded", "InProgress", False), ("Suspended", "InProgress", False),
+    ("Unknown", "Current", False), ("", "Current", False),
+])
+def test_agree_maps_the_two_vocabularies(argo: str, kstatus_status: str, expected: bool) -> None:
+    assert verdicts.agree(argo, kstatus_status) is expected
+    assert verdicts.agree({"status": argo, "message": ""}, {"status": kstatus_status}) is expected
+
+
+@pytest.mark.parametrize(("input_path", "argo_status", "kstatus_status"), [
+    ("testdata/healthy_running.yaml", "Healthy", "Current"),
+    ("testdata/progressing_generation_not_observed.yaml", "Progressing", "InProgress"),
+    ("testdata/progressing_update_pending.yaml", "Progressing", "InProgress"),
+    ("testdata/degraded_stalled.yaml", "Degraded", "Failed"),
+    ("testdata/suspended_paused.yaml", "Suspended", "Current"),
+])
+def test_verdicts_of_both_tools(input_path: str, argo_status: str, kstatus_status: str, argocd_bin: Path,
+                                kstatus_bin: Path) -> None:
+    both = verdicts.verdicts(_load_input({"inputPath": input_path}))
+    assert (both.argo["status"], both.kstatus["status"]) == (argo_status, kstatus_status)
+    assert both.agree
