@@ -121,6 +121,13 @@ def test_argo_cd_and_kstatus_agree_on_every_state(
                 return dict(c)
         return {}
 
+    # A foreign pipeline with the name and project of an object applied last (seeded before any listing,
+    # which the operator caches for a few seconds).
+    conflicting = pipeline_manifest("conflict")
+    sim.seed(name=f"{kubectl.namespace}-conflict", project=conflicting["spec"]["project"],
+             topic="eth.mainnet.ref.block.logs", destination_type="postgres", execution_mode="unbounded",
+             group="group_default", destination_config={"type": "postgres", "url": "postgresql://x/y",
+                                                        "user": "u", "password": "theirs"})
     kubectl.apply(secret_manifest())
     # Deploying, then running.
     kubectl.apply(pipeline_manifest("running"))
@@ -193,12 +200,7 @@ def test_argo_cd_and_kstatus_agree_on_every_state(
     sim.faults(echo_body_in_422={"route": "create", "count": 1})
     kubectl.apply(pipeline_manifest("rejected"))
     snap("degraded_invalid_spec", when("rejected", lambda o: cond(o, "Stalled").get("reason") == "InvalidSpec"))
-    manifest = pipeline_manifest("conflict")
-    sim.seed(name=f"{kubectl.namespace}-conflict", project=manifest["spec"]["project"],
-             topic="eth.mainnet.ref.block.logs", destination_type="postgres", execution_mode="unbounded",
-             group="group_default", destination_config={"type": "postgres", "url": "postgresql://x/y",
-                                                        "user": "u", "password": "theirs"})
-    kubectl.apply(manifest)
+    kubectl.apply(conflicting)
     snap("degraded_name_conflict", when("conflict", lambda o: cond(o, "Stalled").get("reason") == "NameConflict"))
 
     assert set(seen) == set(table), f"README cases without a snapshot: {sorted(set(table) - set(seen))}"

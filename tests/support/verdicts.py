@@ -9,9 +9,10 @@ Argo CD's verdict is deploy/argocd/health.lua run by Argo CD's own Go code (`sup
 | Healthy     | Current                 | reconciled and working                                                |
 | Progressing | InProgress, Terminating | on its way; Argo CD shows an object being deleted as Progressing      |
 | Degraded    | Failed                  | needs a human (kstatus: `Stalled=True`)                               |
-| Suspended   | Current                 | kstatus has no paused state: a paused object that the operator has    |
-|             |                         | reconciled (no `Reconciling`/`Stalled`, observedGeneration current)   |
-|             |                         | is Current, as tests/e2e/test_ops_gitops.py observes                  |
+| Suspended   | Current, InProgress     | kstatus has no paused state: a pipeline paused by `spec.paused` and   |
+|             |                         | reconciled is Current; an object under the pause-reconciliation       |
+|             |                         | annotation has `Ready=False ReconcilePaused`, so InProgress (nothing  |
+|             |                         | reconciles it; Flux waits, as for any object no controller serves)    |
 | Missing     | NotFound                | the object does not exist                                             |
 | Unknown     | Unknown                 | no verdict                                                            |
 
@@ -31,7 +32,7 @@ AGREEMENT: dict[str, frozenset[str]] = {
     "Healthy": frozenset({"Current"}),
     "Progressing": frozenset({"InProgress", "Terminating"}),
     "Degraded": frozenset({"Failed"}),
-    "Suspended": frozenset({"Current"}),
+    "Suspended": frozenset({"Current", "InProgress"}),
     "Missing": frozenset({"NotFound"}),
     "Unknown": frozenset({"Unknown"}),
 }

@@ -18,6 +18,7 @@ from __future__ import annotations
 import copy
 import datetime
 import importlib
+import re
 from pathlib import Path
 from typing import Any
 
@@ -289,7 +290,8 @@ def test_argo_cd_rejects_an_invalid_status(argocd_bin: Path, tmp_path: Path) -> 
     ("Degraded", "Failed", True), ("Suspended", "Current", True), ("Missing", "NotFound", True),
     ("Unknown", "Unknown", True),
     ("Healthy", "InProgress", False), ("Healthy", "Failed", False), ("Progressing", "Current", False),
-    ("Degraded", "Current", False), ("Degraded", "InProgress", False), ("Suspended", "InProgress", False),
+    ("Degraded", "Current", False), ("Degraded", "InProgress", False), ("Suspended", "InProgress", True),
+    ("Suspended", "Failed", False),
     ("Unknown", "Current", False), ("", "Current", False),
 ])
 def test_agree_maps_the_two_vocabularies(argo: str, kstatus_status: str, expected: bool) -> None:
@@ -297,15 +299,22 @@ def test_agree_maps_the_two_vocabularies(argo: str, kstatus_status: str, expecte
     assert verdicts.agree({"status": argo, "message": ""}, {"status": kstatus_status}) is expected
 
 
-@pytest.mark.parametrize(("input_path", "argo_status", "kstatus_status"), [
-    ("testdata/healthy_running.yaml", "Healthy", "Current"),
-    ("testdata/progressing_generation_not_observed.yaml", "Progressing", "InProgress"),
-    ("testdata/progressing_update_pending.yaml", "Progressing", "InProgress"),
-    ("testdata/degraded_stalled.yaml", "Degraded", "Failed"),
-    ("testdata/suspended_paused.yaml", "Suspended", "Current"),
-])
-def test_verdicts_of_both_tools(input_path: str, argo_status: str, kstatus_status: str, argocd_bin: Path,
-                                kstatus_bin: Path) -> None:
-    both = verdicts.verdicts(_load_input({"inputPath": input_path}))
-    assert (both.argo["status"], both.kstatus["status"]) == (argo_status, kstatus_status)
-    assert both.agree
+def _readme_table() -> dict[str, tuple[str, str]]:
+    text = (ROOT / "README.md").read_text()
+    section = text.split("### What Argo CD and Flux show", 1)[1].split("\n#", 1)[0]
+    rows = re.findall(r"^\| [^|]+ \| `([a-z_]+)` \| (\w+) \| (\w+) \|", section, flags=re.M)
+    return {case: (argo, flux) for case, argo, flux in rows}
+
+
+def test_snapshots_are_the_readme_table() -> None:
+    """Every README row has a recorded snapshot (tests/e2e/test_health_snapshots.py) and no snapshot is extra."""
+    cases = {Path(c["inputPath"]).stem for c in CASES}
+    assert cases == set(_readme_table())
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: Path(c["inputPath"]).stem)
+def test_verdicts_of_both_tools_agree_and_match_the_readme(case: dict[str, Any], argocd_bin: Path,
+                                                           kstatus_bin: Path) -> None:
+    both = verdicts.verdicts(_load_input(case))
+    assert both.agree, (both.argo, both.kstatus["status"])
+    assert (both.argo["status"], both.kstatus["status"]) == _readme_table()[Path(case["inputPath"]).stem]
