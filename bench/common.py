@@ -1,7 +1,7 @@
 """What every benchmark scenario shares: the session context, the object manifest and small helpers.
 
 Used by `bench.run` (the driver and scenarios B1-B9, B2) and by the scenario modules `bench.floor` (B1's
-floors), `bench.detect` (B11) and `bench.crash` (B14).
+floors), `bench.detect` (B11), `bench.crash` (B14) and `bench.unrelated` (B10).
 """
 
 from __future__ import annotations
@@ -71,6 +71,8 @@ class Ctx:
     concurrency: int
     workdir: Path
     b14_objects: int = 500
+    b10_objects: int = 1000
+    b10_secrets: int = 5000
     plane: Any = None
     audit: env.Audit | None = None
     sim: SimProcess | None = None
@@ -230,3 +232,24 @@ async def api_since(sim: SimProcess | None, seq: int) -> env.JournalView:
     assert sim
     view, _ = await asyncio.to_thread(env.journal, sim, seq)
     return view
+
+
+async def rotate(ctx: Ctx, ns: str, secret: str, ids: set[str],
+                 timeout: float = 60.0) -> tuple[float, dict[str, float]]:
+    """Rotate `secret` (a new `password`) and wait until every pipeline of `ids` got its API PATCH.
+
+    Returns (when the Secret PATCH was sent, {pipeline id: arrival of its first PATCH at the simulator});
+    used by B8 and B10: latency = arrival - sent."""
+    assert ctx.kube
+    seq = await asyncio.to_thread(last_seq, ctx.sim)  # type: ignore[arg-type]
+    t0 = time.time()
+    await ctx.kube.replace_secret_data(ns, secret, {"password": b64(f"rotated-{secret}-{t0:.3f}")})
+    patches: dict[str, float] = {}
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not ids <= patches.keys():
+        view = await api_since(ctx.sim, seq)
+        for e in view.route("patch", "PATCH"):
+            pid = e["path"].rstrip("/").rsplit("/", 1)[-1]
+            patches.setdefault(pid, e["time"])
+        await asyncio.sleep(0.5)
+    return t0, patches

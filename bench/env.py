@@ -49,14 +49,27 @@ rules:
 - level: None
 """
 
+# B10 only (its own control plane): the operator's reads of Secrets, to show which Secrets it read by name.
+SECRET_READS_RULE = """\
+- level: Metadata
+  users: ["goldrush-operator"]
+  resources: [{group: "", resources: ["secrets"]}]
+  verbs: ["get", "list", "watch"]
+"""
+WRITE_VERBS = ("create", "update", "patch", "delete", "deletecollection")
+
 WRITE_METHODS = ("POST", "PATCH", "PUT", "DELETE")
 
 
-def start_control_plane(workdir: Path) -> ControlPlane:
+def start_control_plane(workdir: Path, audit_secret_reads: bool = False) -> ControlPlane:
+    """A control plane with the audit policy above (plus `SECRET_READS_RULE` when `audit_secret_reads`)."""
     paths = ensure_binaries()
     policy = workdir / "audit-policy.yaml"
     workdir.mkdir(parents=True, exist_ok=True)
-    policy.write_text(AUDIT_POLICY)
+    text = AUDIT_POLICY
+    if audit_secret_reads:
+        text = text.replace("- level: None\n", SECRET_READS_RULE + "- level: None\n")
+    policy.write_text(text)
     plane = ControlPlane(
         workdir / "ctlplane", paths["KUBE_APISERVER"], paths["ETCD"],
         extra_apiserver_args=[
@@ -113,10 +126,24 @@ class Audit:
             user = (e.get("user") or {}).get("username")
             if resource == "events":
                 events += 1
-            if user == OPERATOR_USER:
+            if user == OPERATOR_USER and e.get("verb") in WRITE_VERBS:
                 operator_writes += 1
                 by[f"{e.get('verb')} {resource}"] += 1
         return {"operator_writes": operator_writes, "events": events, "by_verb_resource": dict(by)}
+
+    def secret_reads(self, since: int) -> dict[str, int]:
+        """The operator's Secret reads since the mark (needs `SECRET_READS_RULE`), as
+        {"<verb> <namespace or *>[/<name>]": count}; a LIST or WATCH has no name, a GET has one."""
+        by: Counter[str] = Counter()
+        for e in self.entries(since):
+            if e.get("stage") != "ResponseComplete" or (e.get("user") or {}).get("username") != OPERATOR_USER:
+                continue
+            ref = e.get("objectRef") or {}
+            if ref.get("resource") != "secrets" or e.get("verb") not in ("get", "list", "watch"):
+                continue
+            where = ref.get("namespace") or "*"
+            by[f"{e['verb']} {where}" + (f"/{ref['name']}" if ref.get("name") else "")] += 1
+        return dict(sorted(by.items()))
 
 
 def ssl_context_for(kubeconfig: Path, workdir: Path) -> ssl.SSLContext:

@@ -78,6 +78,10 @@ class KubeClient:
         await self.request("PATCH", f"/api/v1/namespaces/{namespace}/secrets/{name}", {"data": data},
                            content_type="application/merge-patch+json")
 
+    async def patch_secret(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
+        await self.request("PATCH", f"/api/v1/namespaces/{namespace}/secrets/{name}", patch,
+                           content_type="application/merge-patch+json")
+
     def _cr_path(self, namespace: str, name: str | None = None) -> str:
         base = f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}"
         return base if name is None else f"{base}/{name}"

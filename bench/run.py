@@ -5,7 +5,8 @@
 Runs the scenarios of bench/README.md in one session (one control plane, one simulator with 50 ms latency)
 and writes `bench/results/<date>.json`, `bench/results/<date>.md` and `bench/results/latest.md`.
 `--quick` uses 200 objects, a 2-minute idle window and a 1,000-object memory point instead of 10,000.
-Shared helpers: `bench.common`; B1's floors: `bench.floor`; B11: `bench.detect`; B14: `bench.crash`.
+Shared helpers: `bench.common`; B1's floors: `bench.floor`; B11: `bench.detect`; B14: `bench.crash`;
+B10 (on a control plane of its own, after the others): `bench.unrelated`.
 """
 
 from __future__ import annotations
@@ -33,12 +34,12 @@ from bench.common import (
     SCALE_CONCURRENCY,
     Ctx,
     api_since,
-    b64,
     keys_in,
     last_ready,
     populate,
     quiet,
     reconcile_results,
+    rotate,
     snapshot,
     start_op,
     stop_op,
@@ -48,10 +49,11 @@ from bench.common import (
 from bench.crash import b14
 from bench.detect import b11
 from bench.kube import KubeClient, Watcher
+from bench.unrelated import b10
 from support.sim import SimProcess
 
 RESULTS = Path(__file__).resolve().parent / "results"
-ALL = ("B1", "B3", "B4", "B5", "B6", "B8", "B9", "B2", "B11", "B14")
+ALL = ("B1", "B3", "B4", "B5", "B6", "B8", "B9", "B2", "B11", "B14", "B10")
 WORKERS = 32              # GOLDRUSH_WORKERS default (the operator's concurrent passes)
 DEFAULT_RATE_LIMIT = 20   # GOLDRUSH_RATE_LIMIT default (B3)
 DEFAULT_BUDGET_SHARE = 0.1
@@ -181,16 +183,7 @@ async def b8_b9(ctx: Ctx, do_b8: bool, do_b9: bool) -> None:
     group = keys_in(NS, 0, GROUP_SIZE)
     ids = {ctx.watcher.records[k].pipeline_id: k for k in group}
     seq, audit0, _ = await snapshot(ctx)
-    t0 = time.time()
-    await ctx.kube.replace_secret_data(NS, "dest-0", {"password": b64("rotated-0")})
-    patches: dict[str, float] = {}
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and len(patches) < len(ids):
-        view = await api_since(ctx.sim, seq)
-        for e in view.route("patch", "PATCH"):
-            pid = e["path"].rstrip("/").rsplit("/", 1)[-1]
-            patches.setdefault(pid, e["time"])
-        await asyncio.sleep(0.5)
+    t0, patches = await rotate(ctx, NS, "dest-0", set(ids))  # type: ignore[arg-type]
 
     # B9: each rotated pipeline redeploys (DEPLOYING for DEPLOY_SECONDS): when does status say RUNNING again?
     def mirrored() -> list[float]:
@@ -448,6 +441,14 @@ async def b2(ctx: Ctx) -> None:
 
 
 async def session(ctx: Ctx, selected: set[str]) -> None:
+    """The scenarios on the session's control plane, then B10 on one of its own (`bench.unrelated`)."""
+    if selected - {"B10"}:
+        await main_session(ctx, selected)
+    if "B10" in selected:
+        await b10(ctx)
+
+
+async def main_session(ctx: Ctx, selected: set[str]) -> None:
     ctx.plane = await asyncio.to_thread(env.start_control_plane, ctx.workdir)
     ctx.audit = env.Audit(ctx.plane.workdir / "audit.log")
     ctx.op_kubeconfig = ctx.plane.write_user_kubeconfig(ctx.workdir / "operator.kubeconfig", env.OPERATOR_USER,
@@ -521,7 +522,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="200 objects, 2-minute idle window")
     parser.add_argument("--scenarios", default=",".join(ALL), help="comma list, e.g. B1,B3")
     parser.add_argument("--objects", type=int, default=None,
-                        help="override the object count (B1-B9, B2; B14 uses it too, default 500)")
+                        help="override the object count (B1-B9, B2; B14 and B10's pipelines use it too, "
+                        "default 500 and 1000, quick 100)")
+    parser.add_argument("--unrelated-secrets", type=int, default=None,
+                        help="B10's unrelated 100 KB Secrets (default 5000, quick 500)")
     parser.add_argument("--idle-seconds", type=float, default=None)
     parser.add_argument("--scale", default=None,
                         help="B4 scale points beyond N, comma list (default 10000, quick 1000)")
@@ -539,7 +543,8 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="goldrush-bench-"))
     ctx = Ctx(quick=args.quick, n=n, idle_seconds=args.idle_seconds or (120.0 if args.quick else 600.0),
               scale_points=scale, rate_limit=args.rate_limit, concurrency=args.concurrency, workdir=workdir,
-              b14_objects=args.objects or 500)
+              b14_objects=args.objects or 500, b10_objects=args.objects or (100 if args.quick else 1000),
+              b10_secrets=args.unrelated_secrets or (500 if args.quick else 5000))
     machine = env.machine()
     started = dt.datetime.now(dt.UTC)
     print(f"benchmarks ({'quick' if args.quick else 'full'}, {n} objects): {', '.join(sorted(selected))}", flush=True)
@@ -565,6 +570,7 @@ def main(argv: list[str] | None = None) -> int:
             "GOLDRUSH_POLL_BUDGET_SHARE": "0.1", "GOLDRUSH_POLL_STATUS_MAX_SECONDS": "60",
             "GOLDRUSH_WORKERS": str(WORKERS), "B3 idle window": f"{ctx.idle_seconds:g} s",
             "B4 scale points": ", ".join(str(p) for p in scale), "B14 objects": ctx.b14_objects,
+            "B10 pipelines / unrelated Secrets": f"{ctx.b10_objects} / {ctx.b10_secrets}",
         },
         "rows": [r.__dict__ for r in ctx.rows],
         "details": ctx.details,
