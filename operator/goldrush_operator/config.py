@@ -51,7 +51,7 @@ class Settings:
     poll_slow_seconds: float = 900.0
     poll_status_max_seconds: float = 60.0
     poll_budget_share: float = 0.1
-    workers: int = 32
+    workers: int = 128
     max_concurrency: int = 10
     rate_limit: float = 20.0
     metrics_port: int = 9090
@@ -79,7 +79,7 @@ class Settings:
             poll_slow_seconds=_float(e, "GOLDRUSH_POLL_SLOW_SECONDS", 900.0) or 900.0,
             poll_status_max_seconds=_float(e, "GOLDRUSH_POLL_STATUS_MAX_SECONDS", 60.0) or 60.0,
             poll_budget_share=_share(e, "GOLDRUSH_POLL_BUDGET_SHARE", 0.1),
-            workers=max(1, _int(e, "GOLDRUSH_WORKERS", 32)),
+            workers=max(1, _int(e, "GOLDRUSH_WORKERS", 128)),
             max_concurrency=max(1, _int(e, "GOLDRUSH_MAX_CONCURRENCY", 10)),
             rate_limit=_float(e, "GOLDRUSH_RATE_LIMIT", 20.0),
             metrics_port=_int(e, "GOLDRUSH_METRICS_PORT", 9090),

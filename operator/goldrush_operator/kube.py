@@ -71,14 +71,14 @@ def load_config() -> client.ApiClient:
         config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
     else:
         config.load_kube_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
-    cfg.connection_pool_maxsize = 32
+    cfg.connection_pool_maxsize = 48
     return client.ApiClient(cfg)
 
 
 class Kube:
     """Async facade over the sync client; one instance per operator process."""
 
-    def __init__(self, api_client: client.ApiClient | None = None, workers: int = 16) -> None:
+    def __init__(self, api_client: client.ApiClient | None = None, workers: int = 48) -> None:
         self._api_client = api_client or load_config()
         self._core = client.CoreV1Api(self._api_client)
         self._custom = client.CustomObjectsApi(self._api_client)

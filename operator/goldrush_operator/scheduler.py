@@ -78,7 +78,7 @@ class Scheduler:
     def __init__(
         self,
         run_pass: Callable[[ObjectKey], Awaitable[float | None]],
-        workers: int = 32,
+        workers: int = 128,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._run_pass = run_pass

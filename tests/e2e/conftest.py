@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from planes import running_plane
 
-from support.ctlplane import ControlPlane, ControlPlaneUnavailable, ensure_binaries
+from support.ctlplane import ControlPlane
 from support.kubectl import Kubectl
 from support.operator import OperatorProcess
 from support.sim import SimProcess
@@ -21,16 +22,8 @@ from support.sim import SimProcess
 
 @pytest.fixture(scope="session")
 def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
-    try:
-        paths = ensure_binaries()
-    except ControlPlaneUnavailable as exc:
-        pytest.fail(f"e2e tests need a real control plane: {exc}", pytrace=False)
-    plane = ControlPlane(tmp_path_factory.mktemp("ctlplane"), paths["KUBE_APISERVER"], paths["ETCD"])
-    plane.start()
-    try:
+    with running_plane(tmp_path_factory.mktemp("ctlplane")) as plane:
         yield plane
-    finally:
-        plane.stop()
 
 
 @pytest.fixture(scope="session")

@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from planes import running_plane
 
-from support.ctlplane import ControlPlane, ControlPlaneUnavailable, ensure_binaries
+from support.ctlplane import ControlPlane
 from support.kubectl import Kubectl
 from unit.test_helm_chart import CHART, helm_binary
 
@@ -29,16 +30,8 @@ MONITORING_CRDS = Path(__file__).parent / "testdata" / "monitoring-crds.yaml"
 
 @pytest.fixture(scope="module")
 def plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
-    try:
-        paths = ensure_binaries()
-    except ControlPlaneUnavailable as exc:
-        pytest.fail(f"e2e tests need a real control plane: {exc}", pytrace=False)
-    plane = ControlPlane(tmp_path_factory.mktemp("helm-plane"), paths["KUBE_APISERVER"], paths["ETCD"])
-    plane.start()
-    try:
+    with running_plane(tmp_path_factory.mktemp("helm-plane")) as plane:
         yield plane
-    finally:
-        plane.stop()
 
 
 def helm(plane: ControlPlane, *args: str) -> subprocess.CompletedProcess[str]:

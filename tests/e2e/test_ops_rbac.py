@@ -22,8 +22,9 @@ from typing import Any
 import pytest
 import yaml
 from pipelines import condition, pipeline_manifest, secret_manifest, wait_phase, writes
+from planes import running_plane
 
-from support.ctlplane import ControlPlane, ControlPlaneUnavailable, ensure_binaries
+from support.ctlplane import ControlPlane
 from support.kubectl import Kubectl
 from support.operator import OperatorProcess, wait_for
 from support.sim import SimProcess
@@ -58,24 +59,16 @@ AUDIT_POLICY = {
 
 @pytest.fixture(scope="module")
 def audited_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
-    try:
-        paths = ensure_binaries()
-    except ControlPlaneUnavailable as exc:
-        pytest.fail(f"e2e tests need a real control plane: {exc}", pytrace=False)
     workdir = tmp_path_factory.mktemp("audited-plane")
     policy = workdir / "audit-policy.yaml"
     policy.write_text(yaml.safe_dump(AUDIT_POLICY))
-    plane = ControlPlane(workdir / "plane", paths["KUBE_APISERVER"], paths["ETCD"], extra_apiserver_args=[
+    with running_plane(workdir / "plane", [
         f"--audit-policy-file={policy}",
         f"--audit-log-path={workdir / 'plane' / 'audit.log'}",
         "--audit-log-format=json",
         "--audit-log-mode=blocking",
-    ])
-    plane.start()
-    try:
+    ]) as plane:
         yield plane
-    finally:
-        plane.stop()
 
 
 @pytest.fixture(scope="module")
