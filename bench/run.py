@@ -54,7 +54,7 @@ from support.sim import SimProcess
 
 RESULTS = Path(__file__).resolve().parent / "results"
 ALL = ("B1", "B3", "B4", "B5", "B6", "B8", "B9", "B2", "B11", "B14", "B10")
-WORKERS = 32              # GOLDRUSH_WORKERS default (the operator's concurrent passes)
+WORKERS = 128             # GOLDRUSH_WORKERS default (the operator's concurrent passes)
 DEFAULT_RATE_LIMIT = 20   # GOLDRUSH_RATE_LIMIT default (B3)
 DEFAULT_BUDGET_SHARE = 0.1
 LAG = "goldrush_event_loop_lag_seconds"
