@@ -43,7 +43,7 @@ from goldrush_operator.resource import (
     ANNOTATION_PIPELINE_ID,
     ANNOTATION_RECONCILE_REQUESTED_AT,
 )
-from goldrush_operator.scheduler import Cadence, ReadBudget
+from goldrush_operator.scheduler import FULL_CHECK_EXTRA_READS, Cadence, ReadBudget
 from goldrush_operator.state import ObjectKey, ObjectRecord, Store
 
 log = logging.getLogger("goldrush_operator.controller")
@@ -52,7 +52,7 @@ STABLE_PHASES = frozenset({"RUNNING", "PAUSED", "STOPPED", "FAILED"})
 HOLD_RECHECK_SECONDS = 30.0
 # Stalls that only a change of the inputs can end (a write answered 4xx is never repeated as it was).
 HOLD_UNTIL_CHANGE = frozenset({cond.AUTH_FAILED, cond.INVALID_SPEC})
-FULL_CHECK_READS = 3  # GET pipeline, GET status, GET destination health
+FULL_CHECK_READS = 1 + FULL_CHECK_EXTRA_READS  # GET status, plus GET pipeline and destination health
 KUBE_BACKOFF_MAX_SECONDS = 15.0
 
 
