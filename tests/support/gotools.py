@@ -1,7 +1,8 @@
 """Builds and caches the ecosystem's own Go programs that the tests judge our artefacts with.
 
 Two kinds, one build mechanism (`_install`: `go install` with private Go module and build caches in a
-temporary directory that is deleted right after the build, so only the binary stays on disk):
+temporary directory that is deleted right after the build, so only the binary stays on disk; `main` builds
+what is missing two at a time with one shared temporary cache, deleted when all are built):
 
 - tools (`TOOLS`): `go install <package>@<version>` from the Go module proxy, cached under
   `~/.cache/goldrush-operator/tools/<name>-<version>/` (or `$GOLDRUSH_CACHE_DIR/tools/...`);
@@ -17,6 +18,7 @@ test tiers so that a cold CI run builds each program exactly once.
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import hashlib
 import os
 import re
@@ -86,6 +88,10 @@ PROBES: dict[str, Probe] = {
                                      "grafana-dashboard-check"),
 }
 PROBE_SOURCES = ("main.go", "go.mod", "go.sum")
+# Set by main() for the builds of one run: a directory for the Go module and build caches they share.
+SHARED_GO_CACHE_ENV = "GOLDRUSH_GO_BUILD_CACHE"
+# Two builds at a time: each is parallel in compiling, but downloading and linking leave a core idle.
+PARALLEL_BUILDS = 2
 
 
 class ToolUnavailable(RuntimeError):
@@ -138,11 +144,15 @@ def _install(target: str, installed: str, binary: Path, *, what: str, cwd: Path 
     if go is None:
         raise ToolUnavailable(f"the Go toolchain (go) is not installed; it builds {what}")
     binary.parent.mkdir(parents=True, exist_ok=True)
+    # A caller building several programs (main) shares one module and build cache between them, so that the
+    # standard library and common modules are compiled once; it deletes that directory when all are built.
+    shared = os.environ.get(SHARED_GO_CACHE_ENV)
     with tempfile.TemporaryDirectory(dir=binary.parent) as tmp:
+        caches = Path(shared) if shared else Path(tmp)
         # -modcacherw: the module cache must be deletable with the temporary directory.
         env = {**os.environ, "CGO_ENABLED": "0", "GOFLAGS": "-modcacherw -buildvcs=false",
                "GOTOOLCHAIN": os.environ.get("GOTOOLCHAIN", "local"), "GOBIN": str(Path(tmp) / "bin"),
-               "GOMODCACHE": str(Path(tmp) / "mod"), "GOCACHE": str(Path(tmp) / "cache"), "GOPATH": tmp}
+               "GOMODCACHE": str(caches / "mod"), "GOCACHE": str(caches / "cache"), "GOPATH": str(caches)}
         command = [go, "install", "-trimpath"]
         if ldflags:
             command.append(f"-ldflags={ldflags}")
@@ -199,16 +209,30 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="build the cached Go tools and probes the tests use")
     parser.add_argument("names", nargs="*", help="tool or probe names (default: all)")
     args = parser.parse_args(argv)
-    for name in args.names or [*sorted(TOOLS), *sorted(PROBES)]:
+    names = args.names or [*sorted(TOOLS), *sorted(PROBES)]
+    for name in names:
+        if name not in TOOLS and name not in PROBES:
+            parser.error(f"unknown tool or probe {name!r}")
+    missing = [name for name in names if not _is_cached(name)]
+    for name in names:
         if name in TOOLS:
             origin = f"{TOOLS[name].package}@{TOOLS[name].version}"
-        elif name in PROBES:
-            origin = f"tests/support/{PROBES[name].directory} on {PROBES[name].library}@{probe_version(name)}"
         else:
-            parser.error(f"unknown tool or probe {name!r}")
-        print(f"[tools] {name}: {'cached' if _is_cached(name) else 'building'} ({origin})", file=sys.stderr,
+            origin = f"tests/support/{PROBES[name].directory} on {PROBES[name].library}@{probe_version(name)}"
+        print(f"[tools] {name}: {'building' if name in missing else 'cached'} ({origin})", file=sys.stderr,
               flush=True)
-        print(ensure(name) if name in TOOLS else ensure_probe(name))
+    if missing:
+        cache_base().mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=cache_base(), prefix=".gobuild-") as caches:
+            os.environ[SHARED_GO_CACHE_ENV] = caches
+            try:
+                with concurrent.futures.ThreadPoolExecutor(PARALLEL_BUILDS) as pool:
+                    for name, path in zip(missing, pool.map(ensure, missing), strict=True):
+                        print(f"[tools] {name}: built {path}", file=sys.stderr, flush=True)
+            finally:
+                del os.environ[SHARED_GO_CACHE_ENV]
+    for name in names:
+        print(ensure(name))
     return 0
 
 
