@@ -98,7 +98,7 @@ class ObjectRecord:
     handled_tokens: frozenset[str] = frozenset()
     secret_names: frozenset[str] = frozenset()
     next_full_check: float = 0.0
-    poll_reserved: bool = False
+    poll_reserved: int = 0  # reads booked from the read budget for the next poll
     backoff: float = 0.0
     last_event_reason: str | None = None
     delete_sent: bool = False

@@ -353,3 +353,24 @@ async def test_read_budget_spreads_polls(world: World) -> None:
     # 1 object, 2 reads/s budget: the status interval is the fast poll; the budget pays at once.
     status_every, full_every = world.controller.intervals()
     assert status_every == 2.0 and full_every == 900.0
+
+
+async def test_every_read_sent_is_paid_from_the_budget(world: World) -> None:
+    """A full check that falls due while a paid-for status read waits is left to the next poll."""
+    await _running(world)
+    record = world.store.get(("ns", "p1"))
+    assert record is not None
+    world.controller.budget.reserve(100)  # the budget is booked 50 s ahead (2 reads/s)
+    world.now += 3
+    world.api.journal.clear()
+    wait = await world.run()
+    assert wait is not None and wait > 40 and world.api.journal == []  # one status read booked, none sent
+    assert record.poll_reserved == 1
+    world.now += wait
+    record.next_full_check = world.now - 1  # the full check fell due meanwhile
+    await world.run()
+    assert world.api.journal == [("GET", "status")]  # only what was paid for
+    world.api.journal.clear()
+    world.now += 3
+    await world.run()  # the next poll books the full check's three reads (paid at once now) and sends them
+    assert sorted(world.api.journal) == [("GET", "destination-health"), ("GET", "get"), ("GET", "status")]

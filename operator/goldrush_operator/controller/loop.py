@@ -184,6 +184,22 @@ class Controller:
                 record.held_on, record.held_reason = fingerprint, (outcome.reason, outcome.message)
             raise
 
+    def _paid(self, record: ObjectRecord, full_check: bool, full_reads: int) -> tuple[bool, float]:
+        """Pay a poll from the read budget: (whether it may be a full check, seconds to wait first, or 0).
+
+        The reads are booked when the poll is planned and sent when the budget has paid for them; a full check
+        that fell due while a status read waited is left to the next poll, so every read sent is paid for.
+        """
+        if record.poll_reserved:
+            paid, record.poll_reserved = record.poll_reserved, 0
+            return full_check and paid >= full_reads, 0.0
+        reads = full_reads if full_check else 1
+        wait = self.budget.reserve(reads)
+        if wait > 0.05:
+            record.poll_reserved = reads  # the reads go out when they are due
+            return full_check, wait
+        return full_check, 0.0
+
     def _pipeline_id(self, p: Pass) -> str | None:
         record = p.record
         known = record.pipeline_id or p.current.get("pipelineId") or p.annotations.get(ANNOTATION_PIPELINE_ID)
@@ -209,13 +225,9 @@ class Controller:
         if held is not None:
             if not pipeline_id:
                 return HOLD_RECHECK_SECONDS, "stalled"
-            full_check = now >= record.next_full_check
-            if not record.poll_reserved:
-                wait = self.budget.reserve(FULL_CHECK_READS - 1 if full_check else 1)
-                if wait > 0.05:
-                    record.poll_reserved = True
-                    return wait, "budget"
-            record.poll_reserved = False
+            full_check, wait = self._paid(record, now >= record.next_full_check, FULL_CHECK_READS - 1)
+            if wait:
+                return wait, "budget"
             return await self._observe(p, d, client, pipeline_id, full_check, False, held)
         if not pipeline_id:
             p.in_sync = False
@@ -244,12 +256,11 @@ class Controller:
         # Only polls of stable pipelines are paid from the read budget; a phase on its way somewhere
         # (DEPLOYING, STOPPING) is polled fast.
         stable = p.current.get("phase") in STABLE_PHASES
-        if not work and stable and not record.poll_reserved:
-            wait = self.budget.reserve(FULL_CHECK_READS if full_check else 1)
-            if wait > 0.05:
-                record.poll_reserved = True  # paid for: the read goes out when it is due
+        if not work and stable:
+            full_check, wait = self._paid(record, full_check, FULL_CHECK_READS)
+            if wait:
                 return wait, "budget"
-        record.poll_reserved = False
+        record.poll_reserved = 0
         record.pipeline_id = pipeline_id
         p.out["pipelineId"] = pipeline_id
         if full_check:
