@@ -19,6 +19,9 @@ CACHE=${GOLDRUSH_CACHE_DIR:-$HOME/.cache/goldrush-operator}
 APISERVER_DIR=$CACHE/kube-apiserver-$K8S_VERSION
 ETCD_DIR=$CACHE/etcd-$ETCD_VERSION
 mkdir -p "$CACHE"
+# Concurrent runs (parallel test sessions) wait for one build instead of building twice.
+exec 9>"$CACHE/.control-plane.lock"
+flock 9
 
 log() { echo "[control-plane] $*" >&2; }
 

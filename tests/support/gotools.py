@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import contextlib
+import fcntl
 import hashlib
 import os
 import re
@@ -26,6 +28,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -174,9 +177,23 @@ def ensure(name: str, timeout: float = 1800) -> Path:
         raise ToolUnavailable(f"unknown tool {name!r}; known: {', '.join(sorted(TOOLS))}")
     tool, binary = TOOLS[name], path_of(name)
     if not binary.exists():
-        _install(f"{tool.package}@{tool.version}", tool.binary, binary, what=name, ldflags=tool.ldflags,
-                 tags=tool.tags, timeout=timeout)
+        with _build_lock(binary):
+            if not binary.exists():  # another process may have built it while we waited
+                _install(f"{tool.package}@{tool.version}", tool.binary, binary, what=name, ldflags=tool.ldflags,
+                         tags=tool.tags, timeout=timeout)
     return binary
+
+
+@contextlib.contextmanager
+def _build_lock(binary: Path) -> Iterator[None]:
+    """Hold an exclusive lock on the program's cache directory: concurrent test runs build it once."""
+    binary.parent.mkdir(parents=True, exist_ok=True)
+    with open(binary.parent / ".build.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def ensure_probe(name: str, timeout: float = 2400) -> Path:
@@ -187,6 +204,14 @@ def ensure_probe(name: str, timeout: float = 2400) -> Path:
     stamp, fingerprint = binary.parent / "source.sha256", _fingerprint(PROBES[name])
     if binary.exists() and stamp.exists() and stamp.read_text().strip() == fingerprint:
         return binary
+    with _build_lock(binary):
+        if not (binary.exists() and stamp.exists() and stamp.read_text().strip() == fingerprint):
+            _build_probe(name, probe, binary, timeout)
+            stamp.write_text(fingerprint + "\n")
+    return binary
+
+
+def _build_probe(name: str, probe: Probe, binary: Path, timeout: float) -> None:
     module = re.search(r"^module\s+(\S+)", (probe.source / "go.mod").read_text(), re.MULTILINE)
     if not module:
         raise ToolUnavailable(f"{probe.directory}/go.mod has no module line")
@@ -194,8 +219,6 @@ def ensure_probe(name: str, timeout: float = 2400) -> Path:
     _install(".", module.group(1).rsplit("/", 1)[-1], binary, what=f"the {name} probe", cwd=probe.source,
              ldflags=probe.ldflags,
              timeout=timeout)
-    stamp.write_text(fingerprint + "\n")
-    return binary
 
 
 def _is_cached(name: str) -> bool:

@@ -192,7 +192,14 @@ async def test_create_records_id_then_one_poll_per_pass(world: World) -> None:
     obj = world.obj()
     pid = obj["status"]["pipelineId"]
     assert obj["metadata"]["annotations"]["goldrush.dev/pipeline-id"] == pid
-    assert obj["status"]["phase"] == "DEPLOYING" and delay == 2.0
+    # The create pass sends no read (reads step aside for the writes of a burst): the runtime comes next pass.
+    assert [m for m, _ in world.api.journal if m == "GET"] == ["GET"]  # the name-conflict listing only
+    assert "phase" not in obj["status"] and delay == 2.0
+    assert world.cond("Reconciling")["reason"] == "Creating"  # type: ignore[index]
+    assert world.cond("Synced")["status"] == "True" and world.cond("Ready")["status"] == "False"  # type: ignore[index]
+    world.now += 2
+    await world.run()
+    assert world.obj()["status"]["phase"] == "DEPLOYING"
     assert world.cond("Reconciling")["reason"] == "Deploying"  # type: ignore[index]
     world.api.phase[pid] = "RUNNING"
     world.now += 2

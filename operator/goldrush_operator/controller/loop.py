@@ -267,6 +267,14 @@ class Controller:
             converged = await self._apply_config(p, d, client, pipeline_id, remote, applied, created)
             if converged is None:
                 return 0.0, "recreate"
+        if created:
+            # The first status read of a new pipeline waits for the next pass, which is a read and so steps
+            # aside for writes: a burst of creates sends every POST before the polls of those already made.
+            status.created(p, pipeline_id)
+            p.out["createdAt"] = now_iso()
+            await self.status.write(p)
+            record.next_full_check = self.clock() + full_every * random.uniform(1, 1.15)
+            return self.settings.poll_fast_seconds, "created"
         return await self._observe(p, d, client, pipeline_id, full_check, created)
 
     async def _apply_config(

@@ -165,6 +165,14 @@ def creating(p: Pass) -> None:
     p.set(cond.RECONCILING, True, cond.CREATING, "creating the remote pipeline")
 
 
+def created(p: Pass, pipeline_id: str) -> None:
+    """The remote pipeline was just created from this generation; its runtime has not been read yet."""
+    message = f"created remote pipeline {pipeline_id}; waiting for its first runtime status"
+    p.set(cond.SYNCED, True, cond.IN_SYNC, f"remote pipeline {pipeline_id} matches generation {p.generation}")
+    p.set(cond.READY, False, cond.PENDING, message)
+    p.set(cond.RECONCILING, True, cond.CREATING, message)
+
+
 def reconcile_paused(p: Pass, message: str) -> None:
     for ctype in (cond.READY, cond.SYNCED, cond.RECONCILING, cond.STALLED):
         p.set(ctype, False, cond.RECONCILE_PAUSED, message)
