@@ -4,7 +4,9 @@ Sub-commands:
 - `run` starts the operator (kopf) with the settings from the `GOLDRUSH_*` environment variables;
 - `crd` prints the CustomResourceDefinition generated from the pydantic models;
 - `logs NAME [-n NS]` prints the pipeline's recent worker logs from the API;
-- `describe NAME [-n NS]` prints live status, metrics and destination health from the API.
+- `describe NAME [-n NS]` prints live status, metrics and destination health from the API;
+- `import [-n NS] [--project P] [--name GLOB] [--observe] [-o DIR]` writes manifests that adopt the pipelines
+  the service key sees (`import_command`).
 `logs` and `describe` use the object's credentials (its `serviceKeySecretRef`, else the operator's key).
 """
 
@@ -21,7 +23,7 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
-from goldrush_operator import __version__
+from goldrush_operator import __version__, import_command
 from goldrush_operator.config import ServiceKeySource, Settings
 from goldrush_operator.logcontext import current_object
 
@@ -32,7 +34,7 @@ def _build_parser() -> argparse.ArgumentParser:
         description="Kubernetes operator for GoldRush (Covalent) pipelines.",
     )
     parser.add_argument("--version", action="version", version=f"goldrush-operator {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="{run,crd,logs,describe}")
+    sub = parser.add_subparsers(dest="command", metavar="{run,crd,logs,describe,import}")
     run = sub.add_parser("run", help="run the operator")
     scope = run.add_mutually_exclusive_group()
     scope.add_argument("--namespace", "-n", action="append", default=[], metavar="NS",
@@ -49,7 +51,16 @@ def _build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=text)
         p.add_argument("name", help="GoldRushPipeline name")
         p.add_argument("--namespace", "-n", default=None, help="namespace (default: the kubeconfig's)")
+    import_command.add_arguments(sub.add_parser("import", help="write manifests that adopt existing pipelines"))
     return parser
+
+
+def commands() -> tuple[str, ...]:
+    """The sub-commands `main` knows (the kubectl plugin exposes those of them it offers)."""
+    for action in _build_parser()._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return tuple(action.choices)
+    return ()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -78,6 +89,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"goldrush-operator: {exc}", file=sys.stderr)
             return 2
         return asyncio.run(inspect_command(args.command, args.name, args.namespace, settings))
+    if args.command == "import":
+        return import_command.run(args)
     parser.print_help()
     return 0 if argv is None and len(sys.argv) <= 1 else 2
 

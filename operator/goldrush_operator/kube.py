@@ -5,7 +5,8 @@ kopf's own watching: read referenced Secrets and ConfigMaps, list and watch Secr
 (`secret_metadata`, for `secretwatch`), merge-patch the object's annotations and its `status` subresource,
 and post Events. Writes go straight through the official client's connection pool (its TLS, auth and
 config) with JSON bodies. Called by the controller (`controller/`), the handlers (liveness list),
-`secretwatch` and the CLI (`introspect.py` for `logs`/`describe`).
+`secretwatch` and the CLI (`introspect.py` for `logs`/`describe`, `import_command.py` for the pipelines
+already managed). `select()` applies the kubectl plugin's `--kubeconfig`, `--context` and `--namespace`.
 """
 
 from __future__ import annotations
@@ -64,13 +65,33 @@ class NotFound(KubeError):
     """The object does not exist (HTTP 404)."""
 
 
+@dataclass
+class Selection:
+    """kubectl's `--kubeconfig`, `--context` and `--namespace` for this process (set by the kubectl plugin)."""
+
+    kubeconfig: str | None = None
+    context: str | None = None
+    namespace: str | None = None
+
+
+selection = Selection()
+
+
+def select(kubeconfig: str | None = None, context: str | None = None, namespace: str | None = None) -> None:
+    """Use this kubeconfig file, context and default namespace instead of the kubeconfig's own choice."""
+    selection.kubeconfig, selection.context, selection.namespace = kubeconfig, context, namespace
+
+
 def load_config() -> client.ApiClient:
-    """An API client from `KUBECONFIG`/`~/.kube/config`, else the in-cluster service account."""
+    """An API client from `KUBECONFIG`/`~/.kube/config` (or `select()`ed), else the in-cluster service account."""
     cfg = client.Configuration()
-    if os.environ.get("KUBERNETES_SERVICE_HOST") and not os.environ.get("KUBECONFIG"):
+    chosen = selection.kubeconfig or selection.context
+    if os.environ.get("KUBERNETES_SERVICE_HOST") and not os.environ.get("KUBECONFIG") and not chosen:
         config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
     else:
-        config.load_kube_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
+        config.load_kube_config(  # type: ignore[no-untyped-call]
+            config_file=selection.kubeconfig, context=selection.context, client_configuration=cfg
+        )
     cfg.connection_pool_maxsize = 48
     return client.ApiClient(cfg)
 
@@ -246,6 +267,13 @@ class Kube:
 
         Listed in pages of 500 so that memory stays flat however many objects exist.
         """
+        metas = await self.list_pipeline_metadata(namespaces)
+        return {
+            (str(meta.get("namespace")), str(meta.get("name"))): str(meta.get("resourceVersion")) for meta in metas
+        }
+
+    async def list_pipeline_metadata(self, namespaces: tuple[str, ...]) -> list[dict[str, Any]]:
+        """`metadata` of every GoldRushPipeline in `namespaces` (all when empty), in pages of 500."""
 
         def pages(list_page: Callable[..., Any]) -> list[Any]:
             items: list[Any] = []
@@ -257,7 +285,7 @@ class Kube:
                 if not token:
                     return items
 
-        def call() -> dict[tuple[str, str], str]:
+        def call() -> list[dict[str, Any]]:
             metas: list[Any] = []
             if namespaces:
                 for ns in namespaces:
@@ -266,10 +294,7 @@ class Kube:
                     )
             else:
                 metas = pages(lambda **kw: self._custom.list_cluster_custom_object(GROUP, VERSION, PLURAL, **kw))
-            return {
-                (str(meta.get("namespace")), str(meta.get("name"))): str(meta.get("resourceVersion"))
-                for meta in metas
-            }
+            return [dict(meta) for meta in metas]
 
         return await self._run(call)
 
@@ -350,9 +375,15 @@ class Kube:
 
 
 def current_namespace() -> str:
-    """The kubeconfig context's namespace (or the in-cluster one), else `default`."""
+    """The `select()`ed namespace, else the kubeconfig context's (or the in-cluster one), else `default`."""
+    if selection.namespace:
+        return selection.namespace
     try:
-        _, context = config.list_kube_config_contexts()  # type: ignore[no-untyped-call]
+        contexts, context = config.list_kube_config_contexts(  # type: ignore[no-untyped-call]
+            config_file=selection.kubeconfig
+        )
+        if selection.context:
+            context = next((c for c in contexts or [] if c.get("name") == selection.context), None)
         return str((context or {}).get("context", {}).get("namespace") or "default")
     except (config.ConfigException, OSError, TypeError):
         try:

@@ -32,7 +32,7 @@ def test_packaging_maps_packages_explicitly() -> None:
     assert setuptools["package-dir"] == {"": "operator"}
     include = setuptools["packages"]["find"]["include"]
     assert include == ["goldrush_operator", "goldrush_operator.*"]
-    assert set(config["project"]["scripts"]) == {"goldrush-operator"}
+    assert set(config["project"]["scripts"]) == {"goldrush-operator", "kubectl-goldrush"}
     assert config["project"]["license-files"] == ["LICENSE"]
     sim = tomllib.loads((REPO / "operator" / "pyproject.toml").read_text())
     assert sim["project"]["name"] == "goldrush-sim"

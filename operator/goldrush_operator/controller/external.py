@@ -8,6 +8,10 @@ Rules (design.md section 5):
   never by a second POST;
 - name rule: a remote pipeline with the object's name and project that the object did not create or adopt
   is a `NameConflict` whatever its topic (`goldrush.dev/adopt: "true"` takes it over);
+- adoption (`goldrush.dev/adopt: "true"`, by name or with `goldrush.dev/pipeline-id`) takes the remote over as
+  it is: a secret field the remote already holds (masked, so its value cannot be compared) is taken to hold
+  the referenced Secret's current value (`trusted_hashes`); its hash is recorded without a PATCH, and only a
+  later change of the Secret is sent. A field the remote lacks, or holds unmasked with another value, is sent;
 - update: one PATCH with only the changed fields; pause/resume: one PUT.
 """
 
@@ -29,9 +33,11 @@ from goldrush_operator.controller.outcome import InputProblem, Stall
 from goldrush_operator.controller.ports import KubePort
 from goldrush_operator.controller.status import Pass, StatusWriter
 from goldrush_operator.crash import crash_point
+from goldrush_operator.credentials import ResolvedSecrets, get_dotted
 from goldrush_operator.goldrush_api import GoldRushClient, NotFoundError, Pipeline
 from goldrush_operator.kube import KubeError
 from goldrush_operator.resource import ANNOTATION_ADOPT, ANNOTATION_CREATE_PENDING, ANNOTATION_PIPELINE_ID
+from goldrush_operator.secret_values import MASK
 
 log = logging.getLogger("goldrush_operator.controller")
 
@@ -63,6 +69,20 @@ def pending_hashes(annotations: Mapping[str, str]) -> dict[str, str]:
     return {str(k): str(v) for k, v in parsed.items()} if isinstance(parsed, dict) else {}
 
 
+def trusted_hashes(resolved: ResolvedSecrets, remote_config: Mapping[str, Any]) -> dict[str, str]:
+    """On adoption: `{field: hash}` of the secret values the remote pipeline is taken to hold already.
+
+    A masked remote value is trusted to be the Secret's value (the API never shows it, so nothing else can be
+    known); an unmasked one only when it equals the Secret's value; an absent one is not (it must be sent).
+    """
+    out: dict[str, str] = {}
+    for use in resolved.uses:
+        found, value = get_dotted(remote_config, use.field)
+        if found and value in (MASK, resolved.values.get(use.field)):
+            out[use.field] = use.hash
+    return out
+
+
 @dataclass
 class _Directory:
     """A short-lived listing of all remote pipelines visible to one key (shared by concurrent creates)."""
@@ -70,6 +90,13 @@ class _Directory:
     fetched_at: float = -1e9  # when the last listing began
     items: list[Pipeline] = field(default_factory=list)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+def adopted_secrets_note(trusted: Mapping[str, str]) -> str:
+    """The part of the `Adopted` Event that names the secret fields taken as already applied (names only)."""
+    if not trusted:
+        return ""
+    return f"; secret fields {', '.join(sorted(trusted))} taken as holding the referenced Secrets' values"
 
 
 class Wait(Exception):
@@ -171,8 +198,11 @@ class External:
                 return found
         elif named:
             if p.annotations.get(ANNOTATION_ADOPT) == "true" and len(named) == 1:
-                await self.record_id(p, named[0].id, None)
-                await self.event(p, "Adopted", f"adopted existing pipeline {named[0].id} by name")
+                trusted = trusted_hashes(d.resolved, named[0].destination_config)
+                await self.record_id(p, named[0].id, [u.to_status() for u in d.resolved.uses if u.field in trusted])
+                record.applied_hashes = trusted
+                await self.event(p, "Adopted", f"adopted existing pipeline {named[0].id} by name"
+                                 + adopted_secrets_note(trusted))
                 return named[0], False
             ids = ", ".join(sorted(i.id for i in named))
             msg = (f"a pipeline named {name!r} in project {project!r} already exists ({ids}) and was not created "

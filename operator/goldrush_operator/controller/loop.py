@@ -23,8 +23,10 @@ from goldrush_operator.controller.external import (
     ANNOTATION_CREATE_PENDING_SECRETS,
     External,
     Wait,
+    adopted_secrets_note,
     now_iso,
     parse_time,
+    trusted_hashes,
 )
 from goldrush_operator.controller.finalize import DeleteLater, Finalizer
 from goldrush_operator.controller.inputs import Desired, Inputs, Missing, parse_spec
@@ -37,6 +39,7 @@ from goldrush_operator.logcontext import about
 from goldrush_operator.payload import compute_diff
 from goldrush_operator.phases import judge
 from goldrush_operator.resource import (
+    ANNOTATION_ADOPT,
     ANNOTATION_CREATE_PENDING,
     ANNOTATION_FLUX_REQUESTED_AT,
     ANNOTATION_PAUSE_RECONCILIATION,
@@ -261,10 +264,13 @@ class Controller:
             if wait:
                 return wait, "budget"
         record.poll_reserved = 0
-        record.pipeline_id = pipeline_id
-        p.out["pipelineId"] = pipeline_id
+        adopting = (not created and p.annotations.get(ANNOTATION_ADOPT) == "true"
+                    and pipeline_id != (record.pipeline_id or p.current.get("pipelineId")))
+        if not adopting:  # an adoption records the id with the secret hashes it trusts (_apply_config)
+            record.pipeline_id = pipeline_id
+            p.out["pipelineId"] = pipeline_id
         if full_check:
-            converged = await self._apply_config(p, d, client, pipeline_id, remote, applied, created)
+            converged = await self._apply_config(p, d, client, pipeline_id, remote, applied, created, adopting)
             if converged is None:
                 return 0.0, "recreate"
         if created:
@@ -279,9 +285,12 @@ class Controller:
 
     async def _apply_config(
         self, p: Pass, d: Desired, client: GoldRushClient, pipeline_id: str, remote: Any,
-        applied: dict[str, str], created: bool,
+        applied: dict[str, str], created: bool, adopting: bool = False,
     ) -> bool | None:
-        """Plan and act on the configuration; None when the remote is gone (recreate next pass)."""
+        """Plan and act on the configuration; None when the remote is gone (recreate next pass).
+
+        `adopting`: the object takes over this pipeline now (`external.trusted_hashes` says which secrets).
+        """
         record = p.record
         if remote is None:
             try:
@@ -289,6 +298,12 @@ class Controller:
             except NotFoundError:
                 await self._remote_gone(p, pipeline_id)
                 return None
+        if adopting:
+            applied = trusted_hashes(d.resolved, remote.destination_config)
+            record.pipeline_id, record.applied_hashes = pipeline_id, applied
+            p.out["pipelineId"] = pipeline_id
+            p.out["secrets"] = [u.to_status() for u in d.resolved.uses if u.field in applied]
+            await self.external.event(p, "Adopted", f"adopted pipeline {pipeline_id}" + adopted_secrets_note(applied))
         diff = compute_diff(d.payload, remote.model_dump(mode="json"), d.resolved.hashes, applied)
         if diff.immutable:
             fields = ", ".join(f"{name} (remote {r!r}, spec {w!r})" for name, (w, r) in sorted(diff.immutable.items()))

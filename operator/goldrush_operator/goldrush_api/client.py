@@ -52,6 +52,7 @@ from .errors import (
 from .models import (
     DestinationHealth,
     ErrorEnvelope,
+    Pagination,
     Pipeline,
     PipelineLogs,
     PipelineMetrics,
@@ -252,12 +253,15 @@ class GoldRushClient:
 
     # ----------------------------------------------------------------- endpoints
 
-    async def list_pipelines(self, page_size: int = 100, *, urgent: bool = False) -> AsyncIterator[Pipeline]:
+    async def list_pipelines(
+        self, page_size: int = 100, *, urgent: bool = False, on_page: Callable[[Pagination | None], None] | None = None
+    ) -> AsyncIterator[Pipeline]:
         """Yield every pipeline of the key's group, fetching page after page (``GET /``).
 
         Stops when ``pagination.has_more`` is false (or, without a pagination block, at an empty page).
         A pipeline seen on an earlier page is not yielded twice. ``urgent`` gives the pages the rate-limit
-        priority of writes: for a listing that a create is waiting on.
+        priority of writes: for a listing that a create is waiting on. ``on_page`` is called with each page's
+        pagination block (for progress reports) before its items are yielded.
         """
         if page_size < 1:
             raise ValueError("page_size must be >= 1")
@@ -266,6 +270,8 @@ class GoldRushClient:
             params = {"page_number": page_number, "page_size": page_size}
             response, redactor = await self._call("GET", "list", "", params=params, urgent=urgent)
             page = self._parse(response, PipelinePage, "GET", "list", redactor)
+            if on_page is not None:
+                on_page(page.pagination)
             new = [item for item in page.items if item.id not in seen]
             for item in new:
                 seen.add(item.id)
