@@ -4,9 +4,12 @@ not), filters, and how `kubectl-goldrush` hands kubectl's global flags and its s
 from __future__ import annotations
 
 import io
+import tomllib
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from goldrush_operator import cli, kube, kubectl_plugin
 from goldrush_operator.goldrush_api import Pagination
@@ -131,7 +134,7 @@ def test_selected_namespace_is_the_default(monkeypatch: pytest.MonkeyPatch) -> N
     assert kube.current_namespace() == "chosen"
 
 
-def test_selected_context_namespace(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+def test_selected_context_namespace(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     config = tmp_path / "kubeconfig"
     config.write_text(
         "apiVersion: v1\nkind: Config\ncurrent-context: a\n"
@@ -143,3 +146,19 @@ def test_selected_context_namespace(monkeypatch: pytest.MonkeyPatch, tmp_path: A
     assert kube.current_namespace() == "ns-a"
     monkeypatch.setattr(kube, "selection", kube.Selection(kubeconfig=str(config), context="b"))
     assert kube.current_namespace() == "ns-b"
+
+
+def test_krew_manifest_matches_the_console_script() -> None:
+    root = Path(__file__).resolve().parents[2]
+    manifest = yaml.safe_load((root / "deploy" / "krew" / "goldrush.yaml").read_text())
+    project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
+    assert manifest["kind"] == "Plugin" and manifest["metadata"]["name"] == "goldrush"
+    assert manifest["spec"]["version"] == f"v{project['version']}"
+    script = project["scripts"]["kubectl-goldrush"]
+    assert script == "goldrush_operator.kubectl_plugin:main"
+    for platform in manifest["spec"]["platforms"]:
+        assert platform["bin"] == "kubectl-goldrush"
+        assert {f["from"] for f in platform["files"]} == {"kubectl-goldrush", "LICENSE"}
+    launcher = root / "deploy" / "krew" / "kubectl-goldrush"
+    assert "-m goldrush_operator.kubectl_plugin" in launcher.read_text()
+    assert launcher.stat().st_mode & 0o111
