@@ -65,7 +65,6 @@ class Progress:
         self._stream, self._quiet, self._clock, self._every = stream, quiet, clock, every
         self._tty = stream.isatty() if tty is None else tty
         self._last = -1e9
-        self._drawn = False
         self.total: int | None = None
         self.done = 0
 
@@ -93,11 +92,12 @@ class Progress:
         if self._tty:
             if not final and now - self._last < 0.1:
                 return
-            total = max(self.total or 0, self.done)
-            filled = BAR_WIDTH if final or not total else BAR_WIDTH * self.done // total
-            bar = "#" * filled + "." * (BAR_WIDTH - filled)
-            self._stream.write(f"\rlisting pipelines [{bar}] {self._text()}" + ("\n" if final else ""))
-            self._drawn = True
+            if self.total:
+                filled = BAR_WIDTH if final else BAR_WIDTH * self.done // max(self.total, self.done)
+                line = f"listing pipelines [{'#' * filled}{'.' * (BAR_WIDTH - filled)}] {self._text()}"
+            else:  # the API did not say how many: a counter
+                line = f"listing pipelines: {self._text()}"
+            self._stream.write("\r" + line + ("\n" if final else ""))
         elif final:
             self._stream.write(f"listed {self.done} pipelines\n")
         elif now - self._last >= self._every:
@@ -124,8 +124,8 @@ def matches(remote: dict[str, Any], projects: Sequence[str], patterns: Sequence[
     return not patterns or any(fnmatch.fnmatchcase(str(remote.get("name") or ""), p) for p in patterns)
 
 
-async def _managed_ids(err: IO[str]) -> set[str] | None:
-    """Pipeline ids already recorded on GoldRushPipeline objects (all namespaces); None if the check failed."""
+async def _managed_ids(namespace: str, err: IO[str]) -> set[str] | None:
+    """Pipeline ids recorded on GoldRushPipeline objects (all namespaces, else `namespace`); None: check failed."""
     from goldrush_operator.kube import Kube, KubeError
     from goldrush_operator.resource import ANNOTATION_PIPELINE_ID
 
@@ -136,7 +136,14 @@ async def _managed_ids(err: IO[str]) -> set[str] | None:
                   "managed cannot be left out (--include-managed to silence)\n")
         return None
     try:
-        metas = await kube.list_pipeline_metadata(())
+        try:
+            metas = await kube.list_pipeline_metadata(())
+        except KubeError as exc:
+            if exc.status != 403:
+                raise
+            metas = await kube.list_pipeline_metadata((namespace,))  # allowed to list one namespace only
+            err.write(f"note: only namespace {namespace} was checked for pipelines that are already managed "
+                      "(listing all namespaces is forbidden)\n")
     except KubeError as exc:
         err.write(f"warning: cannot list GoldRushPipelines ({exc}); pipelines that are already managed "
                   "cannot be left out (--include-managed to silence)\n")
@@ -215,7 +222,7 @@ async def import_pipelines(args: argparse.Namespace, settings: Settings, out: IO
         return 1
     names = object_names(((r["id"], str(r.get("name") or "")) for r in remotes), options.namespace)
     selected = [r for r in remotes if matches(r, args.project, args.name)]
-    managed = set() if args.include_managed else (await _managed_ids(err) or set())
+    managed = set() if args.include_managed else (await _managed_ids(options.namespace, err) or set())
     skipped = [r for r in selected if r["id"] in managed]
     items: list[Imported] = []
     failed = 0

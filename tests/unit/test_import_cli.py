@@ -162,3 +162,13 @@ def test_krew_manifest_matches_the_console_script() -> None:
     launcher = root / "deploy" / "krew" / "kubectl-goldrush"
     assert "-m goldrush_operator.kubectl_plugin" in launcher.read_text()
     assert launcher.stat().st_mode & 0o111
+
+
+def test_progress_on_a_terminal_without_a_total_counts() -> None:
+    out, clock = io.StringIO(), Clock()
+    progress = Progress(out, tty=True, clock=clock)
+    progress.page(Pagination(page_number=1, has_more=False))
+    progress.item()
+    clock.now += 1
+    progress.finish()
+    assert out.getvalue() == "\rlisting pipelines: 1\rlisting pipelines: 1\n"
