@@ -7,7 +7,8 @@
    `GOLDRUSH_SERVICE_KEY`), with a progress bar on a terminal and a line every few seconds otherwise;
 2. derives object names from the whole listing (so that filters never change a name), then filters by
    `--project`, `--name` (glob on the remote name) and leaves out pipelines that a GoldRushPipeline in the
-   cluster already manages (its `goldrush.dev/pipeline-id`), unless `--include-managed`;
+   cluster already manages (its `goldrush.dev/pipeline-id`), unless `--include-managed`; a pipeline whose name is
+   taken in the target namespace by an object of another pipeline is refused (applying would re-point it);
 3. writes the manifests to stdout or, with `-o DIR`, one file per pipeline (`DIR/<name>.yaml`), and a summary
    with the Secrets to create on stderr. No secret value is ever read from anywhere, so none can be written.
 
@@ -124,10 +125,9 @@ def matches(remote: dict[str, Any], projects: Sequence[str], patterns: Sequence[
     return not patterns or any(fnmatch.fnmatchcase(str(remote.get("name") or ""), p) for p in patterns)
 
 
-async def _managed_ids(namespace: str, err: IO[str]) -> set[str] | None:
-    """Pipeline ids recorded on GoldRushPipeline objects (all namespaces, else `namespace`); None: check failed."""
+async def _cluster_objects(namespace: str, err: IO[str]) -> list[dict[str, Any]] | None:
+    """`metadata` of the GoldRushPipelines (all namespaces, else `namespace`); None when they cannot be listed."""
     from goldrush_operator.kube import Kube, KubeError
-    from goldrush_operator.resource import ANNOTATION_PIPELINE_ID
 
     try:
         kube = Kube(workers=1)
@@ -137,19 +137,26 @@ async def _managed_ids(namespace: str, err: IO[str]) -> set[str] | None:
         return None
     try:
         try:
-            metas = await kube.list_pipeline_metadata(())
+            return await kube.list_pipeline_metadata(())
         except KubeError as exc:
             if exc.status != 403:
                 raise
             metas = await kube.list_pipeline_metadata((namespace,))  # allowed to list one namespace only
             err.write(f"note: only namespace {namespace} was checked for pipelines that are already managed "
                       "(listing all namespaces is forbidden)\n")
+            return metas
     except KubeError as exc:
         err.write(f"warning: cannot list GoldRushPipelines ({exc}); pipelines that are already managed "
                   "cannot be left out (--include-managed to silence)\n")
         return None
     finally:
         kube.close()
+
+
+def managed_ids(metas: Sequence[dict[str, Any]]) -> set[str]:
+    """Pipeline ids recorded on GoldRushPipeline objects (annotation `goldrush.dev/pipeline-id`)."""
+    from goldrush_operator.resource import ANNOTATION_PIPELINE_ID
+
     return {str(v) for m in metas if (v := (m.get("annotations") or {}).get(ANNOTATION_PIPELINE_ID))}
 
 
@@ -222,12 +229,18 @@ async def import_pipelines(args: argparse.Namespace, settings: Settings, out: IO
         return 1
     names = object_names(((r["id"], str(r.get("name") or "")) for r in remotes), options.namespace)
     selected = [r for r in remotes if matches(r, args.project, args.name)]
-    managed = set() if args.include_managed else (await _managed_ids(options.namespace, err) or set())
+    metas = [] if args.include_managed else (await _cluster_objects(options.namespace, err) or [])
+    managed = managed_ids(metas)
+    taken = {str(m.get("name")) for m in metas if m.get("namespace") == options.namespace}
     skipped = [r for r in selected if r["id"] in managed]
     items: list[Imported] = []
     failed = 0
     for remote in sorted((r for r in selected if r["id"] not in managed), key=lambda r: names[r["id"]]):
         try:
+            if names[remote["id"]] in taken:  # applying would take that object over for another pipeline
+                raise NotImportable(remote["id"], [
+                    f"a GoldRushPipeline {options.namespace}/{names[remote['id']]} already exists for another "
+                    "pipeline; import into another namespace"])
             items.append(import_pipeline(remote, names[remote["id"]], options))
         except NotImportable as exc:
             failed += 1

@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 from invariants import Invariants, last_seq, start_debug
-from pipelines import CANARY, get
+from pipelines import CANARY, get, pipeline_manifest
 
 from support.kubectl import Kubectl, kubectl_binary
 from support.operator import wait_for
@@ -143,6 +143,19 @@ def test_import_then_apply_adopts_25_pipelines_with_zero_writes(
     proc = kubectl_goldrush(kubeconfig, sim, "import", "-n", ns)
     assert proc.returncode == 0 and proc.stdout == "", proc.stderr
     assert "left out 25 already managed" in proc.stderr
+
+    # A name already taken in the namespace by an object of another pipeline is refused, not re-pointed.
+    kubectl.apply(pipeline_manifest("lonely", destination={
+        "type": "postgres", "config": {"url": "postgresql://db.example.com:5432/a", "user": "u"},
+        "secretRefs": {"password": {"name": "absent", "key": "password"}}}))
+    lonely = sim.api("POST", "", json={"name": "Lonely", "project": "onboard-0", "destination_type": "postgres",
+                                       "topic": "base.mainnet.ref.block.transfers", "execution_mode": "unbounded",
+                                       "destination_config": {"type": "postgres", "url": "postgresql://x/y"}})
+    proc = kubectl_goldrush(kubeconfig, sim, "import", "-n", ns)
+    assert proc.returncode == 1 and proc.stdout == "", proc.stderr
+    assert f"skipped {lonely.json()['data']['id']} 'Lonely'" in proc.stderr
+    assert f"a GoldRushPipeline {ns}/lonely already exists for another pipeline" in proc.stderr
+    kubectl("delete", "goldrushpipeline", "lonely", "--timeout=60s")
 
     # One spec change: exactly one PATCH, of that field.
     mark = last_seq(sim)
