@@ -103,6 +103,7 @@ class ObjectRecord:
     last_event_reason: str | None = None
     delete_sent: bool = False
     fresh: bool = True
+    announced: frozenset[str] = frozenset()  # dry run: the changes already announced (`decide.Call.key`)
 
     def snapshot(self) -> dict[str, Any]:
         """A fresh dict copy of the last observed object (see `snapshot_of`)."""
