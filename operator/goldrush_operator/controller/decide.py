@@ -57,7 +57,9 @@ class Call:
     def describe(self) -> str:
         """Safe to print and to put in Events: field names and the status, never values."""
         text = f"{self.method} {self.path}"
-        if self.method == "PATCH":
+        if self.method == "POST":
+            text += " (create)"
+        elif self.method == "PATCH":
             text += f" ({', '.join(self.fields)})"
         elif self.method == "PUT":
             text += f" status={self.value}"

@@ -346,7 +346,7 @@ class Controller:
     async def _would_create(self, p: Pass, call: decide.Call) -> tuple[float, str]:
         """Dry run: the create is announced (once), not sent; nothing is marked on the object."""
         await self.external.announce(p, [call])
-        msg = f"dry run (GOLDRUSH_DRY_RUN): would send {call.describe()} (create)"
+        msg = f"dry run (GOLDRUSH_DRY_RUN): would send {call.describe()}"
         for ctype in (cond.READY, cond.SYNCED):
             p.set(ctype, False, cond.DRY_RUN, msg)
         p.set(cond.RECONCILING, False, cond.DRY_RUN, "")
