@@ -237,8 +237,16 @@ class Controller:
             applied = record.applied_hashes if record.applied_hashes is not None else applied
         applied_gen = p.applied_generation()
         p.in_sync = applied_gen == p.generation and d.resolved.hashes == applied and not created
-        work = (created or remote is not None or applied_gen != p.generation or d.resolved.hashes != applied
-                or token_new or pipeline_id != (record.pipeline_id or p.current.get("pipelineId")))
+        # A difference the policies or dry-run mode keep unwritten is not work again until the inputs change: it
+        # is looked at on the full-check cadence, and the status polls keep reporting it.
+        memo = record.not_applied if record.not_applied and record.not_applied[0] == d.fingerprint(p.generation) \
+            else None
+        record.not_applied = memo
+        work = (created or remote is not None or token_new
+                or (memo is None and (applied_gen != p.generation or d.resolved.hashes != applied))
+                or pipeline_id != (record.pipeline_id or p.current.get("pipelineId")))
+        if memo is not None and memo[1] is not None:
+            p.not_applied, p.remote_paused = (memo[1], memo[2]), memo[3]
         status_every, full_every = self.intervals()
         if record.fresh and not work:
             record.fresh = False
@@ -290,8 +298,10 @@ class Controller:
         if not d.spec.allows("Update"):
             p.out["pipelineName"] = d.payload["name"]
             record.synced_generation = p.generation
+            record.not_applied = (d.fingerprint(p.generation), None, "", None)  # in sync; secrets not comparable
             p.in_sync = True
             return True
+        record.not_applied = None
         if diff.immutable:
             fields = ", ".join(f"{name} (remote {r!r}, spec {w!r})" for name, (w, r) in sorted(diff.immutable.items()))
             msg = f"remote pipeline {pipeline_id} differs in fields that cannot change: {fields}"
@@ -329,7 +339,8 @@ class Controller:
                              + "; ".join(c.describe() for c in plan.calls))
             p.dry_calls = list(plan.calls)
         p.remote_paused = plan.remote_status == "paused"
-        p.record.synced_generation = None  # look again at the next pass: the difference is still there
+        p.record.synced_generation = None
+        p.record.not_applied = (d.fingerprint(p.generation), *p.not_applied, p.remote_paused)
         p.in_sync = False
         return True
 
@@ -434,7 +445,7 @@ class Controller:
         await self.external.forget_id(p)
         await self.status.record(p, {"pipelineId": None, "phase": "PENDING"})
         record = p.record
-        record.pipeline_id = record.applied_hashes = record.synced_generation = None
+        record.pipeline_id = record.applied_hashes = record.synced_generation = record.not_applied = None
         record.last_status = None
         await self.external.event(p, "RemoteDeleted", msg, warning=True)
 
