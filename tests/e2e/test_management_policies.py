@@ -62,8 +62,11 @@ def _seed(sim: SimProcess, **fields: Any) -> dict[str, Any]:
 
 
 def _observer(name: str, seeded: dict[str, Any], **spec: Any) -> dict[str, Any]:
-    return pipeline_manifest(name, pipelineName=seeded["name"], project=seeded["project"], topic=seeded["topic"],
-                             managementPolicies=["Observe"], **spec)
+    """An observe-only object whose spec matches the seeded pipeline (override with `spec`)."""
+    fields: dict[str, Any] = {"pipelineName": seeded["name"], "project": seeded["project"], "topic": seeded["topic"],
+                              "description": seeded["description"], "transforms": seeded["transforms"],
+                              "managementPolicies": ["Observe"]}
+    return pipeline_manifest(name, **{**fields, **spec})
 
 
 def test_observe_only_mirrors_and_never_writes_also_through_delete(
@@ -77,6 +80,7 @@ def test_observe_only_mirrors_and_never_writes_also_through_delete(
     assert obj["status"]["pipelineId"] == seeded["id"]
     assert obj["metadata"]["annotations"]["goldrush.dev/pipeline-id"] == seeded["id"]
     assert "secrets" not in obj["status"]
+    assert (condition(obj, "Synced") or {}).get("status") == "True"
     sim.force_phase(seeded["id"], "FAILED", log="worker: destination refused the connection")
     failed = wait_phase(kubectl, "obs", "FAILED")
     assert (condition(failed, "Stalled") or {}).get("reason") == "RemoteFailed"
