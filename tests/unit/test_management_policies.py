@@ -8,8 +8,10 @@ from typing import Any
 
 import pytest
 
+from goldrush_operator.config import Settings
 from goldrush_operator.controller import decide
 from goldrush_operator.controller.loop import DeleteLater
+from goldrush_operator.controller.outcome import Stall, classify
 from goldrush_operator.crdgen import generate_crd
 from goldrush_operator.goldrush_api import DryRunRefusedError, GoldRushClient
 from goldrush_operator.payload import PayloadDiff
@@ -277,3 +279,13 @@ async def test_dry_run_announces_each_change_once_and_sends_nothing(world: World
             await world.controller.delete(body)
     assert _would(world)[-1] == "WouldDelete" and _would(world).count("WouldDelete") == 1
     assert world.api.writes() == [] and pid in world.api.pipelines
+
+
+def test_dry_run_setting_and_its_error_class() -> None:
+    assert Settings.from_env({"GOLDRUSH_DRY_RUN": "true"}).dry_run is True
+    assert Settings.from_env({}).dry_run is False
+    with pytest.raises(ValueError, match="GOLDRUSH_DRY_RUN"):
+        Settings.from_env({"GOLDRUSH_DRY_RUN": "maybe"})
+    outcome = classify(DryRunRefusedError("PATCH", "patch"), lambda text: text)
+    assert isinstance(outcome, Stall) and outcome.reason == outcome.synced_reason == "DryRun"
+    assert "PATCH patch not sent" in outcome.message
