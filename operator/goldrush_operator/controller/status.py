@@ -8,6 +8,8 @@ remembers what it wrote in the object's record. The condition rules (design.md s
   generation is ahead of what was applied it is False (`UpdatePending`, or the failure's reason) and
   `Reconciling` is True while the operator keeps trying.
 - `Ready` describes "running and in sync": while the spec is not applied it is False with the same reason.
+- A difference kept unwritten on purpose (management policies without Update: `UpdateNotAllowed`; dry-run
+  mode: `DryRun`) sets only `Synced=False`; `Ready` then describes the remote runtime (`not_applied`).
 - `Stalled` is True while a human must act; `Reconciling`/`Stalled` are present only while True.
 - Every condition carries the generation it was judged for (`observedGeneration`).
 """
