@@ -3,6 +3,7 @@ and what the controller sends (fake Kubernetes, MockTransport API from test_cont
 
 from __future__ import annotations
 
+import copy
 import re
 from typing import Any
 
@@ -16,6 +17,7 @@ from goldrush_operator.crdgen import generate_crd
 from goldrush_operator.goldrush_api import DryRunRefusedError, GoldRushClient
 from goldrush_operator.payload import PayloadDiff
 from goldrush_operator.resource import PipelineSpec, deletes_remote
+from unit.test_argocd_health import CASES, _load_input, run_health
 from unit.test_controller import World, pipeline
 
 # ----------------------------------------------------------------------------------------- CRD rules
@@ -289,3 +291,18 @@ def test_dry_run_setting_and_its_error_class() -> None:
     outcome = classify(DryRunRefusedError("PATCH", "patch"), lambda text: text)
     assert isinstance(outcome, Stall) and outcome.reason == outcome.synced_reason == "DryRun"
     assert "PATCH patch not sent" in outcome.message
+
+
+@pytest.mark.parametrize("reason", ["UpdateNotAllowed", "DryRun"])
+def test_argo_cd_judges_an_unwritten_difference_by_ready(reason: str) -> None:
+    base = _load_input(next(case for case in CASES if case["inputPath"].endswith("healthy_running.yaml")))
+    obj = copy.deepcopy(base)
+    for condition in obj["status"]["conditions"]:
+        if condition["type"] == "Synced":
+            condition.update(status="False", reason=reason, message="differs in: description")
+    assert run_health(obj)["status"] == "Healthy"
+    for condition in obj["status"]["conditions"]:
+        if condition["type"] == "Ready":
+            condition.update(status="False", reason="NotFound", message="no remote pipeline")
+    obj["status"]["phase"] = "PENDING"
+    assert run_health(obj)["status"] == "Progressing"
