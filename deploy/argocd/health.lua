@@ -96,8 +96,10 @@ local function evaluate(obj)
     return "Progressing", "Waiting for the operator to apply the latest spec"
   end
 
-  -- Never Healthy while the remote configuration differs from the spec.
-  if hasStatus(synced, "False") then
+  -- Never Healthy while the remote configuration differs from the spec and is still to be applied. A
+  -- difference that spec.managementPolicies (no Update) or dry-run mode keep unwritten is reported in
+  -- Synced, not pending: Ready alone decides then (as kstatus reads it).
+  if hasStatus(synced, "False") and synced.reason ~= "UpdateNotAllowed" and synced.reason ~= "DryRun" then
     return "Progressing", messageOf("Applying the spec to the remote pipeline", synced, ready)
   end
 

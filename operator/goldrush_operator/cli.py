@@ -7,6 +7,8 @@ Sub-commands:
 - `describe NAME [-n NS]` prints live status, metrics and destination health from the API;
 - `import [-n NS] [--project P] [--name GLOB] [--observe] [-o DIR]` writes manifests that adopt the pipelines
   the service key sees (`import_command`).
+- `plan -f FILE|DIR|- [-n NS] [-o text|json] [--delete]` prints the API calls the operator would make for the
+  manifests, read-only (`plan.py`); exit status 2 when changes are pending, 0 when none, 1 on error.
 `logs` and `describe` use the object's credentials (its `serviceKeySecretRef`, else the operator's key).
 """
 
@@ -34,7 +36,7 @@ def _build_parser() -> argparse.ArgumentParser:
         description="Kubernetes operator for GoldRush (Covalent) pipelines.",
     )
     parser.add_argument("--version", action="version", version=f"goldrush-operator {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="{run,crd,logs,describe,import}")
+    sub = parser.add_subparsers(dest="command", metavar="{run,crd,plan,logs,describe,import}")
     run = sub.add_parser("run", help="run the operator")
     scope = run.add_mutually_exclusive_group()
     scope.add_argument("--namespace", "-n", action="append", default=[], metavar="NS",
@@ -46,6 +48,12 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument("--liveness", metavar="URL", default=None,
                      help="liveness endpoint, e.g. http://0.0.0.0:8080/healthz (default: GOLDRUSH_HEALTH_PORT)")
     sub.add_parser("crd", help="print the generated CustomResourceDefinition (YAML)")
+    plan = sub.add_parser("plan", help="print the API calls the operator would make for manifests (read-only)")
+    plan.add_argument("-f", "--filename", action="append", required=True, metavar="FILE|DIR|-",
+                      help="manifest file, directory or - for stdin (repeatable)")
+    plan.add_argument("--namespace", "-n", default=None, help="namespace of objects without one")
+    plan.add_argument("--output", "-o", choices=("text", "json"), default="text")
+    plan.add_argument("--delete", action="store_true", help="plan the deletion of the objects instead")
     for name, text in (("logs", "print the pipeline's recent worker logs"),
                        ("describe", "print live status, metrics and destination health")):
         p = sub.add_parser(name, help=text)
@@ -80,6 +88,16 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         namespaces = tuple(args.namespace) or (() if args.all_namespaces else settings.namespaces)
         return run(settings, namespaces, verbose=args.verbose, liveness=args.liveness)
+    if args.command == "plan":
+        from goldrush_operator.plan import plan_command
+
+        try:
+            settings = Settings.from_env()
+        except ValueError as exc:
+            print(f"goldrush-operator: {exc}", file=sys.stderr)
+            return 1
+        return asyncio.run(plan_command(args.filename, args.namespace, settings, output=args.output,
+                                        delete=args.delete))
     if args.command in ("logs", "describe"):
         from goldrush_operator.introspect import inspect_command
 
@@ -217,7 +235,7 @@ def run(
             client = GoldRushClient(
                 settings.api_url, key, rate_limit=settings.rate_limit,
                 max_concurrency=settings.max_concurrency, timeout=settings.request_timeout,
-                on_request=metrics.on_request,
+                on_request=metrics.on_request, dry_run=settings.dry_run,
             )
             clients[key] = client
         return client
@@ -234,6 +252,9 @@ def run(
         "starting goldrush-operator %s: api %s, namespaces %s", __version__, settings.api_url,
         ",".join(namespaces) or "all",
     )
+    if settings.dry_run:
+        logging.getLogger("goldrush_operator").warning(
+            "GOLDRUSH_DRY_RUN=true: no write is sent to the GoldRush API; Would* Events say what would be sent")
     try:
         handlers.start(runtime, namespaces=namespaces, liveness_endpoint=liveness)
     finally:

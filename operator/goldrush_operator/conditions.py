@@ -53,6 +53,10 @@ UPDATE_PENDING: Final = "UpdatePending"
 API_ERROR: Final = "ApiError"
 NAME_CONFLICT: Final = "NameConflict"
 IMMUTABLE_FIELD_CHANGED: Final = "ImmutableFieldChanged"
+# spec.managementPolicies and dry-run mode (Ready/Synced):
+NOT_FOUND: Final = "NotFound"  # no remote pipeline to observe and the policies do not allow Create
+UPDATE_NOT_ALLOWED: Final = "UpdateNotAllowed"  # the remote differs; the policies do not allow Update
+DRY_RUN: Final = "DryRun"  # a write is pending; GOLDRUSH_DRY_RUN keeps the operator from sending it
 # Reconciling:
 CREATING: Final = "Creating"
 RETRYING: Final = "Retrying"

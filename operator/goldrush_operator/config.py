@@ -35,6 +35,15 @@ def _share(env: Mapping[str, str], name: str, default: float) -> float:
     return value
 
 
+def _bool(env: Mapping[str, str], name: str) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if raw in ("", "false", "0", "no"):
+        return False
+    if raw in ("true", "1", "yes"):
+        return True
+    raise ValueError(f"{name} must be true or false, got {raw!r}")
+
+
 def _int(env: Mapping[str, str], name: str, default: int) -> int:
     return int(_float(env, name, float(default)))
 
@@ -61,6 +70,7 @@ class Settings:
     hash_key: str = field(default="", repr=False)
     request_timeout: float = 30.0
     error_backoff_max_seconds: float = 300.0
+    dry_run: bool = False  # GOLDRUSH_DRY_RUN: the API client refuses every write; Would* Events instead
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -88,6 +98,7 @@ class Settings:
             log_level=e.get("GOLDRUSH_LOG_LEVEL", "INFO").strip().upper() or "INFO",
             hash_key=e.get("GOLDRUSH_HASH_KEY", ""),
             request_timeout=_float(e, "GOLDRUSH_REQUEST_TIMEOUT_SECONDS", 30.0) or 30.0,
+            dry_run=_bool(e, "GOLDRUSH_DRY_RUN"),
         )
 
 

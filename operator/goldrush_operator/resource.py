@@ -14,6 +14,7 @@ Pure Python + pydantic; no Kubernetes client or HTTP imports.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated, Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, WithJsonSchema
@@ -49,6 +50,10 @@ DESTINATION_TYPES: Final[tuple[str, ...]] = (
 )
 ExecutionMode = Literal["bounded", "unbounded"]
 DeletionPolicy = Literal["Delete", "Orphan"]
+# Crossplane's management actions. `LateInitialize` is accepted (so Crossplane-style lists validate) and does
+# nothing: the operator never writes spec.
+ManagementAction = Literal["*", "Observe", "Create", "Update", "Delete", "LateInitialize"]
+MANAGEMENT_ACTIONS: Final[tuple[str, ...]] = ("*", "Observe", "Create", "Update", "Delete", "LateInitialize")
 
 # Runtime phases as the API's status endpoint reports them, plus PENDING before the remote exists.
 PHASES: Final[tuple[str, ...]] = (
@@ -126,6 +131,14 @@ TransformSql = Annotated[
     StringConstraints(min_length=1, max_length=MAX_SQL_LENGTH),
     Field(description="One SQL SELECT whose FROM names the same table as the key."),
 ]
+
+
+def deletes_remote(management_policies: Sequence[str] | None, deletion_policy: str | None) -> bool:
+    """Crossplane's rule: a list other than `["*"]` decides alone (Delete in it or not); `*` follows deletionPolicy."""
+    policies = list(management_policies or ["*"])
+    if "*" in policies:
+        return (deletion_policy or "Delete") == "Delete"
+    return "Delete" in policies
 
 
 def _rule(rule: str, message: str, **extra: str) -> JsonDict:
@@ -595,6 +608,24 @@ class PipelineSpec(CRModel):
                     "self.destination.type != 'kafka' || !has(self.abi)",
                     "spec.abi is not supported for destination type kafka (raw passthrough)",
                 ),
+                # Crossplane resolves Orphan + a list naming Delete to Delete; an explicit contradiction is
+                # refused instead, so that no accepted object deletes by surprise.
+                _rule(
+                    "!has(self.managementPolicies) || !has(self.deletionPolicy) || self.deletionPolicy != "
+                    "'Orphan' || !('Delete' in self.managementPolicies)",
+                    "spec.deletionPolicy Orphan contradicts spec.managementPolicies naming Delete; drop Delete "
+                    "from the list (then the remote pipeline is left in place) or set deletionPolicy Delete",
+                    fieldPath=".deletionPolicy",
+                ),
+                # A pause or resume is an update of the remote pipeline.
+                _rule(
+                    "!has(self.managementPolicies) || !has(oldSelf.paused) || !has(self.paused) || "
+                    "self.paused == oldSelf.paused || '*' in self.managementPolicies || "
+                    "'Update' in self.managementPolicies",
+                    "spec.paused can only change when spec.managementPolicies include Update (or *): "
+                    "without Update the operator never pauses or resumes the remote pipeline",
+                    fieldPath=".paused",
+                ),
             ]
         }
     )
@@ -663,11 +694,51 @@ class PipelineSpec(CRModel):
             "leaves it running."
         ),
     )
+    management_policies: list[
+        Annotated[ManagementAction, Field(description="*, Observe, Create, Update, Delete or LateInitialize.")]
+    ] = Field(
+        default=["*"],
+        alias="managementPolicies",
+        min_length=1,
+        max_length=len(MANAGEMENT_ACTIONS),
+        description=(
+            "What the operator may do to the remote pipeline (Crossplane names): `*` (everything, the "
+            "default), or a list that includes Observe plus any of Create, Update (PATCH, pause/resume) and "
+            "Delete. [\"Observe\"] only mirrors an existing pipeline (found by the goldrush.dev/pipeline-id "
+            "annotation, or by name and project) into status and never writes to it, also not on deletion. "
+            "Without Delete the remote pipeline is left in place when this object is deleted, whatever "
+            "deletionPolicy says. LateInitialize is accepted and has no effect (the operator never writes "
+            "spec)."
+        ),
+        json_schema_extra={
+            "x-kubernetes-list-type": "set",
+            "x-kubernetes-validations": [
+                _rule(
+                    "!('*' in self) || size(self) == 1",
+                    "spec.managementPolicies: `*` means every action and cannot be combined with others",
+                ),
+                _rule(
+                    "'*' in self || 'Observe' in self",
+                    "spec.managementPolicies must include Observe (or be [\"*\"]): the operator always reads "
+                    "the remote pipeline; pause reconciliation with the goldrush.dev/pause-reconciliation "
+                    "annotation instead",
+                ),
+            ],
+        },
+    )
     service_key_secret_ref: SecretKeyRef | None = Field(
         default=None,
         alias="serviceKeySecretRef",
         description="GoldRush ServiceKey to use for this pipeline; defaults to the operator's key.",
     )
+
+    def allows(self, action: str) -> bool:
+        """Whether `spec.managementPolicies` lets the operator perform `action` (Create, Update, Delete)."""
+        return "*" in self.management_policies or action in self.management_policies
+
+    def deletes_remote(self) -> bool:
+        """Whether deleting this object deletes the remote pipeline (see `deletes_remote`)."""
+        return deletes_remote(self.management_policies, self.deletion_policy)
 
     def pipeline_display_name(self, namespace: str, name: str) -> str:
         """The remote pipeline name: `spec.pipelineName` or `<namespace>-<metadata.name>`."""

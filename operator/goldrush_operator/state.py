@@ -103,6 +103,10 @@ class ObjectRecord:
     last_event_reason: str | None = None
     delete_sent: bool = False
     fresh: bool = True
+    announced: frozenset[str] = frozenset()  # dry run: the changes already announced (`decide.Call.key`)
+    # A difference kept unwritten (policies, dry run): (inputs fingerprint, Synced reason or None when in sync,
+    # message, remote pause intent); the status polls keep reporting it until the inputs change.
+    not_applied: tuple[str, str | None, str, bool | None] | None = None
 
     def snapshot(self) -> dict[str, Any]:
         """A fresh dict copy of the last observed object (see `snapshot_of`)."""

@@ -247,6 +247,7 @@ def maximal() -> dict[str, Any]:
     }
     s["execution"] = {"mode": "bounded", "startFrom": "1" * 19, "stopAt": "9" * 20}
     s["serviceKeySecretRef"] = {"name": "s" * resource.MAX_NAME_LENGTH, "key": "k" * resource.MAX_NAME_LENGTH}
+    s["managementPolicies"] = [a for a in resource.MANAGEMENT_ACTIONS if a != "*"]
     d = s["destination"]
     d["config"] = {
         "url": "postgresql://" + "h" * (resource.MAX_URL_LENGTH - 13),

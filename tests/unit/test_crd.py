@@ -130,6 +130,7 @@ def test_spec_fields_enums_patterns(schema: dict[str, Any]) -> None:
         "execution",
         "paused",
         "deletionPolicy",
+        "managementPolicies",
         "serviceKeySecretRef",
     }
     assert spec["topic"]["pattern"] == TOPIC_PATTERN
@@ -148,6 +149,9 @@ def test_spec_fields_enums_patterns(schema: dict[str, Any]) -> None:
     assert spec["project"]["pattern"] == resource.PROJECT_PATTERN
     assert spec["project"]["maxLength"] == 63
     assert spec["deletionPolicy"]["enum"] == ["Delete", "Orphan"]
+    assert spec["managementPolicies"]["items"]["enum"] == ["*", "Observe", "Create", "Update", "Delete",
+                                                           "LateInitialize"]
+    assert spec["managementPolicies"]["x-kubernetes-list-type"] == "set"
     assert spec["transforms"]["additionalProperties"]["type"] == "string"
     refs = spec["destination"]["properties"]["secretRefs"]["additionalProperties"]
     assert set(refs["properties"]) == {"name", "key"}
@@ -156,9 +160,9 @@ def test_spec_fields_enums_patterns(schema: dict[str, Any]) -> None:
     assert set(spec["abi"]["properties"]) == {"contractAddresses", "unmatched", "configMapRef"}
 
 
-def test_only_schema_defaults_are_paused_and_deletion_policy(schema: dict[str, Any]) -> None:
+def test_only_schema_defaults_are_paused_deletion_and_management_policies(schema: dict[str, Any]) -> None:
     defaults = {path: node["default"] for path, node in walk(schema) if "default" in node}
-    assert defaults == {".spec.paused": False, ".spec.deletionPolicy": "Delete"}
+    assert defaults == {".spec.paused": False, ".spec.deletionPolicy": "Delete", ".spec.managementPolicies": ["*"]}
 
 
 def config_schema(schema: dict[str, Any]) -> dict[str, Any]:

@@ -12,7 +12,9 @@ Rules (design.md section 5):
   it is: a secret field the remote already holds (masked, so its value cannot be compared) is taken to hold
   the referenced Secret's current value (`trusted_hashes`); its hash is recorded without a PATCH, and only a
   later change of the Secret is sent. A field the remote lacks, or holds unmasked with another value, is sent;
-- update: one PATCH with only the changed fields; pause/resume: one PUT.
+- update: one PATCH with only the changed fields; pause/resume: one PUT;
+- management policies without Create: `find_existing` looks the pipeline up by name and project instead
+  (`decide.lookup`); dry-run mode: `create_or_adopt` raises `WouldWrite` before the intent mark.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from goldrush_operator import conditions as cond
+from goldrush_operator.controller import decide
 from goldrush_operator.controller.inputs import Desired
 from goldrush_operator.controller.outcome import InputProblem, Stall
 from goldrush_operator.controller.ports import KubePort
@@ -107,6 +110,14 @@ class Wait(Exception):
         self.delay = delay
 
 
+class WouldWrite(Exception):
+    """Dry-run mode: the pass would send `call` now (nothing was sent, nothing was marked)."""
+
+    def __init__(self, call: decide.Call) -> None:
+        super().__init__(call.describe())
+        self.call = call
+
+
 class External:
     """Remote operations of passes and deletions; one per controller (it shares the listings)."""
 
@@ -129,6 +140,13 @@ class External:
             await self._kube.post_event(p.body, reason, message, warning=warning)
         except KubeError as exc:
             log.warning("could not record Event %s: %s", reason, exc)
+
+    async def announce(self, p: Pass, calls: list[decide.Call]) -> None:
+        """Dry run: one `Would*` Event per change not announced yet (the record remembers the changes)."""
+        for call in calls:
+            if call.key() not in p.record.announced:
+                await self.event(p, call.reason, f"dry run (GOLDRUSH_DRY_RUN): would send {call.describe()}")
+        p.record.announced = frozenset(call.key() for call in calls)
 
     async def warn_once(self, p: Pass, reason: str, message: str) -> None:
         """A Warning Event only when the failure reason changes (never one per poll)."""
@@ -209,6 +227,8 @@ class External:
                    f"by this object; set {ANNOTATION_ADOPT}: \"true\" to take it over")
             await self.warn_once(p, cond.NAME_CONFLICT, msg)
             raise InputProblem(Stall(cond.NAME_CONFLICT, msg, synced_reason=cond.NAME_CONFLICT))
+        if client.dry_run:
+            raise WouldWrite(decide.create_call(d.payload))
         crash_point("create.before-intent")
         mark = now_iso()
         await self._kube.patch_annotations(
@@ -225,6 +245,32 @@ class External:
         await self.event(p, "Created", f"created pipeline {remote.id}")
         record.applied_hashes = d.resolved.hashes
         return remote, True
+
+    async def find_existing(self, p: Pass, d: Desired, client: GoldRushClient) -> Pipeline | None:
+        """Without Create: the pipeline with the object's name and project, recorded as its id; None if none.
+
+        Raises `InputProblem` when several match, or when one matches, Update is allowed and the object
+        lacks the adopt annotation (the name rule: writes would follow).
+        """
+        name, project = d.payload["name"], d.payload["project"]
+        named = [i for i in await self.listing(client, d.key_id, fresh=False)
+                 if i.name == name and i.project == project]
+        verdict = decide.lookup(named, d.spec, p.annotations.get(ANNOTATION_ADOPT) == "true")
+        if verdict == "not-found":
+            return None
+        if verdict != "observe":
+            ids = ", ".join(sorted(i.id for i in named))
+            msg = (f"several pipelines named {name!r} in project {project!r} ({ids}); set {ANNOTATION_PIPELINE_ID}"
+                   if verdict == "ambiguous" else
+                   f"a pipeline named {name!r} in project {project!r} already exists ({ids}) and was not "
+                   f"adopted by this object; set {ANNOTATION_ADOPT}: \"true\" to take it over")
+            await self.warn_once(p, cond.NAME_CONFLICT, msg)
+            raise InputProblem(Stall(cond.NAME_CONFLICT, msg, synced_reason=cond.NAME_CONFLICT))
+        await self.record_id(p, named[0].id, None)
+        verb = "adopted" if d.spec.allows("Update") else "observing"
+        await self.event(p, "Adopted" if d.spec.allows("Update") else "Observed",
+                         f"{verb} existing pipeline {named[0].id} found by name and project")
+        return named[0]
 
     async def _resolve_pending(
         self, p: Pass, d: Desired, pending: str, same: list[Pipeline]

@@ -1,5 +1,9 @@
 """The finalizer's work: delete the remote pipeline (policy `Delete`) and wait until it is gone, or leave it.
 
+Whether the remote goes follows Crossplane's rule (`resource.deletes_remote`): management policies other than
+`["*"]` decide alone (Delete in the list or not), `["*"]` follows `deletionPolicy`. In dry-run mode the DELETE
+is announced once (`WouldDelete`) and the finalizer stays.
+
 Called by `loop.Controller.delete`, which the kopf deletion handler runs while the scheduler keeps the
 object away from its workers. Failures go through `outcome.classify` like a pass's: a retry becomes
 `DeleteLater` with the backoff, a stall `DeleteLater` with a long delay (kopf retries; the finalizer stays).
@@ -13,6 +17,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from goldrush_operator.config import ServiceKeySource, Settings
+from goldrush_operator.controller import decide
 from goldrush_operator.controller.external import External
 from goldrush_operator.controller.inputs import Inputs, parse_spec
 from goldrush_operator.controller.outcome import InputProblem, Retry, classify
@@ -23,6 +28,7 @@ from goldrush_operator.resource import (
     ANNOTATION_CREATE_PENDING,
     ANNOTATION_PAUSE_RECONCILIATION,
     ANNOTATION_PIPELINE_ID,
+    deletes_remote,
 )
 from goldrush_operator.state import ObjectRecord, Store, object_key, snapshot_of
 
@@ -79,10 +85,12 @@ class Finalizer:
                               self.settings.poll_slow_seconds)
         spec_raw = p.body.get("spec") or {}
         pipeline_id = record.pipeline_id or p.current.get("pipelineId") or p.annotations.get(ANNOTATION_PIPELINE_ID)
-        if (spec_raw.get("deletionPolicy") or "Delete") == "Orphan":
+        policies = spec_raw.get("managementPolicies") or ["*"]
+        if not deletes_remote(policies, spec_raw.get("deletionPolicy")):
             if pipeline_id:
-                await self.external.event(p, "Orphaned", f"left remote pipeline {pipeline_id} in place "
-                                                         "(deletionPolicy Orphan)")
+                why = ("deletionPolicy Orphan" if "*" in policies else
+                       f"managementPolicies {', '.join(policies)} do not include Delete")
+                await self.external.event(p, "Orphaned", f"left remote pipeline {pipeline_id} in place ({why})")
             return
         try:
             spec = parse_spec(p)
@@ -106,6 +114,10 @@ class Finalizer:
                 client, key_id, spec.pipeline_display_name(p.namespace, p.name), spec.project, spec.topic)
         if not pipeline_id:
             return
+        if client.dry_run:
+            await self.external.announce(p, [decide.delete_call(str(pipeline_id))])
+            raise DeleteLater(f"dry run: would delete remote pipeline {pipeline_id}; the finalizer stays until the "
+                              "operator runs without GOLDRUSH_DRY_RUN", self.settings.poll_slow_seconds / 10)
         gone = await self.external.delete(client, str(pipeline_id), already_sent=record.delete_sent)
         record.delete_sent = True
         if not gone:

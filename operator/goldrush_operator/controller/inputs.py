@@ -85,7 +85,11 @@ class Inputs:
         return data
 
     async def read(self, p: Pass, spec: PipelineSpec) -> Desired:
-        """The desired payload; raises `Missing` or `InputProblem`."""
+        """The desired payload; raises `Missing` or `InputProblem`.
+
+        An object whose management policies allow neither Create nor Update never sends a secret value, so a
+        missing destination Secret does not hold it: the field is left out of the payload (and of the diff).
+        """
         hkey = object_hmac_key(self._pepper, p.record.uid)
         names = {ref.name for ref in (spec.destination.secret_refs or {}).values()}
         if spec.service_key_secret_ref is not None:
@@ -95,7 +99,8 @@ class Inputs:
         resolved = resolve_destination_secrets(spec, fetched, hkey)
         key_resolved = resolve_service_key(spec, fetched, hkey)
         p.secrets = tuple(resolved.values.values()) + (tuple(key_resolved.values.values()) if key_resolved else ())
-        missing = [*resolved.missing, *(key_resolved.missing if key_resolved else ())]
+        sends_secrets = spec.allows("Create") or spec.allows("Update")
+        missing = [*(resolved.missing if sends_secrets else ()), *(key_resolved.missing if key_resolved else ())]
         if missing:
             raise Missing(cond.SECRET_NOT_FOUND, "; ".join(m.message for m in missing))
         service_key = key_resolved.values["serviceKey"] if key_resolved else self._key_source.get()

@@ -18,11 +18,12 @@ from typing import Any
 
 from goldrush_operator import conditions as cond
 from goldrush_operator.config import ServiceKeySource, Settings
-from goldrush_operator.controller import status
+from goldrush_operator.controller import decide, status
 from goldrush_operator.controller.external import (
     ANNOTATION_CREATE_PENDING_SECRETS,
     External,
     Wait,
+    WouldWrite,
     adopted_secrets_note,
     now_iso,
     parse_time,
@@ -232,6 +233,11 @@ class Controller:
             if wait:
                 return wait, "budget"
             return await self._observe(p, d, client, pipeline_id, full_check, False, held)
+        if not pipeline_id and not d.spec.allows("Create"):
+            remote = await self.external.find_existing(p, d, client)
+            if remote is None:
+                return await self._not_found(p, d)
+            pipeline_id = remote.id
         if not pipeline_id:
             p.in_sync = False
             status.creating(p)
@@ -240,12 +246,22 @@ class Controller:
             except Wait as undecided:
                 await self.status.write(p)
                 return undecided.delay, "create_wait"
+            except WouldWrite as would:
+                return await self._would_create(p, would.call)
             pipeline_id = remote.id
             applied = record.applied_hashes if record.applied_hashes is not None else applied
         applied_gen = p.applied_generation()
         p.in_sync = applied_gen == p.generation and d.resolved.hashes == applied and not created
-        work = (created or remote is not None or applied_gen != p.generation or d.resolved.hashes != applied
-                or token_new or pipeline_id != (record.pipeline_id or p.current.get("pipelineId")))
+        # A difference the policies or dry-run mode keep unwritten is not work again until the inputs change: it
+        # is looked at on the full-check cadence, and the status polls keep reporting it.
+        memo = record.not_applied if record.not_applied and record.not_applied[0] == d.fingerprint(p.generation) \
+            else None
+        record.not_applied = memo
+        work = (created or remote is not None or token_new
+                or (memo is None and (applied_gen != p.generation or d.resolved.hashes != applied))
+                or pipeline_id != (record.pipeline_id or p.current.get("pipelineId")))
+        if memo is not None and memo[1] is not None:
+            p.not_applied, p.remote_paused = (memo[1], memo[2]), memo[3]
         status_every, full_every = self.intervals()
         if record.fresh and not work:
             record.fresh = False
@@ -304,7 +320,22 @@ class Controller:
             p.out["pipelineId"] = pipeline_id
             p.out["secrets"] = [u.to_status() for u in d.resolved.uses if u.field in applied]
             await self.external.event(p, "Adopted", f"adopted pipeline {pipeline_id}" + adopted_secrets_note(applied))
-        diff = compute_diff(d.payload, remote.model_dump(mode="json"), d.resolved.hashes, applied)
+        remote_json = remote.model_dump(mode="json")
+        # Secret values an object never applied cannot be compared (the API masks them): without Update they
+        # count as unchanged instead of as a difference that could never be resolved.
+        known = applied if applied or d.spec.allows("Update") else d.resolved.hashes
+        diff = compute_diff(d.payload, remote_json, d.resolved.hashes, known)
+        plan = decide.config_calls(pipeline_id, diff, d.spec, remote_json.get("status"))
+        if plan.blocked or (client.dry_run and plan.calls):
+            return self._not_applied(p, d, pipeline_id, plan)
+        record.announced = frozenset()
+        if not d.spec.allows("Update"):
+            p.out["pipelineName"] = d.payload["name"]
+            record.synced_generation = p.generation
+            record.not_applied = (d.fingerprint(p.generation), None, "", None)  # in sync; secrets not comparable
+            p.in_sync = True
+            return True
+        record.not_applied = None
         if diff.immutable:
             fields = ", ".join(f"{name} (remote {r!r}, spec {w!r})" for name, (w, r) in sorted(diff.immutable.items()))
             msg = f"remote pipeline {pipeline_id} differs in fields that cannot change: {fields}"
@@ -330,6 +361,43 @@ class Controller:
         record.synced_generation = p.generation
         p.in_sync = True
         return True
+
+    def _not_applied(self, p: Pass, d: Desired, pipeline_id: str, plan: decide.ConfigPlan) -> bool:
+        """The remote differs and nothing is sent: the policies forbid it, or dry-run mode (announced)."""
+        if plan.blocked:
+            p.not_applied = (cond.UPDATE_NOT_ALLOWED,
+                             f"remote pipeline {pipeline_id} differs from the spec in: {', '.join(plan.blocked)}; "
+                             "not written: spec.managementPolicies do not include Update")
+        else:
+            p.not_applied = (cond.DRY_RUN, "dry run (GOLDRUSH_DRY_RUN): would send "
+                             + "; ".join(c.describe() for c in plan.calls))
+            p.dry_calls = list(plan.calls)
+        p.remote_paused = plan.remote_status == "paused"
+        p.record.synced_generation = None
+        p.record.not_applied = (d.fingerprint(p.generation), *p.not_applied, p.remote_paused)
+        p.in_sync = False
+        return True
+
+    async def _not_found(self, p: Pass, d: Desired) -> tuple[float, str]:
+        """Without Create and no remote pipeline to observe: say so and look again (at most every status poll)."""
+        msg = (f"no remote pipeline named {d.payload['name']!r} in project {d.payload['project']!r} (and no "
+               f"{ANNOTATION_PIPELINE_ID} annotation); spec.managementPolicies do not include Create")
+        status.not_found(p, msg)
+        p.out["phase"] = "PENDING"
+        await self.external.warn_once(p, cond.NOT_FOUND, msg)
+        await self.status.write(p)
+        return max(self.intervals()[0], self.settings.poll_status_max_seconds), "not_found"
+
+    async def _would_create(self, p: Pass, call: decide.Call) -> tuple[float, str]:
+        """Dry run: the create is announced (once), not sent; nothing is marked on the object."""
+        await self.external.announce(p, [call])
+        msg = f"dry run (GOLDRUSH_DRY_RUN): would send {call.describe()}"
+        for ctype in (cond.READY, cond.SYNCED):
+            p.set(ctype, False, cond.DRY_RUN, msg)
+        p.set(cond.RECONCILING, False, cond.DRY_RUN, "")
+        p.out["phase"] = "PENDING"
+        await self.status.write(p)
+        return self.intervals()[0], "dry_run"
 
     async def _observe(
         self, p: Pass, d: Desired, client: GoldRushClient, pipeline_id: str, full_check: bool, created: bool,
@@ -359,9 +427,14 @@ class Controller:
                 hint = await self._failure_hint(p, client, pipeline_id)
             else:
                 hint = str(old.get("message", "")).partition(": ")[2]
-        verdict = judge(phase, runtime.ready, runtime.replicas, want_paused=d.spec.paused,
+        want_paused = d.spec.paused if p.remote_paused is None else p.remote_paused
+        verdict = judge(phase, runtime.ready, runtime.replicas, want_paused=want_paused,
                         bounded=d.spec.execution.mode == "bounded", pipeline_id=pipeline_id, hint=hint)
         status.observed(p, verdict, pipeline_id)
+        if p.not_applied is not None:
+            status.not_applied(p, *p.not_applied)
+            if p.dry_calls:
+                await self.external.announce(p, p.dry_calls)
         if held is not None:
             status.failed(p, held, in_sync=False)
         if verdict.stalled and prev_phase != phase:
@@ -399,12 +472,14 @@ class Controller:
 
     async def _remote_gone(self, p: Pass, pipeline_id: str) -> None:
         """The remote pipeline vanished out of band: forget the id so the next pass creates it again."""
-        msg = f"remote pipeline {pipeline_id} no longer exists; creating it again"
+        policies = (p.body.get("spec") or {}).get("managementPolicies") or ["*"]
+        again = "creating it again" if "*" in policies or "Create" in policies else "looking it up by name"
+        msg = f"remote pipeline {pipeline_id} no longer exists; {again}"
         log.warning(msg)
         await self.external.forget_id(p)
         await self.status.record(p, {"pipelineId": None, "phase": "PENDING"})
         record = p.record
-        record.pipeline_id = record.applied_hashes = record.synced_generation = None
+        record.pipeline_id = record.applied_hashes = record.synced_generation = record.not_applied = None
         record.last_status = None
         await self.external.event(p, "RemoteDeleted", msg, warning=True)
 

@@ -8,8 +8,9 @@ between "try again later" and "a human must act". The rules:
   off with jitter; `delay`, when set, is a floor (the API's `Retry-After`).
 - `Stall(reason, message)`: retrying the same input cannot succeed (400/422, 401/403, 3xx or other
   unexpected statuses, a secret mask or an invalid value in the desired payload, a name conflict, missing
-  input). The object is held until its spec, a referenced Secret or the service key changes, or an
-  on-demand reconcile is requested; a write answered 4xx is never sent again before that.
+  input, a write refused by dry-run mode). The object is held until its spec, a referenced Secret or the
+  service key changes, or an on-demand reconcile is requested; a write answered 4xx is never sent again
+  before that.
 
 The error tree's `transient` flag decides for any `GoldRushError` without a more precise rule here.
 Messages are scrubbed by the caller's `scrub` before they are returned: nothing here may leak a secret.
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 from goldrush_operator import conditions as cond
 from goldrush_operator.goldrush_api import (
     ConflictError,
+    DryRunRefusedError,
     ForbiddenError,
     GoldRushError,
     InvalidRequestError,
@@ -78,6 +80,9 @@ def _api(exc: GoldRushError, message: str) -> Outcome:
         return Stall(cond.AUTH_FAILED, f"GoldRush API rejected the service key{status}: {message}")
     if isinstance(exc, InvalidRequestError):
         return Stall(cond.INVALID_SPEC, f"GoldRush API rejected the pipeline{status}: {message}")
+    if isinstance(exc, DryRunRefusedError):
+        # The controller announces its writes before it would send them; this is the client's backstop.
+        return Stall(cond.DRY_RUN, f"{message}; the operator runs in dry-run mode", synced_reason=cond.DRY_RUN)
     if isinstance(exc, MaskedSecretError):
         return Stall(cond.INVALID_SPEC, f"refusing to send the API's secret mask: {message}")
     if isinstance(exc, RateLimitedError):

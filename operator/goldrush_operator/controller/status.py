@@ -8,6 +8,8 @@ remembers what it wrote in the object's record. The condition rules (design.md s
   generation is ahead of what was applied it is False (`UpdatePending`, or the failure's reason) and
   `Reconciling` is True while the operator keeps trying.
 - `Ready` describes "running and in sync": while the spec is not applied it is False with the same reason.
+- A difference kept unwritten on purpose (management policies without Update: `UpdateNotAllowed`; dry-run
+  mode: `DryRun`) sets only `Synced=False`; `Ready` then describes the remote runtime (`not_applied`).
 - `Stalled` is True while a human must act; `Reconciling`/`Stalled` are present only while True.
 - Every condition carries the generation it was judged for (`observedGeneration`).
 """
@@ -42,6 +44,11 @@ class Pass:
     out: dict[str, Any] = field(default_factory=dict)
     secrets: tuple[str, ...] = ()
     in_sync: bool = False  # the remote is known to hold this generation's spec (set by the pass as it learns)
+    # Writes this pass did not send: (reason, message) for `Synced`, and the remote's pause intent then judged
+    # instead of spec.paused (management policies without Update, or dry-run mode).
+    not_applied: tuple[str, str] | None = None
+    remote_paused: bool | None = None
+    dry_calls: list[Any] = field(default_factory=list)  # dry run: the `decide.Call`s announced after the status
 
     @classmethod
     def of(cls, record: ObjectRecord) -> Pass:
@@ -149,6 +156,22 @@ def failed(p: Pass, outcome: Outcome, *, in_sync: bool) -> None:
     p.set(cond.SYNCED, False, outcome.synced_reason, outcome.message)
     p.set(cond.RECONCILING, False, outcome.reason, "")
     p.set(cond.STALLED, True, outcome.reason, outcome.message)
+
+
+def not_applied(p: Pass, reason: str, message: str) -> None:
+    """The remote differs from the spec and the operator may not (policies) or will not (dry run) write it.
+
+    `Ready` keeps describing the remote runtime (it is mirrored); `Synced` says what is not applied.
+    """
+    p.set(cond.SYNCED, False, reason, message)
+
+
+def not_found(p: Pass, message: str) -> None:
+    """No remote pipeline to observe, and the management policies do not allow creating one."""
+    for ctype in (cond.READY, cond.SYNCED):
+        p.set(ctype, False, cond.NOT_FOUND, message)
+    p.set(cond.RECONCILING, False, cond.NOT_FOUND, "")
+    p.set(cond.STALLED, False, cond.NOT_FOUND, "")
 
 
 def waiting(p: Pass, reason: str, message: str) -> None:

@@ -5,7 +5,8 @@ Used by the controller (and by the simulator tests). Public names:
 Client (:mod:`.client`)
     ``GoldRushClient(base_url, service_key, *, rate_limit=None, burst=None, max_concurrency=None,
     max_retries=5, retry_max_elapsed=60.0, backoff_base=0.5, backoff_max=30.0, connect_timeout=5.0,
-    timeout=30.0, on_request=None, transport=None, shared=None, clock=None, rng=None, redactor=None)``
+    timeout=30.0, on_request=None, transport=None, shared=None, clock=None, rng=None, redactor=None,
+    dry_run=False)``
     with ``list_pipelines(page_size=100)`` (async iterator), ``create_pipeline(payload)``,
     ``get_pipeline(id)``, ``update_pipeline(id, changes)`` (PATCH), ``set_status(id, "running"|"paused")``
     (PUT), ``delete_pipeline(id)``, ``get_status(id)``, ``get_logs(id)``, ``get_metrics(id)``,
@@ -18,7 +19,7 @@ Wire models (:mod:`.models`)
     ``ErrorEnvelope``, ``WireModel``.
 
 Errors (:mod:`.errors`, tree in its docstring)
-    ``GoldRushError`` > ``MaskedSecretError``, ``TransportError`` (``ConnectError``,
+    ``GoldRushError`` > ``MaskedSecretError``, ``DryRunRefusedError``, ``TransportError`` (``ConnectError``,
     ``RequestTimeoutError``), ``OutcomeUnknownError``, ``UnexpectedResponseError``, ``ApiError``
     (``InvalidRequestError``, ``ConflictError``, ``UnauthorizedError``, ``ForbiddenError``, ``NotFoundError``,
     ``RateLimitedError``, ``ServerError``); ``api_error_for_status``.
@@ -41,6 +42,7 @@ from .errors import (
     ApiError,
     ConflictError,
     ConnectError,
+    DryRunRefusedError,
     ForbiddenError,
     GoldRushError,
     InvalidRequestError,
@@ -93,6 +95,7 @@ __all__ = [
     "ConnectError",
     "CreatedBy",
     "DestinationHealth",
+    "DryRunRefusedError",
     "Envelope",
     "ErrorEnvelope",
     "ForbiddenError",

@@ -13,6 +13,8 @@ Rules enforced here:
   slot) or after 429. A transport failure after sending, a 5xx answer or an unreadable success answer
   raises :class:`~.errors.OutcomeUnknownError`: look the result up, never repeat the write blindly.
 * After a ``Retry-After`` (429 or 503), no request for that (base URL, key) is sent before it expires.
+* With ``dry_run=True`` (``GOLDRUSH_DRY_RUN=true``) every request but GET is refused with
+  :class:`~.errors.DryRunRefusedError` before any I/O: the client then cannot write.
 * A body that contains the read mask ``******`` is refused with :class:`~.errors.MaskedSecretError`
   before any I/O. Error messages are scrubbed of the service key and of the secret values of the request
   body; request and response bodies are never logged.
@@ -40,6 +42,7 @@ from goldrush_operator.secret_values import Redactor, find_masks
 
 from .errors import (
     ConnectError,
+    DryRunRefusedError,
     GoldRushError,
     MaskedSecretError,
     OutcomeUnknownError,
@@ -138,6 +141,7 @@ class GoldRushClient:
       ``backoff_base`` / ``backoff_max`` (seconds) bound retries.
     * ``connect_timeout`` and ``timeout`` (total per attempt), in seconds.
     * ``on_request``: :data:`RequestHook` called after every HTTP attempt.
+    * ``dry_run``: refuse every request but GET (:class:`~.errors.DryRunRefusedError`), before any I/O.
     * For tests: ``transport`` (a private ``httpx.AsyncClient`` on that transport instead of the shared
       pool), ``shared`` (a :class:`~.shared.SharedState` instead of the running loop's default), ``clock``
       (e.g. :class:`~.ratelimit.ManualClock`), ``rng`` (seeded jitter).
@@ -166,7 +170,9 @@ class GoldRushClient:
         clock: Clock | None = None,
         rng: random.Random | None = None,
         redactor: Redactor | None = None,
+        dry_run: bool = False,
     ) -> None:
+        self.dry_run = dry_run
         base = (base_url or DEFAULT_BASE_URL).strip()
         self.base_url: str = base if base.endswith("/") else base + "/"
         self._service_key = _check_service_key(service_key)
@@ -352,6 +358,8 @@ class GoldRushClient:
 
         ``urgent`` (default: every method but GET) takes rate-limit tokens ahead of ordinary reads.
         """
+        if self.dry_run and method != "GET":
+            raise DryRunRefusedError(method, route)
         priority = method != "GET" if urgent is None else urgent
         content: bytes | None = None
         if body is not None:

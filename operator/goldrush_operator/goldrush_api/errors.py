@@ -6,6 +6,7 @@ Raised by :class:`goldrush_operator.goldrush_api.client.GoldRushClient`; the ope
 
     GoldRushError                      transient  status
     ├── MaskedSecretError (ValueError)  no         None   body carries the read mask "******"; nothing sent
+    ├── DryRunRefusedError              no         None   a write in dry-run mode (GOLDRUSH_DRY_RUN); nothing sent
     ├── TransportError                  yes        None   no usable HTTP answer
     │   ├── ConnectError                yes        None   request provably not sent (connect / pool wait)
     │   └── RequestTimeoutError         yes        None   timed out after the request may have been sent
@@ -31,6 +32,7 @@ __all__ = [
     "ApiError",
     "ConflictError",
     "ConnectError",
+    "DryRunRefusedError",
     "ForbiddenError",
     "GoldRushError",
     "InvalidRequestError",
@@ -96,6 +98,15 @@ class MaskedSecretError(GoldRushError, ValueError):
             method=method,
             route=route,
         )
+
+
+class DryRunRefusedError(GoldRushError):
+    """A write (any method but GET) asked of a client in dry-run mode; raised before any I/O."""
+
+    transient = False
+
+    def __init__(self, method: str, route: str) -> None:
+        super().__init__(f"dry run: {method} {route} not sent (GOLDRUSH_DRY_RUN=true)", method=method, route=route)
 
 
 class TransportError(GoldRushError):
