@@ -61,6 +61,7 @@ class Settings:
     hash_key: str = field(default="", repr=False)
     request_timeout: float = 30.0
     error_backoff_max_seconds: float = 300.0
+    pipeline_metrics_seconds: float = 60.0  # per-pipeline metrics refresh; 0 turns the metrics reads off
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -88,6 +89,7 @@ class Settings:
             log_level=e.get("GOLDRUSH_LOG_LEVEL", "INFO").strip().upper() or "INFO",
             hash_key=e.get("GOLDRUSH_HASH_KEY", ""),
             request_timeout=_float(e, "GOLDRUSH_REQUEST_TIMEOUT_SECONDS", 30.0) or 30.0,
+            pipeline_metrics_seconds=_float(e, "GOLDRUSH_PIPELINE_METRICS_SECONDS", 60.0),
         )
 
 
