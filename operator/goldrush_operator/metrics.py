@@ -6,17 +6,21 @@ hook (`PrometheusMetrics.on_request`).
 
 Per-pipeline series (labels `namespace`, `name`, `pipeline_id`): `goldrush_pipeline_phase` (one series per
 phase, 1 for the current one) and `goldrush_pipeline_destination_healthy` from what the status polls
-observe; the `GET /{id}/metrics/` gauges from the controller's metrics reads. `PipelineSeries` keeps, per
-object, which series exist, so that a new pipeline id replaces the old series and `forget` (deleted, or no
-longer managed) removes all of them.
+observe; the `GET /{id}/metrics/` gauges from the controller's metrics reads. `PipelineSeries` keeps one
+small immutable row per object and renders the series at scrape time (a prometheus-client collector), so a
+pipeline costs a few hundred bytes instead of a dozen gauge children; a new pipeline id replaces the row and
+`forget` (deleted, or no longer managed) removes it with all its series.
 """
 
 from __future__ import annotations
 
 from collections import Counter as _Counter
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 from goldrush_operator.goldrush_api import PipelineMetrics
 
@@ -35,75 +39,78 @@ Key = tuple[str, str]
 Labels = tuple[str, str, str]
 
 
-@dataclass
-class _Series:
+@dataclass(frozen=True, slots=True)
+class _Row:
     labels: Labels
-    phases: frozenset[str] = frozenset()  # phase label values that have a series
+    phase: str | None = None
     healthy: bool | None = None
-    values: frozenset[str] = frozenset()  # PIPELINE_VALUES names that have a series
+    values: tuple[float | None, ...] = ()  # in PIPELINE_VALUES order; () before the first metrics read
 
 
-@dataclass
-class PipelineSeries:
-    """Which per-pipeline series exist for each object; sets and removes them on the gauges."""
+class PipelineSeries(Collector):
+    """One row per object, rendered as the per-pipeline gauge families when Prometheus scrapes.
 
-    phase: Gauge
-    healthy: Gauge
-    values: dict[str, Gauge]
-    series: dict[Key, _Series] = field(default_factory=dict)
+    Rows are replaced, never changed in place, and `collect` iterates over a copy: the scrape runs in the
+    HTTP server's thread while the controller updates rows on the event loop.
+    """
 
-    def _for(self, key: Key, pipeline_id: str | None) -> _Series:
+    def __init__(self) -> None:
+        self.rows: dict[Key, _Row] = {}
+
+    def _row(self, key: Key, pipeline_id: str | None) -> _Row:
         labels = (key[0], key[1], pipeline_id or "")
-        current = self.series.get(key)
-        if current is not None and current.labels != labels:
-            self.forget(key)  # another remote pipeline: its old series go
-            current = None
-        if current is None:
-            current = self.series[key] = _Series(labels)
-        return current
+        row = self.rows.get(key)
+        if row is None or row.labels != labels:
+            return _Row(labels)  # another remote pipeline: nothing of the old one's series stays
+        return row
 
     def observed(self, key: Key, pipeline_id: str | None, phase: str | None, healthy: bool | None) -> None:
-        """A pass's view: the current phase (1, every other phase 0) and the destination health."""
-        s = self._for(key, pipeline_id)
-        if phase is not None:
-            names = frozenset(PHASES) | {phase}
-            for gone in s.phases - names:
-                self.phase.remove(*s.labels, gone)
-            for name in names:
-                self.phase.labels(*s.labels, name).set(1 if name == phase else 0)
-            s.phases = names
-        if healthy is None:
-            if s.healthy is not None:
-                self.healthy.remove(*s.labels)
-        else:
-            self.healthy.labels(*s.labels).set(1 if healthy else 0)
-        s.healthy = healthy
+        """A pass's view: the current phase (None: unknown, the last one stays) and the destination health."""
+        row = self._row(key, pipeline_id)
+        self.rows[key] = replace(row, phase=phase or row.phase, healthy=healthy)
 
     def measured(self, key: Key, pipeline_id: str, metrics: PipelineMetrics | None) -> None:
         """The answer of `GET /{id}/metrics/` (None: the pipeline has none; its value series go)."""
-        s = self._for(key, pipeline_id)
-        present = set()
-        for name, (attr, _) in PIPELINE_VALUES.items():
-            value = getattr(metrics, attr) if metrics is not None else None
-            if value is None:
-                if name in s.values:
-                    self.values[name].remove(*s.labels)
-            else:
-                self.values[name].labels(*s.labels).set(float(value))
-                present.add(name)
-        s.values = frozenset(present)
+        row = self._row(key, pipeline_id)
+        values = tuple(None if metrics is None or (v := getattr(metrics, attr)) is None else float(v)
+                       for attr, _ in PIPELINE_VALUES.values())
+        self.rows[key] = replace(row, values=values)
 
     def forget(self, key: Key) -> None:
         """Remove every series of the object."""
-        s = self.series.pop(key, None)
-        if s is None:
-            return
-        for name in s.phases:
-            self.phase.remove(*s.labels, name)
-        if s.healthy is not None:
-            self.healthy.remove(*s.labels)
-        for name in s.values:
-            self.values[name].remove(*s.labels)
+        self.rows.pop(key, None)
+
+    def _families(self) -> tuple[GaugeMetricFamily, GaugeMetricFamily, list[GaugeMetricFamily]]:
+        return (
+            GaugeMetricFamily("goldrush_pipeline_phase", "1 for the pipeline's current remote phase, else 0.",
+                              labels=[*PIPELINE_LABELS, "phase"]),
+            GaugeMetricFamily("goldrush_pipeline_destination_healthy",
+                              "1 when the latest destination probe succeeded, else 0.", labels=PIPELINE_LABELS),
+            [GaugeMetricFamily(name, text + " From GET /{id}/metrics/.", labels=PIPELINE_LABELS)
+             for name, (_, text) in PIPELINE_VALUES.items()],
+        )
+
+    def describe(self) -> Iterator[GaugeMetricFamily]:
+        phase, healthy, values = self._families()
+        yield phase
+        yield healthy
+        yield from values
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        phase, healthy, values = self._families()
+        for row in list(self.rows.values()):
+            labels = list(row.labels)
+            if row.phase is not None:
+                for name in PHASES if row.phase in PHASES else (*PHASES, row.phase):
+                    phase.add_metric([*labels, name], 1.0 if name == row.phase else 0.0)
+            if row.healthy is not None:
+                healthy.add_metric(labels, 1.0 if row.healthy else 0.0)
+            for family, value in zip(values, row.values, strict=False):
+                if value is not None:
+                    family.add_metric(labels, value)
+        yield phase
+        yield healthy
+        yield from values
 
 
 class PrometheusMetrics:
@@ -137,14 +144,8 @@ class PrometheusMetrics:
             "Seconds between two metrics reads of one pipeline at the current object count (0: no reads).",
             registry=r,
         )
-        self.pipelines = PipelineSeries(
-            phase=Gauge("goldrush_pipeline_phase", "1 for the pipeline's current remote phase, else 0.",
-                        [*PIPELINE_LABELS, "phase"], registry=r),
-            healthy=Gauge("goldrush_pipeline_destination_healthy",
-                          "1 when the latest destination probe succeeded, else 0.", PIPELINE_LABELS, registry=r),
-            values={name: Gauge(name, text + " From GET /{id}/metrics/.", PIPELINE_LABELS, registry=r)
-                    for name, (_, text) in PIPELINE_VALUES.items()},
-        )
+        self.pipelines = PipelineSeries()
+        r.register(self.pipelines)
         self._phase_of: dict[tuple[str, str], str] = {}
         self._phase_counts: _Counter[str] = _Counter()
         for name in PHASES:

@@ -347,3 +347,23 @@ async def test_after_a_restart_the_phase_is_exported_before_any_read() -> None:
     assert samples(m, "goldrush_pipeline_phase")[obj_labels(pid) | {("phase", "RUNNING")}] == 1
     assert samples(m, "goldrush_pipeline_destination_healthy") == {obj_labels(pid): 1}
     assert samples(m, "goldrush_pipelines")[frozenset({("phase", "RUNNING")})] == 1
+
+
+async def test_an_object_that_leaves_the_watch_during_a_pass_keeps_no_series() -> None:
+    world, m = metrics_world()
+    await running(world)
+    world.now += 10
+    original_get = world.store.get
+
+    def gone_after_start(key: tuple[str, str]) -> Any:
+        """The pass gets the record; then the DELETED event (no finalizer) drops it from the store."""
+        world.store.get = original_get  # type: ignore[method-assign]
+        found = original_get(key)
+        world.store.forget(key)
+        world.controller.forget(key)
+        return found
+
+    world.store.get = gone_after_start  # type: ignore[method-assign]
+    await world.controller.run_pass(("ns", "p1"))
+    assert ("GET", "status") in world.api.journal[-2:]  # the pass did run to its end
+    assert pipeline_series(m) == 0

@@ -129,8 +129,9 @@ class Controller:
     def _report(self, p: Pass, result: str) -> None:
         """The per-pipeline phase and destination health gauges from what the pass saw (no extra read)."""
         key = p.record.key
-        if result == "paused":
-            self.metrics.forget(key)  # not managed while reconciliation is paused: no stale series
+        if result == "paused" or self.store.get(key) is not p.record:
+            # Not managed while reconciliation is paused; or the object left the watch during the pass.
+            self.metrics.forget(key)
             return
         seen = {**p.current, **p.out}
         health = seen.get("destinationHealth")
