@@ -261,17 +261,21 @@ async def test_metrics_reads_are_booked_in_the_read_budget() -> None:
     world.now += 10
     sent = len(world.api.journal)
     delay = await world.run()
-    assert delay == pytest.approx(2.0)  # status + metrics booked, nothing sent yet
+    assert delay == pytest.approx(1.0)  # the status read's wait; the metrics read is booked behind it
     assert len(world.api.journal) == sent
     world.now += delay
-    await world.run()  # the paid poll carries its metrics read
+    await world.run()  # the paid poll carries the metrics read
     assert world.api.journal[sent:] == [("GET", "status"), ("GET", "metrics")]
+    # Both reads were booked: a poll planned right now waits for 2 reads, not 1.
+    assert await world.run() == pytest.approx(2.0)
+    world.now += 2
+    await world.run()
     world.now += 5
     delay = await world.run()
     assert delay == pytest.approx(1.0)  # inside the refresh interval: the status read only
     world.now += delay
     await world.run()
-    assert world.api.journal[sent + 2:] == [("GET", "status")]
+    assert world.api.journal[sent + 2:] == [("GET", "status"), ("GET", "status")]
 
 
 async def test_no_metrics_reads_when_off_or_nobody_exports_them() -> None:
