@@ -66,13 +66,13 @@ def audited_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlP
         yield plane
 
 
-def series(samples: Samples, name: str, **labels: str) -> dict[frozenset[tuple[str, str]], float]:
+def series(samples: Samples, metric: str, /, **labels: str) -> dict[frozenset[tuple[str, str]], float]:
     want = set(labels.items())
-    return {ls: v for (n, ls), v in samples.items() if n == name and want <= ls}
+    return {ls: v for (n, ls), v in samples.items() if n == metric and want <= ls}
 
 
-def one(samples: Samples, name: str, **labels: str) -> float | None:
-    found = series(samples, name, **labels)
+def one(samples: Samples, metric: str, /, **labels: str) -> float | None:
+    found = series(samples, metric, **labels)
     assert len(found) <= 1, found
     return next(iter(found.values()), None)
 
@@ -146,6 +146,9 @@ def _run(plane: ControlPlane, kubectl: Kubectl, sim: SimProcess, operator: Opera
     # 2. Idle: a change of the API's values is followed at a later refresh, with no write anywhere.
     time.sleep(REFRESH)
     offset = audit_offset(plane)
+    status_uri = f"/apis/goldrush.dev/v1alpha1/namespaces/{ns}/goldrushpipelines/m1/status"
+    seen = [(verb, uri.split("?")[0]) for verb, uri in operator_writes(plane, 0)]
+    assert ("patch", status_uri) in seen, "the audit log sees the operator's writes"
     seq = sim.journal()[-1]["seq"]
     changed = sim.set_metrics(ids["m1"], records_per_second=77.5, processing_delay_ms=4321.0, pending_records=99)
     scrape_until(operator, lambda s: shows(s, ns, "m1", ids["m1"], changed), 20, "the changed metrics of m1")
