@@ -59,6 +59,9 @@ def _build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=text)
         p.add_argument("name", help="GoldRushPipeline name")
         p.add_argument("--namespace", "-n", default=None, help="namespace (default: the kubeconfig's)")
+        if name == "describe":
+            p.add_argument("--trend-seconds", type=float, default=3.0, metavar="S",
+                           help="read the metrics twice, S seconds apart, for their trend (0: once)")
     import_command.add_arguments(sub.add_parser("import", help="write manifests that adopt existing pipelines"))
     return parser
 
@@ -106,7 +109,8 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError as exc:
             print(f"goldrush-operator: {exc}", file=sys.stderr)
             return 2
-        return asyncio.run(inspect_command(args.command, args.name, args.namespace, settings))
+        return asyncio.run(inspect_command(args.command, args.name, args.namespace, settings,
+                                           trend_seconds=max(0.0, getattr(args, "trend_seconds", 0.0))))
     if args.command == "import":
         return import_command.run(args)
     parser.print_help()

@@ -71,6 +71,7 @@ class Settings:
     request_timeout: float = 30.0
     error_backoff_max_seconds: float = 300.0
     dry_run: bool = False  # GOLDRUSH_DRY_RUN: the API client refuses every write; Would* Events instead
+    pipeline_metrics_seconds: float = 60.0  # per-pipeline metrics refresh; 0 turns the metrics reads off
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -99,6 +100,7 @@ class Settings:
             hash_key=e.get("GOLDRUSH_HASH_KEY", ""),
             request_timeout=_float(e, "GOLDRUSH_REQUEST_TIMEOUT_SECONDS", 30.0) or 30.0,
             dry_run=_bool(e, "GOLDRUSH_DRY_RUN"),
+            pipeline_metrics_seconds=_float(e, "GOLDRUSH_PIPELINE_METRICS_SECONDS", 60.0),
         )
 
 

@@ -118,6 +118,7 @@ def on_pipeline(rt: Runtime, body: Any, event_type: str | None) -> None:
         rt.seen.pop(key, None)
         rt.store.forget(key)
         rt.scheduler.forget(key)
+        rt.controller.forget(key)
         return
     rt.seen[key] = str((body.get("metadata") or {}).get("resourceVersion"))
     record, wake = rt.store.observe(body)

@@ -1,7 +1,9 @@
 """`goldrush-operator logs` and `describe`: live views of one object's remote pipeline, for people.
 
 Called by `cli.main`. Reads the object and its Secrets through `kube.Kube`, then the API through
-`api.GoldRushClient` with the object's own service key (or the operator's).
+`api.GoldRushClient` with the object's own service key (or the operator's). `describe` reads the metrics
+twice, `trend_seconds` apart, and prints them as a table with the change of each (`metrics_table`);
+a countdown on stderr (terminals only, `progress.Progress`) shows what it is waiting for.
 """
 
 from __future__ import annotations
@@ -9,32 +11,69 @@ from __future__ import annotations
 import sys
 
 from goldrush_operator.config import ServiceKeySource, Settings
-from goldrush_operator.goldrush_api import GoldRushClient, GoldRushError
+from goldrush_operator.goldrush_api import GoldRushClient, GoldRushError, PipelineMetrics
 from goldrush_operator.kube import Kube, KubeError, NotFound, current_namespace
+from goldrush_operator.progress import ARROWS, Progress, arrows_for, trend
 from goldrush_operator.resource import ANNOTATION_PIPELINE_ID
 from goldrush_operator.secret_values import scrub
 
 
-async def inspect_command(command: str, name: str, namespace: str | None, settings: Settings) -> int:
+def _value(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:,.1f}" if isinstance(value, float) else f"{value:,}"
+
+
+def metrics_table(
+    after: PipelineMetrics, before: PipelineMetrics | None = None, arrows: dict[str, str] = ARROWS
+) -> list[str]:
+    """Rows `FIELD VALUE [TREND]` of a metrics answer; the trend compares with the earlier sample `before`."""
+    fields = [f for f in PipelineMetrics.model_fields if f != "uid"]
+    rows = [("FIELD", "VALUE", "TREND" if before is not None else "")]
+    for field in fields:
+        now = getattr(after, field)
+        change = trend(getattr(before, field), now, arrows) if before is not None else ""
+        rows.append((field, _value(now), change))
+    width = [max(len(r[i]) for r in rows) for i in range(2)]
+    return [f"  {f:<{width[0]}}  {v:>{width[1]}}  {t}".rstrip() for f, v, t in rows]
+
+
+async def inspect_command(
+    command: str, name: str, namespace: str | None, settings: Settings, trend_seconds: float = 0.0
+) -> int:
     """Print logs or a description; returns the exit status (1 with a clear message on any problem)."""
+    progress = Progress()
+    try:
+        return await _inspect(command, name, namespace, settings, trend_seconds, progress)
+    finally:
+        progress.done()
+
+
+def _error(progress: Progress, message: str) -> int:
+    progress.done()
+    print(f"error: {message}", file=sys.stderr)
+    return 1
+
+
+async def _inspect(
+    command: str, name: str, namespace: str | None, settings: Settings, trend_seconds: float, progress: Progress
+) -> int:
     ns = namespace or current_namespace()
     try:
         kube = Kube(workers=2)
     except Exception as exc:  # the kubernetes library's config errors (kube.py is its only importer)
-        print(f"error: cannot load the Kubernetes configuration (KUBECONFIG or in-cluster): {exc}", file=sys.stderr)
-        return 1
+        return _error(progress, f"cannot load the Kubernetes configuration (KUBECONFIG or in-cluster): {exc}")
     try:
+        progress.update(f"reading GoldRushPipeline {ns}/{name}")
         try:
             obj = await kube.get_pipeline_object(ns, name)
         except NotFound:
-            print(f"error: GoldRushPipeline {ns}/{name} not found", file=sys.stderr)
-            return 1
+            return _error(progress, f"GoldRushPipeline {ns}/{name} not found")
         pipeline_id = (obj.get("status") or {}).get("pipelineId") or (
             (obj.get("metadata") or {}).get("annotations") or {}
         ).get(ANNOTATION_PIPELINE_ID)
         if not pipeline_id:
-            print(f"error: GoldRushPipeline {ns}/{name} has no remote pipeline yet", file=sys.stderr)
-            return 1
+            return _error(progress, f"GoldRushPipeline {ns}/{name} has no remote pipeline yet")
         ref = (obj.get("spec") or {}).get("serviceKeySecretRef")
         if ref:
             try:
@@ -42,29 +81,32 @@ async def inspect_command(command: str, name: str, namespace: str | None, settin
             except NotFound:
                 key = None
             if not key:
-                print(f"error: service key Secret {ref['name']!r} key {ref['key']!r} not found in {ns}",
-                      file=sys.stderr)
-                return 1
+                return _error(progress, f"service key Secret {ref['name']!r} key {ref['key']!r} not found in {ns}")
         else:
             key = ServiceKeySource(settings).get()
             if not key:
-                print("error: no service key: set GOLDRUSH_SERVICE_KEY_FILE or GOLDRUSH_SERVICE_KEY",
-                      file=sys.stderr)
-                return 1
+                return _error(progress, "no service key: set GOLDRUSH_SERVICE_KEY_FILE or GOLDRUSH_SERVICE_KEY")
         async with GoldRushClient(settings.api_url, key, rate_limit=0) as client:
+            progress.update(f"reading pipeline {pipeline_id} from the GoldRush API")
             try:
                 if command == "logs":
                     logs = await client.get_logs(pipeline_id)
+                    progress.done()
                     for pod in logs.pods:
                         print(f"==> {pod.pod} <==")
                         print(scrub(pod.logs, [key]))
                     return 0
                 status = await client.get_status(pipeline_id)
-                metrics = await client.get_metrics(pipeline_id)
                 health = await client.get_destination_health(pipeline_id)
+                before: PipelineMetrics | None = None
+                metrics = await client.get_metrics(pipeline_id)
+                if trend_seconds > 0:
+                    before = metrics
+                    await progress.countdown(trend_seconds, "reading the metrics again for their trend")
+                    metrics = await client.get_metrics(pipeline_id)
             except GoldRushError as exc:
-                print(f"error: GoldRush API: {scrub(str(exc), [key])}", file=sys.stderr)
-                return 1
+                return _error(progress, f"GoldRush API: {scrub(str(exc), [key])}")
+        progress.done()
         print(f"Name:         {ns}/{name}")
         print(f"Pipeline:     {pipeline_id}")
         print(f"Phase:        {status.status}")
@@ -72,12 +114,11 @@ async def inspect_command(command: str, name: str, namespace: str | None, settin
         print(f"Started:      {status.start_time or '-'}")
         print(f"Destination:  {'healthy' if health.healthy else 'unhealthy'}"
               + (f" ({scrub(health.last_error, [key])})" if health.last_error else ""))
-        print("Metrics:")
-        for field, value in metrics.model_dump(exclude={"uid"}).items():
-            print(f"  {field + ':':22}{value}")
+        print("Metrics:" + (f"      trend over {trend_seconds:g}s" if before is not None else ""))
+        for line in metrics_table(metrics, before, arrows_for(sys.stdout)):
+            print(line)
         return 0
     except KubeError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return _error(progress, str(exc))
     finally:
         kube.close()

@@ -10,7 +10,9 @@ Polls of stable pipelines are paid from a read budget (`ReadBudget`, a share of 
 cadence (`Cadence`) spreads the status reads evenly over the objects, never faster than the fast poll and
 no slower than `GOLDRUSH_POLL_STATUS_MAX_SECONDS` while the budget can pay for it, and the full
 configuration check on `GOLDRUSH_POLL_SLOW_SECONDS`, stretched when it would take more than a third of the
-budget. Writes never wait for the budget.
+budget. The per-pipeline metrics read (`GOLDRUSH_PIPELINE_METRICS_SECONDS`) is paid only from what the
+status reads do not need to run every half `GOLDRUSH_POLL_STATUS_MAX_SECONDS`: stretched when that part is
+small, none at all when there is no such part. Writes never wait for the budget.
 
 `LoopLag` measures how late the event loop wakes up (the `goldrush_event_loop_lag_seconds` metric).
 """
@@ -33,25 +35,50 @@ log = logging.getLogger("goldrush_operator.scheduler")
 # Reads of one full configuration check beyond the status read it replaces: GET pipeline, destination health.
 FULL_CHECK_EXTRA_READS = 2
 FULL_CHECK_BUDGET_SHARE = 1 / 3
+# Metrics reads are paid only while the status reads could still run at half their slowest cadence.
+METRICS_STATUS_HEADROOM = 0.5
 
 
 @dataclass(frozen=True)
 class Cadence:
-    """Poll intervals for `objects` stable pipelines paid from `budget` reads per second."""
+    """Poll intervals for `objects` stable pipelines paid from `budget` reads per second.
+
+    `metrics` is the wanted refresh of the per-pipeline metrics in seconds (0: no metrics reads).
+    """
 
     fast: float
     status_max: float
     slow: float
     budget: float
+    metrics: float = 0.0
 
     def intervals(self, objects: int) -> tuple[float, float]:
         """(status read interval, full check interval) in seconds for that many objects."""
         n = max(objects, 1)
         if self.budget <= 0:
             return self.status_max, self.slow
-        full = max(self.slow, FULL_CHECK_EXTRA_READS * n / (self.budget * FULL_CHECK_BUDGET_SHARE))
-        status_budget = self.budget - FULL_CHECK_EXTRA_READS * n / full
+        full = self._full(n)
+        metrics = self.metrics_interval(n)
+        status_budget = self.budget - FULL_CHECK_EXTRA_READS * n / full - (n / metrics if metrics else 0.0)
         return max(self.fast, n / status_budget), full
+
+    def metrics_interval(self, objects: int) -> float | None:
+        """Seconds between two metrics reads of one pipeline (None: no metrics reads, off or not affordable).
+
+        The metrics reads get only the budget the status reads do not need at `status_max` x
+        `METRICS_STATUS_HEADROOM`: metrics never push the detection of a remote FAILED towards its limit.
+        """
+        if self.metrics <= 0:
+            return None
+        if self.budget <= 0:
+            return self.metrics
+        n = max(objects, 1)
+        status_reads = n / (self.status_max * METRICS_STATUS_HEADROOM)
+        spare = self.budget - FULL_CHECK_EXTRA_READS * n / self._full(n) - status_reads
+        return max(self.metrics, n / spare) if spare > 0 else None
+
+    def _full(self, n: int) -> float:
+        return max(self.slow, FULL_CHECK_EXTRA_READS * n / (self.budget * FULL_CHECK_BUDGET_SHARE))
 
 
 class ReadBudget:

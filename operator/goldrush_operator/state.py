@@ -99,6 +99,8 @@ class ObjectRecord:
     secret_names: frozenset[str] = frozenset()
     next_full_check: float = 0.0
     poll_reserved: int = 0  # reads booked from the read budget for the next poll
+    metrics_paid: bool = False  # a metrics read is booked from the read budget and not sent yet
+    next_metrics: float = 0.0
     backoff: float = 0.0
     last_event_reason: str | None = None
     delete_sent: bool = False

@@ -63,7 +63,8 @@ Behaviour chosen where the API documentation is silent (also in docs/simulator.m
 16. Metrics while RUNNING: 100 records/s (records_consumed, last_offset equal), block height =
     execution_start_from (or 30000000) + 0.5/s (0 before the first record), pending_records 25,
     processing_delay_ms 1500, records_per_second 100.0 (a float), normalization_errors 0. Other
-    phases freeze the counters (rates 0); every deploy resets them.
+    phases freeze the counters (rates 0); every deploy resets them. Fields set through the admin API
+    (`POST /_sim/pipelines/{id}/metrics`) are answered as set until the next deploy.
 17. destination-health: `{healthy, last_error}` only; unhealthy with "connection refused" once an
     unreachable destination has been probed (end of DEPLOYING), else healthy with last_error
     null. An admin override holds until the next deploy.

@@ -162,6 +162,19 @@ class HealthBody(BaseModel):
     last_error: str | None = None
 
 
+class MetricsBody(BaseModel):
+    """Fields of the `/metrics/` answer to hold (the rest keep following the phase machine)."""
+
+    model_config = ConfigDict(extra="forbid")
+    records_consumed: int | None = Field(default=None, ge=0)
+    last_offset: int | None = Field(default=None, ge=0)
+    last_block_height: int | None = Field(default=None, ge=0)
+    pending_records: int | None = Field(default=None, ge=0)
+    processing_delay_ms: float | None = Field(default=None, ge=0)
+    records_per_second: float | None = Field(default=None, ge=0)
+    normalization_errors: int | None = Field(default=None, ge=0)
+
+
 class KeyBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     key: str = Field(min_length=1)
@@ -242,6 +255,30 @@ async def pipeline_health(request: web.Request) -> web.Response:
     return _json(sim.store.health_view(p))
 
 
+async def pipeline_metrics_get(request: web.Request) -> web.Response:
+    """What `GET /{id}/metrics/` answers now, without a journal entry."""
+    sim = _sim(request)
+    return _json(sim.store.metrics_view(_pipeline(sim, request.match_info["pipeline_id"])))
+
+
+async def pipeline_metrics(request: web.Request) -> web.Response:
+    """Hold the given `/metrics/` fields (merged into earlier ones) until the next deploy."""
+    sim = _sim(request)
+    p = _pipeline(sim, request.match_info["pipeline_id"])
+    body = MetricsBody.model_validate(await _body(request))
+    p.runtime.metrics = {**(p.runtime.metrics or {}), **body.model_dump(exclude_unset=True, exclude_none=True)}
+    sim.store.on_change()
+    return _json(sim.store.metrics_view(p))
+
+
+async def pipeline_metrics_clear(request: web.Request) -> web.Response:
+    sim = _sim(request)
+    p = _pipeline(sim, request.match_info["pipeline_id"])
+    p.runtime.metrics = None
+    sim.store.on_change()
+    return _json(sim.store.metrics_view(p))
+
+
 # ---------------------------------------------------------------- keys
 
 
@@ -286,6 +323,9 @@ def add_routes(app: web.Application) -> None:
     r.add_delete("/pipelines/{pipeline_id}", pipeline_delete)
     r.add_post("/pipelines/{pipeline_id}/phase", pipeline_phase)
     r.add_post("/pipelines/{pipeline_id}/destination-health", pipeline_health)
+    r.add_get("/pipelines/{pipeline_id}/metrics", pipeline_metrics_get)
+    r.add_post("/pipelines/{pipeline_id}/metrics", pipeline_metrics)
+    r.add_delete("/pipelines/{pipeline_id}/metrics", pipeline_metrics_clear)
     r.add_get("/keys", keys_list)
     r.add_post("/keys", keys_add)
     r.add_delete("/keys/{key}", keys_delete)

@@ -87,6 +87,7 @@ class Runtime:
     pod_suffix: str = ""
     started_at: float | None = None
     health: tuple[bool, str | None] | None = None
+    metrics: dict[str, float] | None = None  # admin override of /metrics/ fields, until the next deploy
 
 
 @dataclass
@@ -189,7 +190,7 @@ class Store:
         return "".join(self._pod_rng.choices(_POD_CHARS, k=5))
 
     def deploy(self, p: Pipeline, now: float) -> None:
-        """(Re)start the worker: counters reset, forced phase and health override cleared."""
+        """(Re)start the worker: counters reset, forced phase, health and metrics overrides cleared."""
         fields = p.fields
         reason = model.transform_failure(fields.get("transforms") or {})
         host = model.unreachable_host(fields.get("destination_config"))
@@ -220,6 +221,7 @@ class Store:
             pod_suffix=rt.pod_suffix,
             started_at=rt.started_at,
             health=rt.health,
+            metrics=rt.metrics,
         )
 
     def force_phase(self, p: Pipeline, phase: str, log: str | None, now: float) -> None:
@@ -237,6 +239,7 @@ class Store:
             pod_suffix=rt.pod_suffix or self._suffix(),
             started_at=rt.started_at if rt.started_at is not None else now,
             health=rt.health,
+            metrics=rt.metrics,
         )
 
     def phase(self, p: Pipeline, now: float | None = None) -> tuple[str, float]:
@@ -295,7 +298,7 @@ class Store:
 
     def metrics_view(self, p: Pipeline) -> dict[str, Any]:
         phase, elapsed = self.phase(p)
-        return {"uid": p.uid, **self._counters(p, elapsed, phase == "RUNNING")}
+        return {"uid": p.uid, **self._counters(p, elapsed, phase == "RUNNING"), **(p.runtime.metrics or {})}
 
     def logs_view(self, p: Pipeline) -> dict[str, Any]:
         phase, elapsed = self.phase(p)

@@ -199,6 +199,14 @@ class SimProcess:
     def force_phase(self, pipeline_id: str, phase: str, log: str | None = None) -> dict[str, Any]:
         return dict(self.admin("POST", f"pipelines/{pipeline_id}/phase", {"phase": phase, "log": log}))
 
+    def set_metrics(self, pipeline_id: str, **values: float) -> dict[str, Any]:
+        """Hold `/metrics/` fields (`POST /_sim/pipelines/{id}/metrics`); answers the metrics as served."""
+        return dict(self.admin("POST", f"pipelines/{pipeline_id}/metrics", values))
+
+    def metrics(self, pipeline_id: str) -> dict[str, Any]:
+        """What `GET /{id}/metrics/` answers now (`GET /_sim/pipelines/{id}/metrics`: not journalled)."""
+        return dict(self.admin("GET", f"pipelines/{pipeline_id}/metrics"))
+
 
 def example_pipeline(**overrides: Any) -> dict[str, Any]:
     """A valid create body (Postgres, unbounded) with `overrides` applied on top."""

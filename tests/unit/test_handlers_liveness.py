@@ -36,7 +36,7 @@ async def _no_pass(key: tuple[str, str]) -> float | None:
 @pytest.fixture
 def rt() -> Any:
     kube = FakeKube()
-    runtime = handlers.Runtime(controller=SimpleNamespace(), store=Store(),  # type: ignore[arg-type]
+    runtime = handlers.Runtime(controller=SimpleNamespace(forget=lambda key: None), store=Store(),  # type: ignore[arg-type]
                                scheduler=Scheduler(_no_pass), list_versions=kube.list_pipeline_versions)
     runtime.kube = kube  # type: ignore[attr-defined]
     return runtime

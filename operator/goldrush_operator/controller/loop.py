@@ -3,6 +3,10 @@
 `Controller.run_pass(key)` is what the scheduler's workers run (it returns the delay until the object is
 due again); `Controller.delete(body)`, what the kopf deletion handler runs, is `finalize.Finalizer.delete`.
 Every failure of either goes through `outcome.classify`, and only `status.StatusWriter` writes status.
+
+Per-pipeline metrics: after every pass the phase and destination health it saw go to `Metrics`
+(no extra read); a budget-paid poll of a stable pipeline also reads `GET /{id}/metrics/` when the
+pipeline's metrics refresh is due (`Cadence.metrics_interval`). None of it writes to Kubernetes.
 """
 
 from __future__ import annotations
@@ -35,7 +39,13 @@ from goldrush_operator.controller.outcome import KUBERNETES_ERROR, InputProblem,
 from goldrush_operator.controller.ports import ClientFactory, KubePort, Metrics, NoMetrics
 from goldrush_operator.controller.status import Pass, StatusWriter
 from goldrush_operator.credentials import applied_hashes_from_status
-from goldrush_operator.goldrush_api import GoldRushClient, GoldRushError, NotFoundError, RuntimeStatus
+from goldrush_operator.goldrush_api import (
+    GoldRushClient,
+    GoldRushError,
+    NotFoundError,
+    PipelineMetrics,
+    RuntimeStatus,
+)
 from goldrush_operator.logcontext import about
 from goldrush_operator.payload import compute_diff
 from goldrush_operator.phases import judge
@@ -75,8 +85,10 @@ class Controller:
         self.external = External(kube, self.status, request_timeout=settings.request_timeout,
                                  fast=settings.poll_fast_seconds, clock=clock)
         budget = settings.rate_limit * settings.poll_budget_share
+        # Metrics reads only when something exports them: a metrics sink and its endpoint.
+        metrics_every = settings.pipeline_metrics_seconds if metrics is not None and settings.metrics_port else 0.0
         self.cadence = Cadence(settings.poll_fast_seconds, settings.poll_status_max_seconds,
-                               settings.poll_slow_seconds, budget)
+                               settings.poll_slow_seconds, budget, metrics_every)
         self.budget = ReadBudget(budget, clock=clock)
         self.finalizer = Finalizer(settings, store, self.inputs, self.external, client_for, key_source,
                                    self.metrics, self._backoff)
@@ -85,6 +97,9 @@ class Controller:
 
     def intervals(self) -> tuple[float, float]:
         return self.cadence.intervals(len(self.store))
+
+    def metrics_interval(self) -> float | None:
+        return self.cadence.metrics_interval(len(self.store))
 
     def _backoff(self, record: ObjectRecord, floor: float | None = None, cap: float | None = None) -> float:
         """Exponential backoff with full jitter between the fast poll and the cap; at least `floor`."""
@@ -109,7 +124,26 @@ class Controller:
                 delay, result = await self._failed(p, exc)
             finally:
                 self.metrics.reconcile_done(result, self.clock() - started)
+            self._report(p, result)
         return delay
+
+    def _report(self, p: Pass, result: str) -> None:
+        """The per-pipeline phase and destination health gauges from what the pass saw (no extra read)."""
+        key = p.record.key
+        if result == "paused" or self.store.get(key) is not p.record:
+            # Not managed while reconciliation is paused; or the object left the watch during the pass.
+            self.metrics.forget(key)
+            return
+        seen = {**p.current, **p.out}
+        health = seen.get("destinationHealth")
+        healthy = health.get("healthy") if isinstance(health, dict) else None
+        self.metrics.pipeline_observed(key, seen.get("pipelineId") or p.record.pipeline_id, seen.get("phase"),
+                                       healthy if isinstance(healthy, bool) else None)
+        self.metrics.metrics_refresh(self.metrics_interval())
+
+    def forget(self, key: ObjectKey) -> None:
+        """The object is no longer managed here (gone from the watch): drop its per-pipeline series."""
+        self.metrics.forget(key)
 
     async def _failed(self, p: Pass, exc: Exception) -> tuple[float, str]:
         outcome = classify(exc, p.scrub)
@@ -204,6 +238,10 @@ class Controller:
             return full_check, wait
         return full_check, 0.0
 
+    def _metrics_due(self, record: ObjectRecord, now: float) -> bool:
+        """Whether the pipeline's metrics refresh is due (never when the budget cannot pay for one)."""
+        return self.metrics_interval() is not None and now >= record.next_metrics
+
     def _pipeline_id(self, p: Pass) -> str | None:
         record = p.record
         known = record.pipeline_id or p.current.get("pipelineId") or p.annotations.get(ANNOTATION_PIPELINE_ID)
@@ -275,10 +313,17 @@ class Controller:
         # Only polls of stable pipelines are paid from the read budget; a phase on its way somewhere
         # (DEPLOYING, STOPPING) is polled fast.
         stable = p.current.get("phase") in STABLE_PHASES
+        metrics_due = False
         if not work and stable:
+            planning = not record.poll_reserved
             full_check, wait = self._paid(record, full_check, FULL_CHECK_READS)
+            metrics_wait = 0.0
+            if planning and not record.metrics_paid and self._metrics_due(record, now):
+                record.metrics_paid = True  # booked: it goes out with this poll, or with the next one
+                metrics_wait = self.budget.reserve(1)
             if wait:
                 return wait, "budget"
+            metrics_due = record.metrics_paid and metrics_wait <= 0.05
         record.poll_reserved = 0
         adopting = (not created and p.annotations.get(ANNOTATION_ADOPT) == "true"
                     and pipeline_id != (record.pipeline_id or p.current.get("pipelineId")))
@@ -297,7 +342,24 @@ class Controller:
             await self.status.write(p)
             record.next_full_check = self.clock() + full_every * random.uniform(1, 1.15)
             return self.settings.poll_fast_seconds, "created"
-        return await self._observe(p, d, client, pipeline_id, full_check, created)
+        delay, result = await self._observe(p, d, client, pipeline_id, full_check, created)
+        if metrics_due and result == "ok":
+            await self._read_metrics(p, client, pipeline_id)
+        return delay, result
+
+    async def _read_metrics(self, p: Pass, client: GoldRushClient, pipeline_id: str) -> None:
+        """`GET /{id}/metrics/` into the per-pipeline gauges; a failure only waits for the next refresh."""
+        record = p.record
+        record.metrics_paid = False
+        record.next_metrics = self.clock() + (self.metrics_interval() or 0.0)
+        try:
+            metrics: PipelineMetrics | None = await client.get_metrics(pipeline_id)
+        except NotFoundError:
+            metrics = None
+        except GoldRushError as exc:
+            log.info("metrics of pipeline %s not read: %s", pipeline_id, p.scrub(str(exc)))
+            return
+        self.metrics.pipeline_metrics(record.key, pipeline_id, metrics)
 
     async def _apply_config(
         self, p: Pass, d: Desired, client: GoldRushClient, pipeline_id: str, remote: Any,
