@@ -39,6 +39,11 @@ class PrometheusMetrics:
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0), registry=r,
         )
         self._phase_of: dict[tuple[str, str], str] = {}
+        # High availability (`election.Election` reports through `leadership`).
+        self.leader = Gauge("goldrush_leader", "1 while this replica holds the Lease (or at least one shard's "
+                            "Lease) and may write; 0 on a standby or after it stopped writing.", registry=r)
+        self.shards_owned = Gauge("goldrush_shards_owned", "Shard Leases this replica holds and reconciles.",
+                                  registry=r)
 
     def serve(self, port: int) -> None:
         """Start the HTTP endpoint (a daemon thread)."""
@@ -70,6 +75,10 @@ class PrometheusMetrics:
 
     def secret_rotated(self) -> None:
         self.rotations.inc()
+
+    def leadership(self, leader: bool, shards_owned: int) -> None:
+        self.leader.set(1 if leader else 0)
+        self.shards_owned.set(shards_owned)
 
     def became_ready(self, seconds: float) -> None:
         self.time_to_ready.observe(max(0.0, seconds))

@@ -33,6 +33,7 @@ from goldrush_operator.controller.ports import ClientFactory, KubePort, Metrics,
 from goldrush_operator.controller.status import Pass, StatusWriter
 from goldrush_operator.credentials import applied_hashes_from_status
 from goldrush_operator.goldrush_api import GoldRushClient, GoldRushError, NotFoundError, RuntimeStatus
+from goldrush_operator.lease import Fenced
 from goldrush_operator.logcontext import about
 from goldrush_operator.payload import compute_diff
 from goldrush_operator.phases import judge
@@ -101,6 +102,9 @@ class Controller:
             p = Pass.of(record)
             try:
                 delay, result = await self._pass(p)
+            except Fenced as fenced:  # the Lease was lost mid-pass: nothing more is written; the scheduler parks it
+                log.info("%s", fenced)
+                delay, result = self.settings.poll_fast_seconds, "fenced"
             except Exception as exc:
                 delay, result = await self._failed(p, exc)
             finally:
