@@ -228,7 +228,8 @@ def run(
                           admit=election.admits if election is not None else None)
     runtime = handlers.Runtime(controller=controller, store=store, scheduler=scheduler,
                                list_versions=kube.list_pipeline_versions, on_loop_lag=metrics.loop_lag,
-                               secret_watch=SecretWatch(kube, store, scheduler.wake), election=election)
+                               secret_watch=SecretWatch(kube, store, scheduler.wake), election=election,
+                               get_object=kube.get_pipeline_object)
     if election is not None:
         timing = election.timing
         kube.lease_timeout = min(5.0, timing.renew_deadline / 2)

@@ -129,14 +129,6 @@ class Election:
         now = self._clock()
         return [i for i, st in enumerate(self.shard_states) if st.holds(now)]
 
-    async def wait_admitted(self, key: ObjectKey, gone: Callable[[], bool]) -> bool:
-        """Wait until `key` may be written (True) or `gone()` (False); polls every tenth of the retry period."""
-        while not self.admits(key):
-            if gone():
-                return False
-            await asyncio.sleep(self.timing.retry_period / 10)
-        return True
-
     # ------------------------------------------------------------------------------------------ the loop
 
     async def run(self) -> None:

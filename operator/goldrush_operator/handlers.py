@@ -25,7 +25,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,7 +33,7 @@ import kopf
 
 from goldrush_operator.controller.loop import Controller, DeleteLater
 from goldrush_operator.election import Election
-from goldrush_operator.kube import KubeError
+from goldrush_operator.kube import KubeError, NotFound
 from goldrush_operator.lease import Fenced
 from goldrush_operator.resource import FINALIZER, GROUP, PLURAL, VERSION
 from goldrush_operator.scheduler import LoopLag, Scheduler
@@ -68,6 +68,7 @@ class Runtime:
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     election: Election | None = None
     election_task: asyncio.Task[None] | None = None
+    get_object: Callable[[str, str], Awaitable[dict[str, Any]]] | None = None
 
 
 class _NoDiffBaseStorage(kopf.DiffBaseStorage):
@@ -188,9 +189,10 @@ async def pipeline_event(body: kopf.Body, type: str | None, memo: kopf.Memo, **_
 async def pipeline_delete(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     rt: Runtime = memo.runtime
     key = object_key(body)
+    uid = str((body.get("metadata") or {}).get("uid") or "")
     while True:
-        if rt.election is not None and not await rt.election.wait_admitted(key, lambda: rt.store.get(key) is None):
-            return  # gone while this replica waited: its holder finished the deletion
+        if rt.election is not None and not await _wait_admitted(rt, rt.election, key, uid):
+            return  # gone while this replica waited: the holder finished the deletion
         async with rt.scheduler.exclusive(key):
             try:
                 await rt.controller.delete(body)
@@ -200,6 +202,30 @@ async def pipeline_delete(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
             except DeleteLater as later:
                 raise kopf.TemporaryError(later.message, delay=later.delay) from None
     rt.scheduler.forget(key)
+
+
+async def _wait_admitted(rt: Runtime, election: Election, key: ObjectKey, uid: str) -> bool:
+    """Wait until this replica may write `key` (True), or the object is gone (False).
+
+    The watch events of this object queue behind its running deletion handler in kopf, so whether it is
+    gone is asked from the apiserver (one GET every few retry periods), not from the store.
+    """
+    step = election.timing.retry_period / 10
+    waited = 0.0
+    while not election.admits(key):
+        await asyncio.sleep(step)
+        waited += step
+        if waited >= 3 * election.timing.retry_period and rt.get_object is not None:
+            waited = 0.0
+            try:
+                current = await rt.get_object(*key)
+            except NotFound:
+                return False
+            except KubeError:
+                continue
+            if str((current.get("metadata") or {}).get("uid") or "") != uid:
+                return False
+    return True
 
 
 async def probe(rt: Runtime) -> str:
