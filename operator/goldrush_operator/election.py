@@ -292,16 +292,24 @@ class Election:
         self._publish()
 
     async def release(self) -> None:
-        """Graceful stop: stop writing, then give up every Lease held (a standby takes over at once)."""
+        """Graceful stop: stop writing, then give up every Lease held (a standby takes over at once).
+
+        A renewal still in flight when the loop was cancelled may land first and make the release a 409:
+        then the Lease is read again and released at its new version.
+        """
         self.stopping = True
         self.active.clear()
         self._publish()
         for st in [*self.shard_states, *self.member_states]:
-            if not st.holds(self._clock()):
-                continue
-            record = st.release_record()
-            if record is not None and await self._write(st, record):
-                log.info("released Lease %s/%s", self.namespace, st.name)
+            for _attempt in range(2):
+                record = st.release_record() if st.record is not None else None
+                if record is None:
+                    break
+                if await self._write(st, record):
+                    log.info("released Lease %s/%s", self.namespace, st.name)
+                    break
+                if not await self._read(st):
+                    break
 
     def _publish(self) -> None:
         state = (self.leader, len([i for i in self.owned() if i in self.active]))

@@ -372,3 +372,19 @@ async def test_never_two_holders_of_a_shard_at_any_step() -> None:
             assert len(held) == len(set(held)), held
         clock.now += TIMING.retry_period
     assert sorted(len(r.owned()) for r in replicas) == [1, 1, 1]
+
+
+async def test_release_after_a_renewal_that_landed_late_still_releases() -> None:
+    leases, clock = FakeLeases(), Clock()
+    a = election(leases, clock, "a")
+    await a.step()
+    # A renewal the cancelled loop had in flight lands after a's last view: a's resourceVersion is stale.
+    current = leases.leases["goldrush-operator"]
+    leases.leases["goldrush-operator"] = replace(current, resource_version="50")
+    await a.release()
+    assert leases.leases["goldrush-operator"].holder == ""
+    # A replica that holds nothing releases nothing.
+    b = election(leases, clock, "b")
+    writes = len(leases.writes)
+    await b.release()
+    assert len(leases.writes) == writes
