@@ -100,15 +100,17 @@ def test_sigkill_of_the_leader_mid_burst_no_duplicate_and_all_ready(
 ) -> None:
     inv = Invariants(kubectl, sim)
     kubectl.apply(secret_manifest())
-    a = start_replica(start_operator, inv, namespace, "replica-a")
+    env = {"GOLDRUSH_REQUEST_TIMEOUT_SECONDS": "60"}  # the leader never gives up on a create by itself
+    a = start_replica(start_operator, inv, namespace, "replica-a", env)
     wait_for(lambda: holder(kubectl) == "replica-a", 60, message="replica-a holding the Lease")
-    b = start_replica(start_operator, inv, namespace, "replica-b")
+    b = start_replica(start_operator, inv, namespace, "replica-b", env)
     wait_for(lambda: standby(b), 60, message="replica-b up as a standby")
-    # Slow answers: the kill lands while POSTs are in flight (sent, maybe committed, answer not yet read).
-    sim.faults(latency_ms=300)
+    # Slow answers, and two creates that commit but whose answers never reach the leader: the kill lands
+    # while those are interrupted (committed remotely, id not recorded yet).
+    sim.faults(latency_ms=200, delay_after_commit={"route": "create", "method": "POST", "count": 2, "seconds": 120})
     names = [f"p{i:02d}" for i in range(30)]
     apply_many(kubectl, names)
-    wait_for(lambda: committed_writes(sim)["create"] >= 6, 90, message="the first creates")
+    wait_for(lambda: committed_writes(sim)["create"] >= 6, 90, interval=0.1, message="the first creates")
     assert api_writes(b) == 0, "the standby wrote to the API"
     a.kill()
     assert committed_writes(sim)["create"] < len(names), "the kill came too late to prove anything"
@@ -116,6 +118,8 @@ def test_sigkill_of_the_leader_mid_burst_no_duplicate_and_all_ready(
     wait_for(lambda: holder(kubectl) == "replica-b", 60, message="replica-b taking the Lease over")
     inv.check(writes={"create": len(names)}, timeout=180, quiet=3)
     assert "acquired Lease" in b.log
+    # The interrupted creates were resolved by the new leader from the create journal, not created again.
+    assert b.log.count("created by an interrupted attempt") >= 2, b.log[-3000:]
     assert leader_metric(b) == 1.0
     assert lease(kubectl)["leaseTransitions"] >= 1
 
@@ -154,7 +158,7 @@ def test_rolling_update_new_replica_first_then_graceful_stop_zero_double_writes(
         old_replica.stop()  # SIGTERM
         if was_holder:
             assert "released Lease" in old_replica.log
-            wait_for(lambda: holder(kubectl) not in ("", "old-a", "old-b"), 30,
+            wait_for(lambda r=old_replica: holder(kubectl) not in ("", name_of(r)), 30,  # type: ignore[misc]
                      message="a standby taking the released Lease (long before it could expire)")
     sim.clear_faults()
     assert holder(kubectl) in ("new-0", "new-1")
