@@ -251,7 +251,7 @@ class Election:
         st.observe(record, self._clock())
         return True
 
-    async def _write(self, st: LeaseState, record: LeaseRecord | None = None) -> bool:
+    async def _write(self, st: LeaseState, record: LeaseRecord | None = None, *, again: bool = True) -> bool:
         """Acquire or renew (or, with `record`, write that record); True when the write succeeded."""
         record = record or st.next_write(self._clock())
         if record is None:
@@ -266,7 +266,9 @@ class Election:
             st.observe(None, self._clock())
             return False
         except KubeError as exc:
-            if exc.status == 409:  # changed under us (or created by another): re-read next round
+            if exc.status == 409:  # changed under us (or created by another)
+                if again and st.holds(self._clock()) and record.holder == self.identity and await self._ours_still(st):
+                    return await self._write(st, again=False)  # our own write landed after its timeout: go on
                 was = st.holds(self._clock())
                 st.lost()
                 if was:
@@ -275,6 +277,19 @@ class Election:
                 log.warning("cannot write Lease %s/%s: %s", self.namespace, st.name, exc)
             return False
         st.written(written, sent_at)
+        return True
+
+    async def _ours_still(self, st: LeaseState) -> bool:
+        """After a conflict on a Lease we hold: whether it still names us (a renewal of ours that timed out
+        on our side landed). Then we adopt its version; the hold keeps the send time of the last renewal we
+        saw succeed, so this never extends it."""
+        try:
+            current = await self.leases.get_lease(self.namespace, st.name)
+        except KubeError:
+            return False
+        if current is None or current.holder != self.identity:
+            return False
+        st.record = current
         return True
 
     def _lost(self, st: LeaseState, why: str) -> None:

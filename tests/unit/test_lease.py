@@ -388,3 +388,16 @@ async def test_release_after_a_renewal_that_landed_late_still_releases() -> None
     writes = len(leases.writes)
     await b.release()
     assert len(leases.writes) == writes
+
+
+async def test_a_renewal_that_timed_out_but_landed_does_not_end_the_hold() -> None:
+    leases, clock = FakeLeases(), Clock()
+    a = election(leases, clock, "a")
+    await a.step()
+    # Our renewal was applied but its answer never came: the Lease moved on, still naming us.
+    current = leases.leases["goldrush-operator"]
+    leases.leases["goldrush-operator"] = replace(current, resource_version="77")
+    clock.now += 2
+    await a.step()
+    assert a.leader and leases.leases["goldrush-operator"].holder == "a"
+    assert leases.leases["goldrush-operator"].resource_version != "77"  # renewed at the new version
