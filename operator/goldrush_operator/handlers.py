@@ -262,7 +262,8 @@ async def watch_probe(memo: kopf.Memo, **_: Any) -> str:
 
 
 def start(runtime: Runtime, namespaces: tuple[str, ...], liveness_endpoint: str | None) -> None:
-    """Run kopf (standalone: one active replica, no peering) until it is stopped by a signal."""
+    """Run kopf until it is stopped by a signal: standalone (no kopf peering); replicas coordinate through
+    Leases when `runtime.election` is set, else this process is the one writer."""
     runtime.namespaces = tuple(namespaces)
     kopf.run(
         standalone=True,
