@@ -11,7 +11,7 @@ writes per route exactly as intended, from the simulator's journal) is what prov
   standby takes over long before the lease could expire); creates and spec changes run meanwhile;
 - apiserver outage longer than the renew deadline: the holder stops writing (fencing: an out-of-band drift
   is NOT corrected while the apiserver is down, although the GoldRush API is reachable), and after recovery
-  exactly one replica writes;
+  exactly one replica writes; deleting the objects then leaves no orphan and no double DELETE;
 - sharding: three replicas split three shards; losing one moves its shards, adding one takes some back.
 """
 
@@ -208,6 +208,16 @@ def test_apiserver_outage_longer_than_the_renew_deadline_fences_the_holder(
     for _ in range(5):
         assert [leader_metric(a), leader_metric(b)].count(1.0) == 1
         time.sleep(0.5)
+
+    # Deletion with both replicas up: the holder deletes each remote once; the standby's deletion handler
+    # waits, sends nothing, and lets go once the object is gone.
+    kubectl("delete", "goldrushpipelines", "--all", "--timeout=60s")
+    inv.mark_deleted(*names)
+    inv.check(writes={"create": len(names), "patch": 2 * len(ids), "delete": len(ids)}, timeout=60, quiet=3)
+    a.stop()
+    b.stop()
+    for op in (a, b):
+        assert "Traceback" not in op.log, op.log[-3000:]
 
 
 # ------------------------------------------------------------------------------------------ sharding
