@@ -86,6 +86,7 @@ class Election:
         self.active: set[int] = set()  # shards held and taken over: their objects may be written
         self.stopping = False
         self._reported: tuple[bool, int] | None = None
+        self._failing: set[str] = set()  # Leases whose last call failed (their warnings go to debug)
 
     def configure_takeover(
         self, on_acquired: Callable[[Callable[[ObjectKey], bool]], Awaitable[None]], on_admitted: Callable[[], None]
@@ -246,10 +247,18 @@ class Election:
         try:
             record = await self.leases.get_lease(self.namespace, st.name)
         except KubeError as exc:
-            log.warning("cannot read Lease %s/%s: %s", self.namespace, st.name, exc)
+            self._failed(st, "read", exc)
             return False
+        self._failing.discard(st.name)
         st.observe(record, self._clock())
         return True
+
+    def _failed(self, st: LeaseState, what: str, exc: KubeError) -> None:
+        """Warn on the first failure of a Lease's calls in a row, then only at debug level."""
+        level = logging.DEBUG if st.name in self._failing else logging.WARNING
+        self._failing.add(st.name)
+        log.log(level, "cannot %s Lease %s/%s: %s (retrying every %gs)", what, self.namespace, st.name, exc,
+                self.timing.retry_period)
 
     async def _write(self, st: LeaseState, record: LeaseRecord | None = None, *, again: bool = True) -> bool:
         """Acquire or renew (or, with `record`, write that record); True when the write succeeded."""
@@ -274,8 +283,9 @@ class Election:
                 if was:
                     self._lost(st, "another replica changed it")
             else:
-                log.warning("cannot write Lease %s/%s: %s", self.namespace, st.name, exc)
+                self._failed(st, "write", exc)
             return False
+        self._failing.discard(st.name)
         st.written(written, sent_at)
         return True
 
