@@ -23,11 +23,17 @@ import os
 import sys
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from goldrush_operator import __version__, import_command
-from goldrush_operator.config import ServiceKeySource, Settings
+from goldrush_operator.config import LeaseSettings, ServiceKeySource, Settings
 from goldrush_operator.logcontext import current_object
+
+if TYPE_CHECKING:
+    from goldrush_operator.election import Election
+    from goldrush_operator.kube import Kube
+    from goldrush_operator.metrics import PrometheusMetrics
+    from goldrush_operator.state import Store
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -44,7 +50,8 @@ def _build_parser() -> argparse.ArgumentParser:
     scope.add_argument("--all-namespaces", "-A", action="store_true", help="watch all namespaces")
     run.add_argument("--verbose", action="store_true", help="debug logging")
     run.add_argument("--standalone", action="store_true",
-                     help="accepted for clarity: the operator always runs standalone (one active replica)")
+                     help="accepted for clarity: kopf always runs standalone (no kopf peering); replicas "
+                          "coordinate through Leases (GOLDRUSH_LEADER_ELECTION)")
     run.add_argument("--liveness", metavar="URL", default=None,
                      help="liveness endpoint, e.g. http://0.0.0.0:8080/healthz (default: GOLDRUSH_HEALTH_PORT)")
     sub.add_parser("crd", help="print the generated CustomResourceDefinition (YAML)")
@@ -86,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "run":
         try:
             settings = Settings.from_env()
+            LeaseSettings.from_env()
         except ValueError as exc:
             print(f"goldrush-operator: {exc}", file=sys.stderr)
             return 2
@@ -231,6 +239,9 @@ def run(
     metrics = PrometheusMetrics()
     if settings.metrics_port:
         metrics.serve(settings.metrics_port)
+    kube = Kube()
+    election = _election(kube, store, metrics)
+    write_guard = election.check_write if election is not None else None
     clients: dict[str, GoldRushClient] = {}
 
     def client_for(key: str) -> GoldRushClient:
@@ -239,17 +250,28 @@ def run(
             client = GoldRushClient(
                 settings.api_url, key, rate_limit=settings.rate_limit,
                 max_concurrency=settings.max_concurrency, timeout=settings.request_timeout,
-                on_request=metrics.on_request, dry_run=settings.dry_run,
+                on_request=metrics.on_request, dry_run=settings.dry_run, write_guard=write_guard,
             )
             clients[key] = client
         return client
 
-    kube = Kube()
+    kube.write_guard = write_guard
+    if election is None:
+        metrics.leadership(True, 1)  # one replica, no Lease: it is the writer
+    else:
+        metrics.pipelines.visible = election.admits  # per-pipeline series only of the objects it reconciles
     controller = Controller(settings, kube, store, client_for, ServiceKeySource(settings), metrics)
-    scheduler = Scheduler(controller.run_pass, workers=settings.workers)
+    scheduler = Scheduler(controller.run_pass, workers=settings.workers,
+                          admit=election.admits if election is not None else None)
     runtime = handlers.Runtime(controller=controller, store=store, scheduler=scheduler,
                                list_versions=kube.list_pipeline_versions, on_loop_lag=metrics.loop_lag,
-                               secret_watch=SecretWatch(kube, store, scheduler.wake))
+                               secret_watch=SecretWatch(kube, store, scheduler.wake), election=election,
+                               get_object=kube.get_pipeline_object)
+    if election is not None:
+        timing = election.timing
+        kube.lease_timeout = min(5.0, timing.renew_deadline / 2)
+        election.configure_takeover(
+            lambda admitted: handlers.take_over(runtime, admitted, timing.renew_deadline / 3), scheduler.readmit)
     if liveness is None and settings.health_port:
         liveness = f"http://0.0.0.0:{settings.health_port}/healthz"
     logging.getLogger("goldrush_operator").info(
@@ -264,6 +286,23 @@ def run(
     finally:
         kube.close()
     return 0
+
+
+def _election(kube: Kube, store: Store, metrics: PrometheusMetrics) -> Election | None:
+    """The `election.Election` of this replica, or None when leader election is off (GOLDRUSH_LEADER_ELECTION)."""
+    from goldrush_operator.election import Election, holder_identity
+    from goldrush_operator.kube import current_namespace
+
+    lease = LeaseSettings.from_env()
+    if not lease.enabled:
+        return None
+
+    def uid_of(key: tuple[str, str]) -> str | None:
+        record = store.get(key)
+        return record.uid if record is not None else None
+
+    return Election(kube, lease.namespace or current_namespace(), holder_identity(), lease.timing, uid_of,
+                    shards=lease.shards, report=metrics.leadership)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from goldrush_operator.lease import LeaseTiming
+
 DEFAULT_API_URL = "https://api.covalenthq.com/platform/pipeline-api/"
 
 
@@ -102,6 +104,40 @@ class Settings:
             dry_run=_bool(e, "GOLDRUSH_DRY_RUN"),
             pipeline_metrics_seconds=_float(e, "GOLDRUSH_PIPELINE_METRICS_SECONDS", 60.0),
         )
+
+
+@dataclass(frozen=True)
+class LeaseSettings:
+    """High availability: leader election and sharding on Leases (README "High availability").
+
+    `GOLDRUSH_LEADER_ELECTION`: `true`, `false` or `auto` (default): on when the operator runs in a pod
+    (`KUBERNETES_SERVICE_HOST` set), off for a process started outside the cluster (development, tests). More
+    than one shard (`GOLDRUSH_SHARDS`) needs it on. The Leases live in `GOLDRUSH_LEASE_NAMESPACE`, else
+    `POD_NAMESPACE`, else the namespace of the service account or kubeconfig context (`namespace` None here).
+    """
+
+    enabled: bool = False
+    timing: LeaseTiming = field(default_factory=LeaseTiming)
+    shards: int = 1
+    namespace: str | None = None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> LeaseSettings:
+        e = os.environ if env is None else env
+        mode = e.get("GOLDRUSH_LEADER_ELECTION", "auto").strip().lower() or "auto"
+        if mode not in ("true", "false", "auto"):
+            raise ValueError(f"GOLDRUSH_LEADER_ELECTION must be 'true', 'false' or 'auto', got {mode!r}")
+        shards = max(1, _int(e, "GOLDRUSH_SHARDS", 1))
+        if shards > 1 and mode == "false":
+            raise ValueError("GOLDRUSH_SHARDS above 1 needs GOLDRUSH_LEADER_ELECTION on")
+        enabled = mode == "true" or shards > 1 or (mode == "auto" and bool(e.get("KUBERNETES_SERVICE_HOST")))
+        timing = LeaseTiming(
+            duration=_float(e, "GOLDRUSH_LEASE_DURATION_SECONDS", 15.0),
+            renew_deadline=_float(e, "GOLDRUSH_LEASE_RENEW_DEADLINE_SECONDS", 10.0),
+            retry_period=_float(e, "GOLDRUSH_LEASE_RETRY_PERIOD_SECONDS", 2.0),
+        )
+        namespace = (e.get("GOLDRUSH_LEASE_NAMESPACE", "").strip() or e.get("POD_NAMESPACE", "").strip()) or None
+        return cls(enabled=enabled, timing=timing, shards=shards, namespace=namespace)
 
 
 class ServiceKeySource:

@@ -9,6 +9,10 @@
   scheduler's workers and runs `Controller.delete`;
 - start-up configures kopf and starts the scheduler, the key watcher and the loop-lag monitor; the liveness
   probe compares a quiet watch with a fresh LIST.
+- with leader election (`Runtime.election`), the election task runs too; the deletion handler waits until
+  this replica holds the object's Lease; `take_over` prepares the objects of a newly acquired Lease; the
+  cleanup handler stops writing and releases the Leases (graceful stop: a standby takes over at once).
+  A standby keeps watching (its records stay warm) and its liveness probe is the same watch check.
 
 `cli.run` builds the `Runtime` and passes it to `start` (kopf's `memo`). kopf's own Event posting is off
 (every Event the operator emits is scrubbed and sent by the controller); kopf keeps its progress in
@@ -21,18 +25,20 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import kopf
 
 from goldrush_operator.controller.loop import Controller, DeleteLater
-from goldrush_operator.kube import KubeError
+from goldrush_operator.election import Election
+from goldrush_operator.kube import KubeError, NotFound
+from goldrush_operator.lease import Fenced
 from goldrush_operator.resource import FINALIZER, GROUP, PLURAL, VERSION
 from goldrush_operator.scheduler import LoopLag, Scheduler
 from goldrush_operator.secretwatch import SecretWatch
-from goldrush_operator.state import Store, object_key
+from goldrush_operator.state import ObjectKey, ObjectRecord, Store, object_key
 
 log = logging.getLogger("goldrush_operator.handlers")
 
@@ -60,6 +66,9 @@ class Runtime:
     seen: dict[tuple[str, str], str] = field(default_factory=dict)
     stale_since: float | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    election: Election | None = None
+    election_task: asyncio.Task[None] | None = None
+    get_object: Callable[[str, str], Awaitable[dict[str, Any]]] | None = None
 
 
 class _NoDiffBaseStorage(kopf.DiffBaseStorage):
@@ -97,16 +106,62 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     ]
     if rt.secret_watch is not None:
         rt.tasks.append(asyncio.create_task(rt.secret_watch.run(rt.namespaces), name="goldrush-secret-watch"))
+    if rt.election is not None:
+        rt.election_task = asyncio.create_task(rt.election.run(), name="goldrush-election")
 
 
 @kopf.on.cleanup()
 async def stop_tasks(memo: kopf.Memo, **_: Any) -> None:
     rt: Runtime = memo.runtime
-    for task in rt.tasks:
+    if rt.election is not None:
+        rt.election.stopping = True  # no write leaves this process from now on
+    for task in [*rt.tasks, *([rt.election_task] if rt.election_task else [])]:
         task.cancel()
-    for task in rt.tasks:
+    for task in [*rt.tasks, *([rt.election_task] if rt.election_task else [])]:
         with contextlib.suppress(asyncio.CancelledError):
             await task
+    if rt.election is not None:
+        await rt.election.release()
+
+
+def _memory_reset(record: ObjectRecord) -> ObjectRecord:
+    """A record that keeps what the watch delivered and forgets what an earlier term remembered."""
+    fresh = ObjectRecord(key=record.key, uid=record.uid)
+    fresh._snapshot, fresh.wake_key, fresh.deleting = record._snapshot, record.wake_key, record.deleting
+    fresh.secret_names = record.secret_names
+    return fresh
+
+
+def _caught_up(seen: str | None, listed: str) -> bool:
+    if seen is None:
+        return False
+    if seen.isdigit() and listed.isdigit():
+        return int(seen) >= int(listed)  # etcd revisions; newer events may already have arrived
+    return seen == listed
+
+
+async def take_over(rt: Runtime, admitted: Callable[[ObjectKey], bool], within: float) -> None:
+    """Prepare the objects of a newly acquired Lease before the first pass: wait (up to `within` seconds)
+    until the watch has delivered at least what a fresh LIST shows (the previous holder's last writes), then
+    drop the controller's memory of those objects (it may be from an earlier term) and wake them."""
+    try:
+        listed = {k: v for k, v in (await rt.list_versions(rt.namespaces)).items() if admitted(k)}
+    except KubeError as exc:
+        log.warning("takeover: cannot list the pipelines (%s); relying on the watch", exc)
+        listed = {}
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        behind = [k for k, v in listed.items() if not _caught_up(rt.seen.get(k), v)]
+        if not behind:
+            break
+        await asyncio.sleep(0.05)
+    else:
+        log.warning("takeover: the watch is still behind a fresh list after %gs; continuing", within)
+    for key, record in list(rt.store.records.items()):
+        if admitted(key):
+            rt.store.records[key] = _memory_reset(record)
+            if not record.deleting:
+                rt.scheduler.wake(key)
 
 
 def on_pipeline(rt: Runtime, body: Any, event_type: str | None) -> None:
@@ -135,17 +190,50 @@ async def pipeline_event(body: kopf.Body, type: str | None, memo: kopf.Memo, **_
 async def pipeline_delete(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     rt: Runtime = memo.runtime
     key = object_key(body)
-    async with rt.scheduler.exclusive(key):
-        try:
-            await rt.controller.delete(body)
-        except DeleteLater as later:
-            raise kopf.TemporaryError(later.message, delay=later.delay) from None
+    uid = str((body.get("metadata") or {}).get("uid") or "")
+    while True:
+        if rt.election is not None and not await _wait_admitted(rt, rt.election, key, uid):
+            return  # gone while this replica waited: the holder finished the deletion
+        async with rt.scheduler.exclusive(key):
+            try:
+                await rt.controller.delete(body)
+                break
+            except Fenced:
+                continue  # the Lease was lost meanwhile: wait for it again (kopf writes nothing meanwhile)
+            except DeleteLater as later:
+                raise kopf.TemporaryError(later.message, delay=later.delay) from None
     rt.scheduler.forget(key)
+
+
+async def _wait_admitted(rt: Runtime, election: Election, key: ObjectKey, uid: str) -> bool:
+    """Wait until this replica may write `key` (True), or the object is gone (False).
+
+    The watch events of this object queue behind its running deletion handler in kopf, so whether it is
+    gone is asked from the apiserver (one GET every few retry periods), not from the store.
+    """
+    step = election.timing.retry_period / 10
+    waited = 0.0
+    while not election.admits(key):
+        await asyncio.sleep(step)
+        waited += step
+        if waited >= 3 * election.timing.retry_period and rt.get_object is not None:
+            waited = 0.0
+            try:
+                current = await rt.get_object(*key)
+            except NotFound:
+                return False
+            except KubeError:
+                continue
+            if str((current.get("metadata") or {}).get("uid") or "") != uid:
+                return False
+    return True
 
 
 async def probe(rt: Runtime) -> str:
     """Liveness: fails when the pipeline watch demonstrably stopped delivering events (see `Runtime`)."""
     now = time.monotonic()
+    if rt.election_task is not None and rt.election_task.done() and not rt.election_task.cancelled():
+        raise kopf.PermanentError("the leader election task ended")
     silent = now - rt.last_watch_event
     if silent < rt.watch_silence_limit:
         return f"last watch event {silent:.0f}s ago"
@@ -175,7 +263,8 @@ async def watch_probe(memo: kopf.Memo, **_: Any) -> str:
 
 
 def start(runtime: Runtime, namespaces: tuple[str, ...], liveness_endpoint: str | None) -> None:
-    """Run kopf (standalone: one active replica, no peering) until it is stopped by a signal."""
+    """Run kopf until it is stopped by a signal: standalone (no kopf peering); replicas coordinate through
+    Leases when `runtime.election` is set, else this process is the one writer."""
     runtime.namespaces = tuple(namespaces)
     kopf.run(
         standalone=True,

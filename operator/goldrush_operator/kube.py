@@ -3,10 +3,12 @@
 Async wrappers (blocking calls run in a bounded thread pool) for the few calls the operator makes besides
 kopf's own watching: read referenced Secrets and ConfigMaps, list and watch Secrets metadata-only
 (`secret_metadata`, for `secretwatch`), merge-patch the object's annotations and its `status` subresource,
-and post Events. Writes go straight through the official client's connection pool (its TLS, auth and
-config) with JSON bodies. Called by the controller (`controller/`), the handlers (liveness list),
-`secretwatch` and the CLI (`introspect.py` for `logs`/`describe`, `import_command.py` for the pipelines
-already managed). `select()` applies the kubectl plugin's `--kubeconfig`, `--context` and `--namespace`.
+and post Events; get, create and update (resourceVersion-guarded) the `coordination.k8s.io/v1` Leases of
+leader election (`election.Election`), whose `write_guard` every pipeline write passes first. Writes go
+straight through the official client's connection pool (its TLS, auth and config) with JSON bodies.
+Called by the controller (`controller/`), the handlers (liveness list), `secretwatch`, `election` and the
+CLI (`introspect.py` for `logs`/`describe`, `import_command.py` for the pipelines already managed).
+`select()` applies the kubectl plugin's `--kubeconfig`, `--context` and `--namespace`.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import urllib3
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
+from goldrush_operator.lease import LeaseRecord
 from goldrush_operator.resource import GROUP, PLURAL, VERSION
 from goldrush_operator.secret_values import decode_secret_data
 
@@ -105,6 +108,11 @@ class Kube:
         self._custom = client.CustomObjectsApi(self._api_client)
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kube")
         self.writes = 0
+        # Leader election: called before every pipeline write (raises `lease.Fenced` to refuse it); the
+        # Lease calls have a thread of their own so that busy pipeline writes never delay a renewal.
+        self.write_guard: Callable[[], None] | None = None
+        self._lease_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kube-lease")
+        self.lease_timeout = 5.0  # seconds per Lease call (set below the renew deadline by `cli.run`)
 
     async def _run(self, fn: Callable[[], T]) -> T:
         loop = asyncio.get_running_loop()
@@ -322,9 +330,16 @@ class Kube:
             raise (NotFound if status == 404 else KubeError)(f"Kubernetes API {status} {reason}".strip(), status)
 
     async def _write(self, method: str, path: str, body: Mapping[str, Any], content_type: str) -> None:
+        guard = self.write_guard
+
+        def send() -> None:
+            if guard is not None:
+                guard()  # at send time, in the worker thread: a write queued before a lost Lease is refused
+            self._send_json(method, path, body, content_type)
+
         self.writes += 1
         try:
-            await self._run(lambda: self._send_json(method, path, body, content_type))
+            await self._run(send)
         except (urllib3.exceptions.HTTPError, ValueError) as exc:
             raise KubeError(f"Kubernetes API unreachable: {type(exc).__name__}") from None
 
@@ -368,9 +383,69 @@ class Kube:
         await self._write("POST", f"/api/v1/namespaces/{urllib.parse.quote(namespace)}/events", event,
                           "application/json")
 
+    # ------------------------------------------------------------------------------------------ Leases
+
+    def _lease_request(self, method: str, path: str, body: Mapping[str, Any] | None, timeout: float) -> Any:
+        pool: urllib3.PoolManager = self._api_client.rest_client.pool_manager
+        response = pool.request(
+            method, self._api_client.configuration.host + path,
+            body=None if body is None else json.dumps(body, separators=(",", ":")).encode(),
+            headers={**self._auth_headers(), "Content-Type": "application/json", "Accept": "application/json"},
+            timeout=urllib3.Timeout(connect=timeout, read=timeout), retries=False,
+        )
+        status = int(response.status)
+        try:
+            answer = json.loads(response.data)
+        except ValueError:
+            answer = {}
+        if status >= 400:
+            reason = str(answer.get("reason") or "") if isinstance(answer, dict) else ""
+            raise (NotFound if status == 404 else KubeError)(f"Kubernetes API {status} {reason}".strip(), status)
+        return answer
+
+    async def _lease_call(
+        self, method: str, namespace: str, name: str | None, body: Mapping[str, Any] | None
+    ) -> LeaseRecord:
+        timeout = self.lease_timeout
+        path = f"/apis/coordination.k8s.io/v1/namespaces/{urllib.parse.quote(namespace)}/leases"
+        if name is not None:
+            path += "/" + urllib.parse.quote(name)
+        loop = asyncio.get_running_loop()
+        try:
+            answer = await loop.run_in_executor(
+                self._lease_pool, lambda: self._lease_request(method, path, body, timeout))
+        except (OSError, urllib3.exceptions.HTTPError) as exc:
+            raise KubeError(f"Kubernetes API unreachable: {type(exc).__name__}") from None
+        meta = answer.get("metadata") or {}
+        return LeaseRecord.from_spec(answer.get("spec"), str(meta.get("resourceVersion") or ""))
+
+    async def get_lease(self, namespace: str, name: str) -> LeaseRecord | None:
+        """The Lease's spec and resourceVersion, None when it does not exist."""
+        try:
+            return await self._lease_call("GET", namespace, name, None)
+        except NotFound:
+            return None
+
+    async def create_lease(self, namespace: str, name: str, record: LeaseRecord) -> LeaseRecord:
+        """Create the Lease (409 when it exists); returns it as written."""
+        body = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                "metadata": {"name": name, "namespace": namespace,
+                             "labels": {"app.kubernetes.io/name": COMPONENT}},
+                "spec": record.spec()}
+        return await self._lease_call("POST", namespace, None, body)
+
+    async def update_lease(self, namespace: str, name: str, record: LeaseRecord) -> LeaseRecord:
+        """Replace the Lease's spec if it is still at `record.resource_version` (409 otherwise)."""
+        body = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                "metadata": {"name": name, "namespace": namespace, "resourceVersion": record.resource_version,
+                             "labels": {"app.kubernetes.io/name": COMPONENT}},
+                "spec": record.spec()}
+        return await self._lease_call("PUT", namespace, name, body)
+
     def close(self) -> None:
         """Stop the worker threads and close the HTTP pool."""
         self._pool.shutdown(wait=False, cancel_futures=True)
+        self._lease_pool.shutdown(wait=False, cancel_futures=True)
         self._api_client.close()  # type: ignore[no-untyped-call]
 
 

@@ -15,7 +15,7 @@ pipeline costs a few hundred bytes instead of a dozen gauge children; a new pipe
 from __future__ import annotations
 
 from collections import Counter as _Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
@@ -56,6 +56,9 @@ class PipelineSeries(Collector):
 
     def __init__(self) -> None:
         self.rows: dict[Key, _Row] = {}
+        # Which objects this replica reconciles now (`election.Election.admits`; None: all). A standby, or a
+        # replica that lost a shard, keeps rows it may own again later but exports none of them.
+        self.visible: Callable[[Key], bool] | None = None
 
     def _row(self, key: Key, pipeline_id: str | None) -> _Row:
         labels = (key[0], key[1], pipeline_id or "")
@@ -98,7 +101,10 @@ class PipelineSeries(Collector):
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         phase, healthy, values = self._families()
-        for row in list(self.rows.values()):
+        visible = self.visible
+        for key, row in list(self.rows.items()):
+            if visible is not None and not visible(key):
+                continue
             labels = list(row.labels)
             if row.phase is not None:
                 for name in PHASES if row.phase in PHASES else (*PHASES, row.phase):
@@ -150,6 +156,11 @@ class PrometheusMetrics:
         self._phase_counts: _Counter[str] = _Counter()
         for name in PHASES:
             self.phases.labels(name).set(0)
+        # High availability (`election.Election` reports through `leadership`).
+        self.leader = Gauge("goldrush_leader", "1 while this replica holds the Lease (or at least one shard's "
+                            "Lease) and may write; 0 on a standby or after it stopped writing.", registry=r)
+        self.shards_owned = Gauge("goldrush_shards_owned", "Shard Leases this replica holds and reconciles.",
+                                  registry=r)
 
     def serve(self, port: int) -> None:
         """Start the HTTP endpoint (a daemon thread)."""
@@ -207,6 +218,10 @@ class PrometheusMetrics:
 
     def secret_rotated(self) -> None:
         self.rotations.inc()
+
+    def leadership(self, leader: bool, shards_owned: int) -> None:
+        self.leader.set(1 if leader else 0)
+        self.shards_owned.set(shards_owned)
 
     def became_ready(self, seconds: float) -> None:
         self.time_to_ready.observe(max(0.0, seconds))

@@ -14,6 +14,10 @@ budget. The per-pipeline metrics read (`GOLDRUSH_PIPELINE_METRICS_SECONDS`) is p
 status reads do not need to run every half `GOLDRUSH_POLL_STATUS_MAX_SECONDS`: stretched when that part is
 small, none at all when there is no such part. Writes never wait for the budget.
 
+With leader election, `admit(key)` (`election.Election.admits`) decides whether this replica may run an
+object now: a due object it does not admit is parked, and `readmit()` (after a takeover) makes every parked
+object due again. A standby thus runs no pass, yet keeps its records warm.
+
 `LoopLag` measures how late the event loop wakes up (the `goldrush_event_loop_lag_seconds` metric).
 """
 
@@ -107,8 +111,11 @@ class Scheduler:
         run_pass: Callable[[ObjectKey], Awaitable[float | None]],
         workers: int = 128,
         clock: Callable[[], float] = time.monotonic,
+        admit: Callable[[ObjectKey], bool] | None = None,
     ) -> None:
         self._run_pass = run_pass
+        self._admit = admit
+        self._parked: set[ObjectKey] = set()
         self._workers = max(1, workers)
         self._clock = clock
         self._heap: list[tuple[float, int, ObjectKey]] = []
@@ -138,6 +145,17 @@ class Scheduler:
         """Never run `key` again (its running pass, if any, finishes)."""
         self._due.pop(key, None)
         self._again.discard(key)
+        self._parked.discard(key)
+
+    def readmit(self) -> None:
+        """Make every parked object due now (`admit` is asked again when it comes up)."""
+        parked, self._parked = self._parked, set()
+        for key in parked:
+            self.wake(key)
+
+    @property
+    def parked(self) -> int:
+        return len(self._parked)
 
     def due_in(self, key: ObjectKey) -> float | None:
         """Seconds until `key` is due (None when not scheduled)."""
@@ -201,6 +219,9 @@ class Scheduler:
                     heapq.heappush(self._heap, (now + 0.05, next(self._seq), key))
                     continue
                 del self._due[key]
+                if self._admit is not None and not self._admit(key):
+                    self._parked.add(key)  # another replica's (or nobody's yet): until `readmit`
+                    continue
                 self._running[key] = asyncio.Event()
                 self._ready.put_nowait(key)
             self._changed.clear()

@@ -5,6 +5,8 @@ installed for real (`kubectl apply` of the rendered kustomize output). The opera
 certificate for `system:serviceaccount:goldrush-system:goldrush-operator` and drives a full lifecycle (create
 -> RUNNING, description change -> one PATCH, Secret rotation, pause, delete). The audit log proves:
 - every request the operator made was allowed (no 403 anywhere, in the audit log or the operator's output);
+- with leader election on (as the Deployment runs it) the Lease verbs get, create and update are used in
+  the operator's namespace, and no Lease access is granted anywhere else;
 - every (apiGroup, resource, verb) the overlay grants was used, except a short list of grants whose code path
   this lifecycle does not reach, each with its reason (`UNEXERCISED`).
 Single-namespace mode runs first, then the namespaced overlay (the default install) and cluster-wide mode,
@@ -181,8 +183,13 @@ def run_overlay(
     objects = install(admin, overlay)
     try:
         extra_checks()
+        # Leader election as in the Deployment: the Lease in the operator's namespace, created afresh so
+        # that get, create and update (renewals, the release on stop) are all exercised.
+        admin("delete", "lease", "goldrush-operator", "--namespace", "goldrush-system", "--ignore-not-found")
         _, offset = audit_entries(audited_plane, 0)
-        proc = OperatorProcess.start(sa_kubeconfig, sim.base_url, log, namespaces=namespaces)
+        proc = OperatorProcess.start(sa_kubeconfig, sim.base_url, log, namespaces=namespaces, env={
+            "GOLDRUSH_LEADER_ELECTION": "true", "POD_NAMESPACE": "goldrush-system",
+            "POD_NAME": "goldrush-operator-0"})
         try:
             lifecycle(admin.in_namespace(namespace), sim)
         finally:
@@ -200,6 +207,9 @@ def run_overlay(
     used = used_permissions(entries)
     granted = granted_permissions(objects)
     assert used <= granted, f"used but not granted: {sorted(used - granted)}"
+    lease_namespaces = {(e.get("objectRef") or {}).get("namespace") for e in entries
+                        if (e.get("objectRef") or {}).get("resource") == "leases"}
+    assert lease_namespaces == {"goldrush-system"}, lease_namespaces
     unused = granted - used - set(UNEXERCISED)
     assert not unused, f"granted but never used by the operator (excess privilege): {sorted(unused)}"
 

@@ -36,6 +36,7 @@ KUSTOMIZE_SOURCES = {
     "namespaced": "deploy/overlays/namespaced",
     "cluster-wide": "deploy/overlays/cluster-wide",
     "single-namespace": "deploy/overlays/single-namespace",
+    "sharded": "deploy/overlays/sharded",
     "monitoring": "deploy/monitoring",
 }
 ALL_MONITORING = ["serviceMonitor.enabled=true", "prometheusRule.enabled=true", "grafanaDashboard.enabled=true"]

@@ -26,6 +26,7 @@ OVERLAYS: dict[str, str] = {
     "namespaced": "deploy/overlays/namespaced",
     "cluster-wide": "deploy/overlays/cluster-wide",
     "single-namespace": "deploy/overlays/single-namespace",
+    "sharded": "deploy/overlays/sharded",
 }
 CRD_FILE = "crds/goldrush.dev_goldrushpipelines.yaml"
 
@@ -51,6 +52,9 @@ WORKLOAD = {
     ("", "events"): {"create"},
 }
 NAMESPACE_WATCH = {("", "namespaces"): {"list", "watch"}}
+# Leader election and sharding, in the operator's namespace only (Role goldrush-operator-leases).
+LEASES = {("coordination.k8s.io", "leases"): {"get", "create", "update"}}
+LEASE_ROLE = "goldrush-operator-leases"
 FORBIDDEN_VERBS = {"*", "delete", "deletecollection", "update", "escalate", "bind", "impersonate"}
 # Volume types allowed by the Pod Security Standard "restricted".
 RESTRICTED_VOLUME_TYPES = {
@@ -150,11 +154,22 @@ def test_renders_the_expected_objects(overlay: str) -> None:
             )
 
 
+def workload_roles(objects: list[Obj]) -> list[Obj]:
+    """The Roles of the served namespaces (every Role but the Lease Role)."""
+    return [r for r in of_kind(objects, "Role") if r["metadata"]["name"] != LEASE_ROLE]
+
+
 @pytest.mark.parametrize("overlay", ALL)
-def test_deployment_is_single_replica_recreate(overlay: str) -> None:
-    deployment = only(rendered(overlay), "Deployment", "goldrush-operator")
-    assert deployment["spec"]["replicas"] == 1
-    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+def test_deployment_runs_replicas_with_a_rolling_update_and_a_disruption_budget(overlay: str) -> None:
+    objects = rendered(overlay)
+    deployment = only(objects, "Deployment", "goldrush-operator")
+    assert deployment["spec"]["replicas"] == (3 if overlay == "sharded" else 2)
+    # The new pod starts before the old one stops; the old one releases the Lease on SIGTERM.
+    assert deployment["spec"]["strategy"] == {"type": "RollingUpdate",
+                                              "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
+    pdb = only(objects, "PodDisruptionBudget", "goldrush-operator")
+    assert pdb["metadata"]["namespace"] == OPERATOR_NAMESPACE
+    assert pdb["spec"] == {"maxUnavailable": 1, "selector": deployment["spec"]["selector"]}
     template = deployment["spec"]["template"]
     selector = deployment["spec"]["selector"]["matchLabels"]
     assert selector.items() <= template["metadata"]["labels"].items()
@@ -211,7 +226,8 @@ def test_service_key_is_a_mounted_file_not_an_env_var(overlay: str) -> None:
     }
     assert "GOLDRUSH_SERVICE_KEY" not in env
     for item in container["env"]:
-        assert "valueFrom" not in item, f"{item['name']}: secrets are files, never env vars"
+        # Only the downward API (the pod's own name and namespace, for the Lease): secrets are files.
+        assert set(item.get("valueFrom", {})) <= {"fieldRef"}, f"{item['name']}: secrets are files, never env vars"
     assert "envFrom" not in container
     mount = next(m for m in container["volumeMounts"] if m["mountPath"] == SERVICE_KEY_DIR)
     assert mount["readOnly"] is True
@@ -252,7 +268,8 @@ def test_rbac_has_no_wildcards_and_no_writes_beyond_the_contract(overlay: str) -
         for rule in role["rules"]:
             for field in ("apiGroups", "resources", "verbs"):
                 assert "*" not in rule.get(field, []), f"{role['metadata']['name']}: wildcard in {field}"
-            assert not set(rule["verbs"]) & FORBIDDEN_VERBS, rule
+            forbidden = FORBIDDEN_VERBS - ({"update"} if role["metadata"]["name"] == LEASE_ROLE else set())
+            assert not set(rule["verbs"]) & forbidden, rule
             assert "nonResourceURLs" not in rule
             assert not any(
                 r.endswith("/*") or r in {"pods/exec", "serviceaccounts/token"} for r in rule["resources"]
@@ -280,16 +297,36 @@ def test_bindings_bind_the_operator_account_to_rendered_roles(overlay: str) -> N
 # --- per variant ----------------------------------------------------------------------------------------
 
 
-def test_base_grants_only_crd_read() -> None:
+def test_base_grants_only_crd_read_and_leases_in_its_namespace() -> None:
     objects = rendered("base")
     assert permissions(objects, "ClusterRole") == CRD_READ
-    assert not of_kind(objects, "Role", "RoleBinding")
+    assert not workload_roles(objects)
     assert operator_container(objects)["args"] == ["--standalone", LIVENESS_ARG]
+
+
+@pytest.mark.parametrize("overlay", ALL)
+def test_leases_are_granted_only_in_the_operators_namespace(overlay: str) -> None:
+    objects = rendered(overlay)
+    role = only(objects, "Role", LEASE_ROLE)
+    assert role["metadata"]["namespace"] == OPERATOR_NAMESPACE
+    assert permissions([role], "Role") == LEASES
+    binding = only(objects, "RoleBinding", LEASE_ROLE)
+    assert binding["metadata"]["namespace"] == OPERATOR_NAMESPACE
+    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": LEASE_ROLE}
+    for other in of_kind(objects, "Role", "ClusterRole"):
+        if other is not role:
+            assert ("coordination.k8s.io", "leases") not in permissions([other], other["kind"])
+    env = {e["name"]: e for e in operator_container(objects)["env"]}
+    assert env["GOLDRUSH_LEADER_ELECTION"]["value"] == "true"
+    assert env["POD_NAME"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    assert env["POD_NAMESPACE"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
+    shards = env.get("GOLDRUSH_SHARDS", {}).get("value", "1")
+    assert shards == ("3" if overlay == "sharded" else "1")
 
 
 def test_cluster_wide_permissions_and_flags() -> None:
     objects = rendered("cluster-wide")
-    assert not of_kind(objects, "Role", "RoleBinding")
+    assert not workload_roles(objects)
     assert permissions(objects, "ClusterRole") == {**CRD_READ, **WORKLOAD}
     # Secrets have a ClusterRole of their own, so they can be re-bound per namespace.
     secrets_role = only(objects, "ClusterRole", "goldrush-operator-secrets")
@@ -306,7 +343,7 @@ def test_single_namespace_permissions_and_flags() -> None:
     role = only(objects, "Role", "goldrush-operator")
     assert role["metadata"]["namespace"] == TARGET_NAMESPACE
     assert only(objects, "RoleBinding", "goldrush-operator")["metadata"]["namespace"] == TARGET_NAMESPACE
-    assert permissions(objects, "Role") == WORKLOAD
+    assert permissions(workload_roles(objects), "Role") == WORKLOAD
     cluster = permissions(objects, "ClusterRole")
     assert cluster == {**CRD_READ, **NAMESPACE_WATCH}
     assert not any(resource == "secrets" for _, resource in cluster), "no cluster-wide access to Secrets"
@@ -316,13 +353,14 @@ def test_single_namespace_permissions_and_flags() -> None:
     assert "--all-namespaces" not in args
 
 
-def test_namespaced_grants_only_inside_the_listed_namespaces() -> None:
-    objects = rendered("namespaced")
-    roles = of_kind(objects, "Role")
+@pytest.mark.parametrize("overlay", ["namespaced", "sharded"])
+def test_namespaced_grants_only_inside_the_listed_namespaces(overlay: str) -> None:
+    objects = rendered(overlay)
+    roles = workload_roles(objects)
     assert sorted(r["metadata"]["namespace"] for r in roles) == SERVED_NAMESPACES
     for role in roles:
         assert permissions([role], "Role") == WORKLOAD, role["metadata"]["namespace"]
-    bindings = of_kind(objects, "RoleBinding")
+    bindings = [b for b in of_kind(objects, "RoleBinding") if b["metadata"]["name"] != LEASE_ROLE]
     assert sorted(b["metadata"]["namespace"] for b in bindings) == SERVED_NAMESPACES
     cluster = permissions(objects, "ClusterRole")
     assert cluster == {**CRD_READ, **NAMESPACE_WATCH}
@@ -347,7 +385,7 @@ def test_namespaced_list_follows_the_served_entries(tmp_path: Path) -> None:
     listing = overlay / "namespaces.yaml"
     listing.write_text(listing.read_text().replace("namespaces: team-a,team-b", "namespaces: team-a,team-b,team-c"))
     objects = render("namespaced", root=tmp_path)
-    assert sorted(r["metadata"]["namespace"] for r in of_kind(objects, "Role")) == ["team-a", "team-b", "team-c"]
+    assert sorted(r["metadata"]["namespace"] for r in workload_roles(objects)) == ["team-a", "team-b", "team-c"]
     env = {e["name"]: e.get("value") for e in operator_container(objects)["env"]}
     assert env["GOLDRUSH_NAMESPACES"] == "team-a,team-b,team-c"
     for binding in of_kind(objects, "RoleBinding"):
@@ -387,8 +425,8 @@ def test_single_namespace_target_is_one_value(tmp_path: Path) -> None:
     assert f"namespace: {TARGET_NAMESPACE}\n" in text
     target.write_text(text.replace(f"namespace: {TARGET_NAMESPACE}\n", "namespace: tenant-a\n"))
     objects = render("single-namespace", root=tmp_path)
-    assert only(objects, "Role")["metadata"]["namespace"] == "tenant-a"
-    assert only(objects, "RoleBinding")["metadata"]["namespace"] == "tenant-a"
+    assert only(objects, "Role", "goldrush-operator")["metadata"]["namespace"] == "tenant-a"
+    assert only(objects, "RoleBinding", "goldrush-operator")["metadata"]["namespace"] == "tenant-a"
     assert operator_container(objects)["args"][-1] == "--namespace=tenant-a"
     assert TARGET_NAMESPACE not in yaml.safe_dump_all(objects)
 

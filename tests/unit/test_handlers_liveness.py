@@ -83,3 +83,90 @@ async def test_unreachable_apiserver_does_not_fail_liveness(rt: Any) -> None:
     rt.last_watch_event = time.monotonic() - 10_000
     rt.kube.fail = True
     assert "cannot compare" in await handlers.probe(rt)
+
+
+# ------------------------------------------------------------------------------------------ leader election
+
+
+async def test_a_healthy_standby_passes_liveness(rt: Any) -> None:
+    """A standby runs no pass, yet its watch is checked like a leader's: it is not restarted."""
+    from test_lease import TIMING, Clock, FakeLeases
+
+    from goldrush_operator.election import Election
+
+    leases = FakeLeases()
+    holder = Election(leases, "ops", "a", TIMING, lambda key: None, clock=Clock())
+    await holder.step()
+    standby = Election(leases, "ops", "b", TIMING, lambda key: None, clock=Clock())
+    await standby.step()
+    assert not standby.leader
+    rt.election = standby
+    _event(rt, "a", "1")
+    rt.kube.versions = {("ns", "a"): "1"}
+    rt.last_watch_event = time.monotonic() - 10_000
+    assert "consistent" in await handlers.probe(rt)
+
+
+async def test_takeover_waits_for_the_watch_then_forgets_the_earlier_terms_memory(rt: Any) -> None:
+    import asyncio
+
+    _event(rt, "a", "5")
+    _event(rt, "b", "3")
+    record = rt.store.get(("ns", "a"))
+    record.pipeline_id, record.create_pending = "old-id", "token"  # remembered from an earlier term
+    rt.kube.versions = {("ns", "a"): "6", ("ns", "b"): "3"}  # the previous holder's last write to a
+    task = asyncio.create_task(handlers.take_over(rt, lambda key: True, within=5.0))
+    await asyncio.sleep(0.2)
+    assert not task.done()  # a's version 6 has not arrived through the watch yet
+    _event(rt, "a", "6")
+    await asyncio.wait_for(task, 2)
+    fresh = rt.store.get(("ns", "a"))
+    assert fresh.pipeline_id is None and fresh.create_pending is None and fresh.uid == "u-a"
+    assert fresh.snapshot()["metadata"]["resourceVersion"] == "6"
+    assert rt.scheduler.due_in(("ns", "a")) is not None and rt.scheduler.due_in(("ns", "b")) is not None
+
+
+async def test_takeover_only_touches_admitted_objects_and_gives_up_waiting(rt: Any) -> None:
+    _event(rt, "a", "5")
+    _event(rt, "b", "3")
+    rt.store.get(("ns", "b")).pipeline_id = "kept"
+    rt.scheduler.forget(("ns", "a"))
+    rt.scheduler.forget(("ns", "b"))
+    rt.kube.versions = {("ns", "a"): "9", ("ns", "b"): "3"}
+    await handlers.take_over(rt, lambda key: key[1] == "a", within=0.2)  # a never catches up: proceeds
+    assert rt.store.get(("ns", "b")).pipeline_id == "kept"
+    assert rt.scheduler.due_in(("ns", "b")) is None and rt.scheduler.due_in(("ns", "a")) is not None
+
+
+async def test_a_standbys_deletion_waits_for_the_lease_or_for_the_object_to_go(rt: Any) -> None:
+    """The deletion handler of a replica without the Lease sends nothing; it proceeds once it holds the
+    Lease, and gives up once the apiserver says the object (that uid) is gone."""
+    from test_lease import TIMING, Clock, FakeLeases
+
+    from goldrush_operator.election import Election
+    from goldrush_operator.kube import NotFound
+    from goldrush_operator.lease import LeaseTiming
+
+    leases = FakeLeases()
+    fast = LeaseTiming(duration=0.3, renew_deadline=0.2, retry_period=0.01)
+    holder = Election(leases, "ops", "a", TIMING, lambda key: None, clock=Clock())
+    await holder.step()
+    standby = Election(leases, "ops", "b", fast, lambda key: None)
+    await standby.step()
+    answers: list[Any] = [{"metadata": {"uid": "u-1"}}, NotFound("Kubernetes API 404", 404)]
+
+    async def get_object(namespace: str, name: str) -> dict[str, Any]:
+        answer = answers[0] if len(answers) == 1 else answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return dict(answer)
+
+    rt.get_object = get_object
+    assert await handlers._wait_admitted(rt, standby, ("ns", "a"), "u-1") is False  # gone: nothing sent
+    answers[:] = [{"metadata": {"uid": "u-2"}}]  # recreated under the same name: not ours either
+    assert await handlers._wait_admitted(rt, standby, ("ns", "a"), "u-1") is False
+    await standby.release()
+    standby2 = Election(leases, "ops", "b", fast, lambda key: None)
+    await holder.release()
+    await standby2.step()
+    assert await handlers._wait_admitted(rt, standby2, ("ns", "a"), "u-1") is True

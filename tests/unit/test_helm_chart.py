@@ -108,8 +108,12 @@ def test_template_renders_a_complete_install(values: str | None) -> None:
     only(objects, "ServiceAccount", "goldrush-operator")
     only(objects, "NetworkPolicy", "goldrush-operator")
     deployment = only(objects, "Deployment", "goldrush-operator")
-    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
-    assert deployment["spec"]["replicas"] == 1
+    assert deployment["spec"]["strategy"] == {"type": "RollingUpdate",
+                                              "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
+    assert deployment["spec"]["replicas"] == 2
+    lease_role = only(objects, "Role", "goldrush-operator-leases")
+    assert lease_role["metadata"]["namespace"] == RELEASE_NAMESPACE
+    assert permissions([lease_role], "Role") == {("coordination.k8s.io", "leases"): {"get", "create", "update"}}
     for obj in objects:
         if obj["kind"] not in {"CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding", "Role",
                                "RoleBinding"}:
@@ -124,17 +128,43 @@ def test_template_renders_a_complete_install(values: str | None) -> None:
 def test_default_values_are_least_privilege() -> None:
     objects = helm_template()
     assert not any(resource == "secrets" for _, resource in permissions(objects, "ClusterRole"))
-    (role,) = of_kind(objects, "Role")
+    role, leases = sorted(of_kind(objects, "Role"), key=lambda r: r["metadata"]["name"])
     assert role["metadata"]["namespace"] == "goldrush-pipelines"
+    assert leases["metadata"]["name"] == "goldrush-operator-leases"
+    assert leases["metadata"]["namespace"] == RELEASE_NAMESPACE
     env = {e["name"]: e.get("value") for e in operator_container(objects)["env"]}
     assert env["GOLDRUSH_NAMESPACES"] == "goldrush-pipelines"
-    assert not of_kind(objects, "ServiceMonitor", "PrometheusRule", "ConfigMap", "PodDisruptionBudget")
+    assert env["GOLDRUSH_LEADER_ELECTION"] == "true" and "GOLDRUSH_SHARDS" not in env
+    assert not of_kind(objects, "ServiceMonitor", "PrometheusRule", "ConfigMap")
+    assert only(objects, "PodDisruptionBudget", "goldrush-operator")["spec"]["maxUnavailable"] == 1
+
+
+def test_ha_values_reach_the_pod() -> None:
+    objects = helm_template(sets=["replicas=3", "shards=3", "leaderElection.leaseDurationSeconds=20",
+                                  "leaderElection.renewDeadlineSeconds=12", "leaderElection.retryPeriodSeconds=3"])
+    assert only(objects, "Deployment")["spec"]["replicas"] == 3
+    env = {e["name"]: e.get("value") for e in operator_container(objects)["env"]}
+    timings = [env[f"GOLDRUSH_LEASE_{t}_SECONDS"] for t in ("DURATION", "RENEW_DEADLINE", "RETRY_PERIOD")]
+    assert (env["GOLDRUSH_SHARDS"], timings) == ("3", ["20", "12", "3"])
+
+
+def test_without_leader_election_one_recreated_replica_and_no_lease_access() -> None:
+    objects = helm_template(sets=["leaderElection.enabled=false", "replicas=1"])
+    deployment = only(objects, "Deployment")
+    assert deployment["spec"]["strategy"] == {"type": "Recreate"} and deployment["spec"]["replicas"] == 1
+    assert ("coordination.k8s.io", "leases") not in permissions(objects, "Role")
+    env = {e["name"]: e.get("value") for e in operator_container(objects)["env"]}
+    assert env["GOLDRUSH_LEADER_ELECTION"] == "false"
+    for sets in (["leaderElection.enabled=false"], ["leaderElection.enabled=false", "replicas=1", "shards=2"]):
+        proc = helm("template", "x", str(CHART), "--kube-version", KUBE_VERSION, *value_args([], sets), check=False)
+        assert proc.returncode != 0 and "need leaderElection.enabled=true" in proc.stderr, proc.stderr
 
 
 def test_cluster_wide_grants_secrets_cluster_wide_and_says_so() -> None:
     objects = helm_template(["ci/cluster-wide-values.yaml"])
     assert permissions(objects, "ClusterRole")[("", "secrets")] == {"get", "list", "watch"}
-    assert not of_kind(objects, "Role", "RoleBinding")
+    # The only Role is the Lease Role in the release namespace.
+    assert [r["metadata"]["name"] for r in of_kind(objects, "Role", "RoleBinding")] == ["goldrush-operator-leases"] * 2
     assert operator_container(objects)["args"][-1] == "--all-namespaces"
     assert "EVERY Secret in EVERY namespace" in (CHART / "templates" / "rbac.yaml").read_text()
     assert "EVERY Secret" in (CHART / "values.yaml").read_text()
@@ -156,7 +186,8 @@ def test_production_values_reach_the_pod() -> None:
 
 
 @pytest.mark.parametrize(("sets", "message"), [
-    (["replicas=2"], "/replicas"),
+    (["replicas=-1"], "/replicas"),
+    (["shards=0"], "/shards"),
     (["watch.namespaces=null"], "namespaces"),
     (["watch.namespaces[0]=Not_A_Namespace"], "/watch/namespaces/0"),
     (["unknownKey=1"], "additional properties 'unknownKey'"),

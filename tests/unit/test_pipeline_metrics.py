@@ -371,3 +371,15 @@ async def test_an_object_that_leaves_the_watch_during_a_pass_keeps_no_series() -
     await world.controller.run_pass(("ns", "p1"))
     assert ("GET", "status") in world.api.journal[-2:]  # the pass did run to its end
     assert pipeline_series(m) == 0
+
+
+def test_a_replica_exports_only_the_series_of_the_objects_it_reconciles() -> None:
+    m = PrometheusMetrics(CollectorRegistry())
+    mine, theirs = ("ns", "a"), ("ns", "b")
+    m.pipeline_observed(mine, "pipe_a", "RUNNING", True)
+    m.pipeline_observed(theirs, "pipe_b", "RUNNING", True)
+    assert {dict(k)["name"] for k in samples(m, "goldrush_pipeline_destination_healthy")} == {"a", "b"}
+    m.pipelines.visible = lambda key: key == mine  # e.g. a shard moved to another replica
+    assert {dict(k)["name"] for k in samples(m, "goldrush_pipeline_destination_healthy")} == {"a"}
+    m.pipelines.visible = lambda key: False  # a standby
+    assert pipeline_series(m) == 0

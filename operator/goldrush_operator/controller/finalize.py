@@ -23,6 +23,7 @@ from goldrush_operator.controller.inputs import Inputs, parse_spec
 from goldrush_operator.controller.outcome import InputProblem, Retry, classify
 from goldrush_operator.controller.ports import ClientFactory, Metrics
 from goldrush_operator.controller.status import Pass
+from goldrush_operator.lease import Fenced
 from goldrush_operator.logcontext import about
 from goldrush_operator.resource import (
     ANNOTATION_CREATE_PENDING,
@@ -68,7 +69,7 @@ class Finalizer:
             p = Pass.of(record)
             try:
                 await self._delete(p)
-            except DeleteLater:
+            except (DeleteLater, Fenced):  # the deletion handler waits for the Lease again on `Fenced`
                 raise
             except Exception as exc:
                 outcome = classify(exc, p.scrub)

@@ -46,6 +46,7 @@ from goldrush_operator.goldrush_api import (
     PipelineMetrics,
     RuntimeStatus,
 )
+from goldrush_operator.lease import Fenced
 from goldrush_operator.logcontext import about
 from goldrush_operator.payload import compute_diff
 from goldrush_operator.phases import judge
@@ -120,6 +121,9 @@ class Controller:
             p = Pass.of(record)
             try:
                 delay, result = await self._pass(p)
+            except Fenced as fenced:  # the Lease was lost mid-pass: nothing more is written; the scheduler parks it
+                log.info("%s", fenced)
+                delay, result = self.settings.poll_fast_seconds, "fenced"
             except Exception as exc:
                 delay, result = await self._failed(p, exc)
             finally:

@@ -146,6 +146,8 @@ class GoldRushClient:
       pool), ``shared`` (a :class:`~.shared.SharedState` instead of the running loop's default), ``clock``
       (e.g. :class:`~.ratelimit.ManualClock`), ``rng`` (seeded jitter).
     * ``redactor``: a :class:`~goldrush_operator.secret_values.Redactor` whose secrets are also scrubbed.
+    * ``write_guard``: called right before every attempt of a write (any method but GET); whatever it raises
+      ends the call unsent (leader election refuses writes of a replica that does not hold the Lease).
 
     Use as ``async with GoldRushClient(...) as client:`` or call :meth:`aclose`.
     """
@@ -171,6 +173,7 @@ class GoldRushClient:
         rng: random.Random | None = None,
         redactor: Redactor | None = None,
         dry_run: bool = False,
+        write_guard: Callable[[], None] | None = None,
     ) -> None:
         self.dry_run = dry_run
         base = (base_url or DEFAULT_BASE_URL).strip()
@@ -195,6 +198,7 @@ class GoldRushClient:
         self._shared = shared
         self._clock: Clock = clock or SystemClock()
         self._redactor = redactor
+        self._write_guard = write_guard
         self._http: httpx.AsyncClient | None = None
         self._bound_state: SharedState | None = None
         self._limits: KeyLimits | None = None
@@ -470,6 +474,8 @@ class GoldRushClient:
                 async with slot:
                     if not limits.gate.is_open(probe=probe):
                         continue  # closed again (or another request probes) while we queued: wait again
+                    if self._write_guard is not None and method != "GET":
+                        self._write_guard()
                     response = await self._send(http, method, route, url, content, params, headers)
                     retry_after = self._retry_after(response)
                     if retry_after is not None:

@@ -1,0 +1,403 @@
+"""Unit tests of leader election and sharding: the pure timing of `lease.LeaseState`, and `election.Election`
+driving two or three replicas against one in-memory Lease store with resourceVersion concurrency, on a fake
+monotonic clock (nothing here sleeps for real except a few zero-length awaits)."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+
+import pytest
+
+from goldrush_operator.config import LeaseSettings
+from goldrush_operator.election import Election
+from goldrush_operator.kube import KubeError
+from goldrush_operator.lease import (
+    Fenced,
+    LeaseRecord,
+    LeaseState,
+    LeaseTiming,
+    fair_share,
+    member_lease_names,
+    shard_lease_names,
+    shard_of,
+)
+from goldrush_operator.logcontext import about
+from goldrush_operator.scheduler import Scheduler
+
+TIMING = LeaseTiming(duration=15, renew_deadline=10, retry_period=2)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class FakeLeases:
+    """Leases by name with resourceVersions; `down` makes every call fail like an unreachable apiserver."""
+
+    def __init__(self) -> None:
+        self.leases: dict[str, LeaseRecord] = {}
+        self.version = 0
+        self.down = False
+        self.writes: list[tuple[str, str, str]] = []  # (verb, name, holder)
+
+    def _check(self) -> None:
+        if self.down:
+            raise KubeError("Kubernetes API unreachable: ConnectionRefusedError")
+
+    async def get_lease(self, namespace: str, name: str) -> LeaseRecord | None:
+        self._check()
+        return self.leases.get(name)
+
+    async def create_lease(self, namespace: str, name: str, record: LeaseRecord) -> LeaseRecord:
+        self._check()
+        if name in self.leases:
+            raise KubeError("Kubernetes API 409 AlreadyExists", 409)
+        return self._store("create", name, record)
+
+    async def update_lease(self, namespace: str, name: str, record: LeaseRecord) -> LeaseRecord:
+        self._check()
+        current = self.leases.get(name)
+        if current is None:
+            raise KubeError("Kubernetes API 404 NotFound", 404)
+        if current.resource_version != record.resource_version:
+            raise KubeError("Kubernetes API 409 Conflict", 409)
+        return self._store("update", name, record)
+
+    def _store(self, verb: str, name: str, record: LeaseRecord) -> LeaseRecord:
+        self.version += 1
+        stored = replace(record, resource_version=str(self.version))
+        self.leases[name] = stored
+        self.writes.append((verb, name, record.holder))
+        return stored
+
+
+def election(leases: FakeLeases, clock: Clock, identity: str, shards: int = 1,
+             uids: dict[tuple[str, str], str] | None = None) -> Election:
+    return Election(leases, "ops", identity, TIMING, lambda key: (uids or {}).get(key), shards=shards, clock=clock)
+
+
+# ------------------------------------------------------------------------------------------ pure timing
+
+
+def test_timings_must_be_ordered() -> None:
+    with pytest.raises(ValueError, match="retry period < renew deadline < lease duration"):
+        LeaseTiming(duration=10, renew_deadline=10, retry_period=2)
+    with pytest.raises(ValueError, match="lease timings"):
+        LeaseTiming(duration=15, renew_deadline=1, retry_period=2)
+
+
+def test_a_foreign_lease_is_free_only_after_its_duration_on_our_clock() -> None:
+    st = LeaseState("l", "b", TIMING)
+    other = LeaseRecord(holder="a", duration_seconds=15, renew_time="2000-01-01T00:00:00.000000Z",
+                        resource_version="7")
+    st.observe(other, 100.0)
+    assert not st.free(114.9)
+    assert st.next_write(114.9) is None
+    st.observe(other, 110.0)  # the same version seen again: the clock keeps running from its first sighting
+    assert st.free(115.0)
+    renewed = replace(other, renew_time="2000-01-01T00:00:02.000000Z", resource_version="8")
+    st.observe(renewed, 115.0)  # a renewal restarts the count, whatever the timestamps say
+    assert not st.free(129.0) and st.free(130.0)
+    record = st.next_write(130.0, wall="t")
+    assert record is not None and record.holder == "b" and record.transitions == 1 and record.acquire_time == "t"
+
+
+def test_hold_ends_at_renew_deadline_from_the_send_time() -> None:
+    st = LeaseState("l", "a", TIMING)
+    st.observe(None, 0.0)
+    record = st.next_write(0.0)
+    assert record is not None
+    st.written(replace(record, resource_version="1"), sent_at=5.0)
+    assert st.holds(14.99)
+    assert not st.holds(15.0)  # 5 + renew deadline 10; others may take it only at 5 + 15 on their clocks
+    assert st.expire(15.0) and not st.expire(16.0)
+
+
+def test_release_record_clears_the_holder() -> None:
+    st = LeaseState("l", "a", TIMING)
+    assert st.release_record() is None
+    st.written(LeaseRecord(holder="a", duration_seconds=15, resource_version="3"), sent_at=0.0)
+    released = st.release_record()
+    assert released is not None and released.holder == "" and released.duration_seconds == 1
+    assert released.spec()["holderIdentity"] is None
+
+
+def test_shard_mapping_is_stable_and_spread() -> None:
+    uids = [f"uid-{i}" for i in range(3000)]
+    assert all(shard_of(u, 1) == 0 for u in uids[:10])
+    first = [shard_of(u, 3) for u in uids]
+    assert first == [shard_of(u, 3) for u in uids]
+    counts = [first.count(i) for i in range(3)]
+    assert min(counts) > 900, counts
+    assert shard_lease_names(1) == ["goldrush-operator"]
+    assert shard_lease_names(2) == ["goldrush-operator-shard-0", "goldrush-operator-shard-1"]
+    assert member_lease_names(1) == [] and len(member_lease_names(3)) == 3
+    assert [fair_share(4, n) for n in (1, 2, 3, 4, 5)] == [4, 2, 2, 1, 1]
+
+
+def test_settings_from_env() -> None:
+    assert not LeaseSettings.from_env({}).enabled
+    assert LeaseSettings.from_env({"KUBERNETES_SERVICE_HOST": "10.0.0.1"}).enabled
+    assert not LeaseSettings.from_env({"KUBERNETES_SERVICE_HOST": "10.0.0.1",
+                                       "GOLDRUSH_LEADER_ELECTION": "false"}).enabled
+    s = LeaseSettings.from_env({"GOLDRUSH_LEADER_ELECTION": "true", "GOLDRUSH_LEASE_DURATION_SECONDS": "6",
+                                "GOLDRUSH_LEASE_RENEW_DEADLINE_SECONDS": "4",
+                                "GOLDRUSH_LEASE_RETRY_PERIOD_SECONDS": "1", "POD_NAMESPACE": "ops"})
+    assert s.enabled and s.timing == LeaseTiming(6, 4, 1) and s.namespace == "ops" and s.shards == 1
+    assert LeaseSettings.from_env({"GOLDRUSH_SHARDS": "4"}).enabled
+    with pytest.raises(ValueError, match="GOLDRUSH_LEADER_ELECTION"):
+        LeaseSettings.from_env({"GOLDRUSH_LEADER_ELECTION": "maybe"})
+    with pytest.raises(ValueError, match="GOLDRUSH_SHARDS"):
+        LeaseSettings.from_env({"GOLDRUSH_SHARDS": "3", "GOLDRUSH_LEADER_ELECTION": "false"})
+    with pytest.raises(ValueError, match="renew deadline"):
+        LeaseSettings.from_env({"GOLDRUSH_LEASE_RENEW_DEADLINE_SECONDS": "20"})
+
+
+# ------------------------------------------------------------------------------------------ election
+
+
+async def test_one_leader_standby_takes_over_only_after_the_lease_duration() -> None:
+    leases, clock = FakeLeases(), Clock()
+    a, b = election(leases, clock, "a"), election(leases, clock, "b")
+    await a.step()
+    await b.step()
+    assert a.leader and not b.leader
+    assert leases.writes == [("create", "goldrush-operator", "a")]
+    with pytest.raises(Fenced):
+        b.check_write()
+    a.check_write()
+    # `a` dies (SIGKILL: no release). `b` keeps reading; it takes over once the Lease went unchanged for 15 s.
+    for _ in range(7):
+        clock.now += 2
+        await b.step()
+        assert not b.leader
+    clock.now += 2  # 16 s after b first saw a's last renewal
+    await b.step()
+    assert b.leader
+    assert leases.leases["goldrush-operator"].holder == "b"
+    assert leases.leases["goldrush-operator"].transitions == 1
+
+
+async def test_holder_that_cannot_renew_stops_writing_before_others_may_take_over() -> None:
+    leases, clock = FakeLeases(), Clock()
+    reports: list[tuple[bool, int]] = []
+    a = Election(leases, "ops", "a", TIMING, lambda key: None, clock=clock,
+                 report=lambda leader, owned: reports.append((leader, owned)))
+    b = election(leases, clock, "b")
+    await a.step()
+    renewed_at = clock.now
+    await b.step()  # b saw a's Lease at `renewed_at`
+    leases.down = True  # the apiserver is unreachable for both
+    fenced_at = None
+    while clock.now < renewed_at + 30:
+        clock.now += 0.5
+        a._expire(clock.now)
+        if fenced_at is None and not a.leader:
+            fenced_at = clock.now
+        with pytest.raises(Fenced) if not a.leader else _nothing():
+            a.check_write()
+    assert fenced_at is not None and fenced_at <= renewed_at + TIMING.renew_deadline
+    assert reports == [(False, 0), (True, 1), (False, 0)]  # standby, leader, fenced
+    # After recovery exactly one writer: b takes the Lease (a's hold is gone), a stays a standby.
+    leases.down = False
+    await a.step()
+    await b.step()
+    assert [e.leader for e in (a, b)].count(True) == 1
+
+
+class _nothing:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+async def test_graceful_release_lets_the_standby_take_over_at_once() -> None:
+    leases, clock = FakeLeases(), Clock()
+    a, b = election(leases, clock, "a"), election(leases, clock, "b")
+    await a.step()
+    await b.step()
+    await a.release()
+    assert not a.leader
+    with pytest.raises(Fenced):
+        a.check_write()
+    assert leases.leases["goldrush-operator"].holder == ""
+    clock.now += 2
+    await b.step()  # no waiting for the lease duration
+    assert b.leader
+
+
+async def test_a_conflict_on_renew_ends_the_hold_at_once() -> None:
+    leases, clock = FakeLeases(), Clock()
+    a = election(leases, clock, "a")
+    await a.step()
+    leases.leases["goldrush-operator"] = replace(leases.leases["goldrush-operator"], holder="x",
+                                                 resource_version="99")
+    clock.now += 2
+    await a.step()
+    assert not a.leader
+
+
+async def test_takeover_runs_before_objects_are_admitted() -> None:
+    leases, clock = FakeLeases(), Clock()
+    a = election(leases, clock, "a")
+    order: list[str] = []
+
+    async def on_acquired(admitted: object) -> None:
+        order.append("takeover")
+        assert not a.admits(("ns", "x"))
+
+    a.configure_takeover(on_acquired, lambda: order.append("admitted"))
+    await a.step()
+    assert order == ["takeover", "admitted"] and a.admits(("ns", "x"))
+
+
+async def test_takeover_failure_is_retried_and_nothing_is_admitted_meanwhile() -> None:
+    leases, clock = FakeLeases(), Clock()
+    a = election(leases, clock, "a")
+    calls = 0
+
+    async def on_acquired(admitted: object) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise KubeError("Kubernetes API unreachable")
+
+    a.configure_takeover(on_acquired, lambda: None)
+    with pytest.raises(KubeError):
+        await a.step()
+    assert not a.admits(("ns", "x"))
+    clock.now += 2
+    await a.step()
+    assert calls == 2 and a.admits(("ns", "x"))
+
+
+async def test_scheduler_parks_what_the_election_does_not_admit() -> None:
+    runs: list[str] = []
+    admitted: set[str] = set()
+
+    async def run_pass(key: tuple[str, str]) -> float | None:
+        runs.append(key[1])
+        return None
+
+    scheduler = Scheduler(run_pass, admit=lambda key: key[1] in admitted)
+    task = asyncio.create_task(scheduler.run())
+    scheduler.wake(("ns", "a"))
+    scheduler.wake(("ns", "b"))
+    await asyncio.sleep(0.05)
+    assert runs == [] and scheduler.parked == 2
+    admitted.add("a")
+    scheduler.readmit()
+    await asyncio.sleep(0.05)
+    assert runs == ["a"] and scheduler.parked == 1
+    scheduler.forget(("ns", "b"))
+    assert scheduler.parked == 0
+    task.cancel()
+
+
+# ------------------------------------------------------------------------------------------ sharding
+
+
+def _keys_by_shard(shards: int, per_shard: int = 2) -> dict[tuple[str, str], str]:
+    uids: dict[tuple[str, str], str] = {}
+    i = 0
+    while any(sum(1 for u in uids.values() if shard_of(u, shards) == s) < per_shard for s in range(shards)):
+        uid = f"uid-{i}"
+        if sum(1 for u in uids.values() if shard_of(u, shards) == shard_of(uid, shards)) < per_shard:
+            uids[("ns", f"o{i}")] = uid
+        i += 1
+    return uids
+
+
+async def _rounds(replicas: list[Election], clock: Clock, n: int) -> None:
+    for _ in range(n):
+        for r in replicas:
+            await r.step()
+        clock.now += TIMING.retry_period
+
+
+def _assert_every_object_written_by_exactly_one(replicas: list[Election], uids: dict[tuple[str, str], str]) -> None:
+    for key in uids:
+        writers = []
+        for r in replicas:
+            with about(key):
+                try:
+                    r.check_write()
+                    writers.append(r.identity)
+                except Fenced:
+                    pass
+        assert len(writers) == 1, (key, writers)
+
+
+async def test_shards_spread_over_replicas_and_move_on_loss_and_add() -> None:
+    leases, clock = FakeLeases(), Clock()
+    uids = _keys_by_shard(4)
+    a = election(leases, clock, "a", shards=4, uids=uids)
+    await _rounds([a], clock, 3)
+    assert a.owned() == [0, 1, 2, 3]
+    _assert_every_object_written_by_exactly_one([a], uids)
+
+    b = election(leases, clock, "b", shards=4, uids=uids)  # a replica is added: a releases 2 shards to b
+    await _rounds([a, b], clock, 4)
+    assert len(a.owned()) == 2 and len(b.owned()) == 2
+    _assert_every_object_written_by_exactly_one([a, b], uids)
+
+    c = election(leases, clock, "c", shards=4, uids=uids)
+    await _rounds([a, b, c], clock, 4)
+    assert sorted(len(r.owned()) for r in (a, b, c)) == [1, 1, 2]
+    _assert_every_object_written_by_exactly_one([a, b, c], uids)
+
+    # c is lost (no release): within one lease duration (+ a few retry periods) its shards move to a and b.
+    lost = set(c.owned())
+    await _rounds([a, b], clock, int(TIMING.duration / TIMING.retry_period) + 3)
+    assert sorted(len(r.owned()) for r in (a, b)) == [2, 2]
+    assert lost <= set(a.owned()) | set(b.owned())
+    _assert_every_object_written_by_exactly_one([a, b], uids)
+
+
+async def test_never_two_holders_of_a_shard_at_any_step() -> None:
+    leases, clock = FakeLeases(), Clock()
+    uids = _keys_by_shard(3, per_shard=1)
+    replicas = [election(leases, clock, n, shards=3, uids=uids) for n in "abc"]
+    for _ in range(30):
+        for r in replicas:
+            await r.step()
+            held = [i for x in replicas for i in x.owned()]
+            assert len(held) == len(set(held)), held
+        clock.now += TIMING.retry_period
+    assert sorted(len(r.owned()) for r in replicas) == [1, 1, 1]
+
+
+async def test_release_after_a_renewal_that_landed_late_still_releases() -> None:
+    leases, clock = FakeLeases(), Clock()
+    a = election(leases, clock, "a")
+    await a.step()
+    # A renewal the cancelled loop had in flight lands after a's last view: a's resourceVersion is stale.
+    current = leases.leases["goldrush-operator"]
+    leases.leases["goldrush-operator"] = replace(current, resource_version="50")
+    await a.release()
+    assert leases.leases["goldrush-operator"].holder == ""
+    # A replica that holds nothing releases nothing.
+    b = election(leases, clock, "b")
+    writes = len(leases.writes)
+    await b.release()
+    assert len(leases.writes) == writes
+
+
+async def test_a_renewal_that_timed_out_but_landed_does_not_end_the_hold() -> None:
+    leases, clock = FakeLeases(), Clock()
+    a = election(leases, clock, "a")
+    await a.step()
+    # Our renewal was applied but its answer never came: the Lease moved on, still naming us.
+    current = leases.leases["goldrush-operator"]
+    leases.leases["goldrush-operator"] = replace(current, resource_version="77")
+    clock.now += 2
+    await a.step()
+    assert a.leader and leases.leases["goldrush-operator"].holder == "a"
+    assert leases.leases["goldrush-operator"].resource_version != "77"  # renewed at the new version
