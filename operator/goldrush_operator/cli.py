@@ -2,7 +2,7 @@
 
 Sub-commands:
 - `run` starts the operator (kopf) with the settings from the `GOLDRUSH_*` environment variables;
-- `crd` prints the CustomResourceDefinition generated from the pydantic models;
+- `crd` prints the CustomResourceDefinitions generated from the pydantic models (pipelines, credentials);
 - `logs NAME [-n NS]` prints the pipeline's recent worker logs from the API;
 - `describe NAME [-n NS]` prints live status, metrics and destination health from the API.
 `logs` and `describe` use the object's credentials (its `serviceKeySecretRef`, else the operator's key).
@@ -43,7 +43,7 @@ def _build_parser() -> argparse.ArgumentParser:
                      help="accepted for clarity: the operator always runs standalone (one active replica)")
     run.add_argument("--liveness", metavar="URL", default=None,
                      help="liveness endpoint, e.g. http://0.0.0.0:8080/healthz (default: GOLDRUSH_HEALTH_PORT)")
-    sub.add_parser("crd", help="print the generated CustomResourceDefinition (YAML)")
+    sub.add_parser("crd", help="print the generated CustomResourceDefinitions (YAML)")
     for name, text in (("logs", "print the pipeline's recent worker logs"),
                        ("describe", "print live status, metrics and destination health")):
         p = sub.add_parser(name, help=text)
@@ -57,9 +57,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = _build_parser()
     args = parser.parse_args(argv)
     if args.command == "crd":
-        from goldrush_operator.crdgen import render_crd_yaml
+        from goldrush_operator.crdgen import KINDS, render_crd_yaml
 
-        sys.stdout.write(render_crd_yaml())
+        sys.stdout.write("---\n".join(render_crd_yaml(kind) for kind in KINDS))
         return 0
     if args.command == "run":
         try:
@@ -178,8 +178,10 @@ def run(
 ) -> int:
     """Start the operator and block until it stops."""
     from goldrush_operator import handlers
+    from goldrush_operator.controller.creds import CredentialsController
     from goldrush_operator.controller.loop import Controller
     from goldrush_operator.goldrush_api import GoldRushClient
+    from goldrush_operator.keyring import Keyring
     from goldrush_operator.kube import Kube
     from goldrush_operator.metrics import PrometheusMetrics
     from goldrush_operator.scheduler import Scheduler
@@ -210,11 +212,16 @@ def run(
         return client
 
     kube = Kube()
-    controller = Controller(settings, kube, store, client_for, ServiceKeySource(settings), metrics)
+    keyring = Keyring(settings.operator_namespace)
+    controller = Controller(settings, kube, store, client_for, ServiceKeySource(settings), metrics, keyring=keyring)
     scheduler = Scheduler(controller.run_pass, workers=settings.workers)
+    credentials = CredentialsController(keyring, store, kube, client_for, controller.inputs.read_secret,
+                                        scheduler.wake, recheck_seconds=settings.poll_slow_seconds)
+    controller.on_auth_failed = credentials.auth_failed
     runtime = handlers.Runtime(controller=controller, store=store, scheduler=scheduler,
                                list_versions=kube.list_pipeline_versions, on_loop_lag=metrics.loop_lag,
-                               secret_watch=SecretWatch(kube, store, scheduler.wake))
+                               secret_watch=SecretWatch(kube, store, scheduler.wake, credentials.on_secret_changed),
+                               credentials=credentials, operator_namespace=settings.operator_namespace)
     if liveness is None and settings.health_port:
         liveness = f"http://0.0.0.0:{settings.health_port}/healthz"
     logging.getLogger("goldrush_operator").info(

@@ -13,6 +13,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 DEFAULT_API_URL = "https://api.covalenthq.com/platform/pipeline-api/"
+DEFAULT_OPERATOR_NAMESPACE = "goldrush-system"
+SERVICE_ACCOUNT_NAMESPACE_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
+
+
+def _operator_namespace(env: Mapping[str, str]) -> str:
+    """The operator's own namespace: `POD_NAMESPACE` (downward API), else the service account's, else the default."""
+    value = env.get("POD_NAMESPACE", "").strip()
+    if value:
+        return value
+    try:
+        return Path(SERVICE_ACCOUNT_NAMESPACE_FILE).read_text().strip() or DEFAULT_OPERATOR_NAMESPACE
+    except OSError:
+        return DEFAULT_OPERATOR_NAMESPACE
 
 
 def _float(env: Mapping[str, str], name: str, default: float) -> float:
@@ -61,6 +74,7 @@ class Settings:
     hash_key: str = field(default="", repr=False)
     request_timeout: float = 30.0
     error_backoff_max_seconds: float = 300.0
+    operator_namespace: str = DEFAULT_OPERATOR_NAMESPACE  # where ClusterGoldRushCredentials' key Secrets live
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -88,6 +102,7 @@ class Settings:
             log_level=e.get("GOLDRUSH_LOG_LEVEL", "INFO").strip().upper() or "INFO",
             hash_key=e.get("GOLDRUSH_HASH_KEY", ""),
             request_timeout=_float(e, "GOLDRUSH_REQUEST_TIMEOUT_SECONDS", 30.0) or 30.0,
+            operator_namespace=_operator_namespace(e),
         )
 
 

@@ -3,7 +3,8 @@
 Async wrappers (blocking calls run in a bounded thread pool) for the few calls the operator makes besides
 kopf's own watching: read referenced Secrets and ConfigMaps, list and watch Secrets metadata-only
 (`secret_metadata`, for `secretwatch`), merge-patch the object's annotations and its `status` subresource,
-and post Events. Writes go straight through the official client's connection pool (its TLS, auth and
+and post Events; merge-patch the `status` of credentials objects.
+Writes go straight through the official client's connection pool (its TLS, auth and
 config) with JSON bodies. Called by the controller (`controller/`), the handlers (liveness list),
 `secretwatch` and the CLI (`introspect.py` for `logs`/`describe`).
 """
@@ -316,6 +317,14 @@ class Kube:
         """Merge-patch the `status` subresource with `status` (lists are replaced whole)."""
         await self._write("PATCH", self._pipeline_path(namespace, name, "status"), {"status": dict(status)},
                           MERGE_PATCH)
+
+    async def patch_credentials_status(
+        self, plural: str, namespace: str | None, name: str, status: Mapping[str, Any]
+    ) -> None:
+        """Merge-patch the `status` of a GoldRushCredentials (namespace) or ClusterGoldRushCredentials (None)."""
+        scope = f"namespaces/{urllib.parse.quote(namespace)}/" if namespace else ""
+        path = f"/apis/{GROUP}/{VERSION}/{scope}{urllib.parse.quote(plural)}/{urllib.parse.quote(name)}/status"
+        await self._write("PATCH", path, {"status": dict(status)}, MERGE_PATCH)
 
     async def post_event(
         self, obj: Mapping[str, Any], reason: str, message: str, *, warning: bool = False

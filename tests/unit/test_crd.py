@@ -131,6 +131,7 @@ def test_spec_fields_enums_patterns(schema: dict[str, Any]) -> None:
         "paused",
         "deletionPolicy",
         "serviceKeySecretRef",
+        "credentialsRef",
     }
     assert spec["topic"]["pattern"] == TOPIC_PATTERN
     assert spec["destination"]["properties"]["type"]["enum"] == [
