@@ -46,11 +46,20 @@ CRD_READ = {("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "wat
 WORKLOAD = {
     ("goldrush.dev", "goldrushpipelines"): {"list", "watch", "patch"},
     ("goldrush.dev", "goldrushpipelines/status"): {"patch"},
+    ("goldrush.dev", "goldrushcredentials"): {"list", "watch"},
+    ("goldrush.dev", "goldrushcredentials/status"): {"patch"},
     ("", "secrets"): {"get", "list", "watch"},
     ("", "configmaps"): {"get"},
     ("", "events"): {"create"},
 }
 NAMESPACE_WATCH = {("", "namespaces"): {"list", "watch"}}
+# In every mode: ClusterGoldRushCredentials (cluster-scoped) and, in the operator's namespace, their key Secrets.
+CLUSTER_CREDENTIALS = {
+    ("goldrush.dev", "clustergoldrushcredentials"): {"list", "watch"},
+    ("goldrush.dev", "clustergoldrushcredentials/status"): {"patch"},
+}
+OPERATOR_NAMESPACE_ROLE = "goldrush-operator-credentials"
+OPERATOR_NAMESPACE_SECRETS = {("", "secrets"): {"get", "list", "watch"}}
 FORBIDDEN_VERBS = {"*", "delete", "deletecollection", "update", "escalate", "bind", "impersonate"}
 # Volume types allowed by the Pod Security Standard "restricted".
 RESTRICTED_VOLUME_TYPES = {
@@ -211,6 +220,10 @@ def test_service_key_is_a_mounted_file_not_an_env_var(overlay: str) -> None:
     }
     assert "GOLDRUSH_SERVICE_KEY" not in env
     for item in container["env"]:
+        # The downward API's namespace is the one value that comes from elsewhere; no secretKeyRef, ever.
+        if item["name"] == "POD_NAMESPACE":
+            assert item["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
+            continue
         assert "valueFrom" not in item, f"{item['name']}: secrets are files, never env vars"
     assert "envFrom" not in container
     mount = next(m for m in container["volumeMounts"] if m["mountPath"] == SERVICE_KEY_DIR)
@@ -280,17 +293,32 @@ def test_bindings_bind_the_operator_account_to_rendered_roles(overlay: str) -> N
 # --- per variant ----------------------------------------------------------------------------------------
 
 
-def test_base_grants_only_crd_read() -> None:
+def served_roles(objects: list[Obj]) -> list[Obj]:
+    """The Roles of served namespaces (not the one in the operator's namespace)."""
+    return [r for r in of_kind(objects, "Role") if r["metadata"]["name"] != OPERATOR_NAMESPACE_ROLE]
+
+
+def test_every_mode_reads_secrets_of_its_own_namespace_only_through_one_role() -> None:
+    for overlay in ALL:
+        objects = rendered(overlay)
+        role = only(objects, "Role", OPERATOR_NAMESPACE_ROLE)
+        assert role["metadata"]["namespace"] == OPERATOR_NAMESPACE, overlay
+        assert permissions([role], "Role") == OPERATOR_NAMESPACE_SECRETS, overlay
+        binding = only(objects, "RoleBinding", OPERATOR_NAMESPACE_ROLE)
+        assert binding["metadata"]["namespace"] == OPERATOR_NAMESPACE, overlay
+
+
+def test_base_grants_only_crd_read_and_cluster_credentials() -> None:
     objects = rendered("base")
-    assert permissions(objects, "ClusterRole") == CRD_READ
-    assert not of_kind(objects, "Role", "RoleBinding")
+    assert permissions(objects, "ClusterRole") == {**CRD_READ, **CLUSTER_CREDENTIALS}
+    assert not served_roles(objects)
     assert operator_container(objects)["args"] == ["--standalone", LIVENESS_ARG]
 
 
 def test_cluster_wide_permissions_and_flags() -> None:
     objects = rendered("cluster-wide")
-    assert not of_kind(objects, "Role", "RoleBinding")
-    assert permissions(objects, "ClusterRole") == {**CRD_READ, **WORKLOAD}
+    assert not served_roles(objects)
+    assert permissions(objects, "ClusterRole") == {**CRD_READ, **WORKLOAD, **NAMESPACE_WATCH, **CLUSTER_CREDENTIALS}
     # Secrets have a ClusterRole of their own, so they can be re-bound per namespace.
     secrets_role = only(objects, "ClusterRole", "goldrush-operator-secrets")
     assert permissions([secrets_role], "ClusterRole") == {("", "secrets"): {"get", "list", "watch"}}
@@ -306,9 +334,9 @@ def test_single_namespace_permissions_and_flags() -> None:
     role = only(objects, "Role", "goldrush-operator")
     assert role["metadata"]["namespace"] == TARGET_NAMESPACE
     assert only(objects, "RoleBinding", "goldrush-operator")["metadata"]["namespace"] == TARGET_NAMESPACE
-    assert permissions(objects, "Role") == WORKLOAD
+    assert permissions(served_roles(objects), "Role") == WORKLOAD
     cluster = permissions(objects, "ClusterRole")
-    assert cluster == {**CRD_READ, **NAMESPACE_WATCH}
+    assert cluster == {**CRD_READ, **NAMESPACE_WATCH, **CLUSTER_CREDENTIALS}
     assert not any(resource == "secrets" for _, resource in cluster), "no cluster-wide access to Secrets"
     assert not any(resource.startswith("goldrushpipelines") for _, resource in cluster)
     args = operator_container(objects)["args"]
@@ -318,14 +346,14 @@ def test_single_namespace_permissions_and_flags() -> None:
 
 def test_namespaced_grants_only_inside_the_listed_namespaces() -> None:
     objects = rendered("namespaced")
-    roles = of_kind(objects, "Role")
+    roles = served_roles(objects)
     assert sorted(r["metadata"]["namespace"] for r in roles) == SERVED_NAMESPACES
     for role in roles:
         assert permissions([role], "Role") == WORKLOAD, role["metadata"]["namespace"]
-    bindings = of_kind(objects, "RoleBinding")
+    bindings = [b for b in of_kind(objects, "RoleBinding") if b["metadata"]["name"] != OPERATOR_NAMESPACE_ROLE]
     assert sorted(b["metadata"]["namespace"] for b in bindings) == SERVED_NAMESPACES
     cluster = permissions(objects, "ClusterRole")
-    assert cluster == {**CRD_READ, **NAMESPACE_WATCH}
+    assert cluster == {**CRD_READ, **NAMESPACE_WATCH, **CLUSTER_CREDENTIALS}
     assert not any(resource == "secrets" for _, resource in cluster), "no cluster-wide access to Secrets"
     container = operator_container(objects)
     assert container["args"] == ["--standalone", LIVENESS_ARG], "the namespace list comes from the env"
@@ -347,7 +375,7 @@ def test_namespaced_list_follows_the_served_entries(tmp_path: Path) -> None:
     listing = overlay / "namespaces.yaml"
     listing.write_text(listing.read_text().replace("namespaces: team-a,team-b", "namespaces: team-a,team-b,team-c"))
     objects = render("namespaced", root=tmp_path)
-    assert sorted(r["metadata"]["namespace"] for r in of_kind(objects, "Role")) == ["team-a", "team-b", "team-c"]
+    assert sorted(r["metadata"]["namespace"] for r in served_roles(objects)) == ["team-a", "team-b", "team-c"]
     env = {e["name"]: e.get("value") for e in operator_container(objects)["env"]}
     assert env["GOLDRUSH_NAMESPACES"] == "team-a,team-b,team-c"
     for binding in of_kind(objects, "RoleBinding"):
@@ -387,8 +415,8 @@ def test_single_namespace_target_is_one_value(tmp_path: Path) -> None:
     assert f"namespace: {TARGET_NAMESPACE}\n" in text
     target.write_text(text.replace(f"namespace: {TARGET_NAMESPACE}\n", "namespace: tenant-a\n"))
     objects = render("single-namespace", root=tmp_path)
-    assert only(objects, "Role")["metadata"]["namespace"] == "tenant-a"
-    assert only(objects, "RoleBinding")["metadata"]["namespace"] == "tenant-a"
+    assert only(objects, "Role", "goldrush-operator")["metadata"]["namespace"] == "tenant-a"
+    assert only(objects, "RoleBinding", "goldrush-operator")["metadata"]["namespace"] == "tenant-a"
     assert operator_container(objects)["args"][-1] == "--namespace=tenant-a"
     assert TARGET_NAMESPACE not in yaml.safe_dump_all(objects)
 
