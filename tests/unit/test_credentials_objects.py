@@ -334,3 +334,24 @@ async def test_deleting_credentials_wakes_their_users(cworld: CredsWorld) -> Non
     cworld.clock.now += 20
     await cworld.run()
     assert (cworld.cond("Ready") or {}).get("reason") == "CredentialsNotFound"
+
+
+async def test_handlers_route_credentials_namespaces_and_deleted_pipelines(cworld: CredsWorld) -> None:
+    from goldrush_operator import handlers
+    from goldrush_operator.scheduler import Scheduler
+
+    async def no_pass(key: tuple[str, str]) -> float | None:
+        return None
+
+    ctl, _, _ = checker(cworld)
+    rt = handlers.Runtime(controller=cworld.controller, store=cworld.store, scheduler=Scheduler(no_pass),
+                          list_versions=lambda _ns: None, credentials=ctl, operator_namespace=OP_NS)
+    cworld.apply(with_ref("GoldRushCredentials", "team"))
+    await cworld.run()
+    assert cworld.ring.used_by(("GoldRushCredentials", "ns", "team")) == 1
+    handlers.on_pipeline(rt, cworld.obj(), "DELETED")
+    assert cworld.ring.used_by(("GoldRushCredentials", "ns", "team")) == 0
+    ctl.on_namespace({"metadata": {"name": "ns", "labels": {"tenant": "yes"}}}, "MODIFIED")
+    assert cworld.ring.labels["ns"] == {"tenant": "yes"}
+    ctl.on_namespace({"metadata": {"name": "ns"}}, "DELETED")
+    assert "ns" not in cworld.ring.labels
