@@ -5,7 +5,8 @@ Sub-commands:
 - `crd` prints the CustomResourceDefinitions generated from the pydantic models (pipelines, credentials);
 - `logs NAME [-n NS]` prints the pipeline's recent worker logs from the API;
 - `describe NAME [-n NS]` prints live status, metrics and destination health from the API.
-`logs` and `describe` use the object's credentials (its `serviceKeySecretRef`, else the operator's key).
+`logs` and `describe` use the object's credentials (its `serviceKeySecretRef` or `credentialsRef`, else the
+operator's key).
 """
 
 from __future__ import annotations

@@ -242,6 +242,16 @@ class Kube:
         result: dict[str, Any] = dict(obj)
         return result
 
+    async def get_credentials_object(self, plural: str, namespace: str | None, name: str) -> dict[str, Any]:
+        """A GoldRushCredentials (namespace) or ClusterGoldRushCredentials (None) as a dict; raises NotFound."""
+        def call() -> Any:
+            if namespace:
+                return self._custom.get_namespaced_custom_object(GROUP, VERSION, namespace, plural, name)
+            return self._custom.get_cluster_custom_object(GROUP, VERSION, plural, name)
+
+        obj: Any = await self._run(call)
+        return dict(obj)
+
     async def list_pipeline_versions(self, namespaces: tuple[str, ...]) -> dict[tuple[str, str], str]:
         """(namespace, name) -> resourceVersion of every GoldRushPipeline in `namespaces` (all when empty).
 
