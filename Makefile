@@ -93,7 +93,8 @@ crd: $(STAMP)
 
 # Helm reads no file outside the chart: it carries copies (tests/unit/test_helm_chart.py fails on drift).
 chart-files:
-	cp crds/goldrush.dev_goldrushpipelines.yaml $(CHART)/files/
+	cp crds/goldrush.dev_goldrushpipelines.yaml crds/goldrush.dev_goldrushcredentials.yaml \
+	  crds/goldrush.dev_clustergoldrushcredentials.yaml $(CHART)/files/
 	cp deploy/monitoring/prometheusrule.yaml deploy/monitoring/grafana-dashboard.json $(CHART)/files/
 
 dev: $(STAMP) cluster-up

@@ -84,9 +84,10 @@ def start_control_plane(workdir: Path, audit_secret_reads: bool = False) -> Cont
         ],
     )
     plane.start()
-    Kubectl(plane.kubeconfig)("apply", "-f", str(REPO / "crds" / "goldrush.dev_goldrushpipelines.yaml"))
-    Kubectl(plane.kubeconfig)("wait", "--for=condition=Established",
-                              "crd/goldrushpipelines.goldrush.dev", "--timeout=60s")
+    Kubectl(plane.kubeconfig)("apply", "-k", str(REPO / "crds"))
+    for plural in ("goldrushpipelines", "goldrushcredentials", "clustergoldrushcredentials"):
+        Kubectl(plane.kubeconfig)("wait", "--for=condition=Established", f"crd/{plural}.goldrush.dev",
+                                  "--timeout=60s")
     return plane
 
 

@@ -2,14 +2,15 @@
 
 Sub-commands:
 - `run` starts the operator (kopf) with the settings from the `GOLDRUSH_*` environment variables;
-- `crd` prints the CustomResourceDefinition generated from the pydantic models;
+- `crd` prints the CustomResourceDefinitions generated from the pydantic models (pipelines, credentials);
 - `logs NAME [-n NS]` prints the pipeline's recent worker logs from the API;
 - `describe NAME [-n NS]` prints live status, metrics and destination health from the API;
 - `import [-n NS] [--project P] [--name GLOB] [--observe] [-o DIR]` writes manifests that adopt the pipelines
   the service key sees (`import_command`).
 - `plan -f FILE|DIR|- [-n NS] [-o text|json] [--delete]` prints the API calls the operator would make for the
   manifests, read-only (`plan.py`); exit status 2 when changes are pending, 0 when none, 1 on error.
-`logs` and `describe` use the object's credentials (its `serviceKeySecretRef`, else the operator's key).
+`logs` and `describe` use the object's credentials (its `serviceKeySecretRef` or `credentialsRef`, else the
+operator's key).
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ def _build_parser() -> argparse.ArgumentParser:
                           "coordinate through Leases (GOLDRUSH_LEADER_ELECTION)")
     run.add_argument("--liveness", metavar="URL", default=None,
                      help="liveness endpoint, e.g. http://0.0.0.0:8080/healthz (default: GOLDRUSH_HEALTH_PORT)")
-    sub.add_parser("crd", help="print the generated CustomResourceDefinition (YAML)")
+    sub.add_parser("crd", help="print the generated CustomResourceDefinitions (YAML)")
     plan = sub.add_parser("plan", help="print the API calls the operator would make for manifests (read-only)")
     plan.add_argument("-f", "--filename", action="append", required=True, metavar="FILE|DIR|-",
                       help="manifest file, directory or - for stdin (repeatable)")
@@ -86,9 +87,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = _build_parser()
     args = parser.parse_args(argv)
     if args.command == "crd":
-        from goldrush_operator.crdgen import render_crd_yaml
+        from goldrush_operator.crdgen import KINDS, render_crd_yaml
 
-        sys.stdout.write(render_crd_yaml())
+        sys.stdout.write("---\n".join(render_crd_yaml(kind) for kind in KINDS))
         return 0
     if args.command == "run":
         try:
@@ -221,8 +222,10 @@ def run(
 ) -> int:
     """Start the operator and block until it stops."""
     from goldrush_operator import handlers
+    from goldrush_operator.controller.creds import CredentialsController
     from goldrush_operator.controller.loop import Controller
     from goldrush_operator.goldrush_api import GoldRushClient
+    from goldrush_operator.keyring import Keyring
     from goldrush_operator.kube import Kube
     from goldrush_operator.metrics import PrometheusMetrics
     from goldrush_operator.scheduler import Scheduler
@@ -260,13 +263,18 @@ def run(
         metrics.leadership(True, 1)  # one replica, no Lease: it is the writer
     else:
         metrics.pipelines.visible = election.admits  # per-pipeline series only of the objects it reconciles
-    controller = Controller(settings, kube, store, client_for, ServiceKeySource(settings), metrics)
+    keyring = Keyring(settings.operator_namespace)
+    controller = Controller(settings, kube, store, client_for, ServiceKeySource(settings), metrics, keyring=keyring)
     scheduler = Scheduler(controller.run_pass, workers=settings.workers,
                           admit=election.admits if election is not None else None)
+    credentials = CredentialsController(keyring, store, kube, client_for, controller.inputs.read_secret,
+                                        scheduler.wake, recheck_seconds=settings.poll_slow_seconds)
+    controller.on_auth_failed = credentials.auth_failed
     runtime = handlers.Runtime(controller=controller, store=store, scheduler=scheduler,
                                list_versions=kube.list_pipeline_versions, on_loop_lag=metrics.loop_lag,
-                               secret_watch=SecretWatch(kube, store, scheduler.wake), election=election,
-                               get_object=kube.get_pipeline_object)
+                               secret_watch=SecretWatch(kube, store, scheduler.wake, credentials.on_secret_changed),
+                               election=election, get_object=kube.get_pipeline_object,
+                               credentials=credentials, operator_namespace=settings.operator_namespace)
     if election is not None:
         timing = election.timing
         kube.lease_timeout = min(5.0, timing.renew_deadline / 2)

@@ -15,6 +15,19 @@ from pathlib import Path
 from goldrush_operator.lease import LeaseTiming
 
 DEFAULT_API_URL = "https://api.covalenthq.com/platform/pipeline-api/"
+DEFAULT_OPERATOR_NAMESPACE = "goldrush-system"
+SERVICE_ACCOUNT_NAMESPACE_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
+
+
+def _operator_namespace(env: Mapping[str, str]) -> str:
+    """The operator's own namespace: `POD_NAMESPACE` (downward API), else the service account's, else the default."""
+    value = env.get("POD_NAMESPACE", "").strip()
+    if value:
+        return value
+    try:
+        return Path(SERVICE_ACCOUNT_NAMESPACE_FILE).read_text().strip() or DEFAULT_OPERATOR_NAMESPACE
+    except OSError:
+        return DEFAULT_OPERATOR_NAMESPACE
 
 
 def _float(env: Mapping[str, str], name: str, default: float) -> float:
@@ -74,6 +87,7 @@ class Settings:
     error_backoff_max_seconds: float = 300.0
     dry_run: bool = False  # GOLDRUSH_DRY_RUN: the API client refuses every write; Would* Events instead
     pipeline_metrics_seconds: float = 60.0  # per-pipeline metrics refresh; 0 turns the metrics reads off
+    operator_namespace: str = DEFAULT_OPERATOR_NAMESPACE  # where ClusterGoldRushCredentials' key Secrets live
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -103,6 +117,7 @@ class Settings:
             request_timeout=_float(e, "GOLDRUSH_REQUEST_TIMEOUT_SECONDS", 30.0) or 30.0,
             dry_run=_bool(e, "GOLDRUSH_DRY_RUN"),
             pipeline_metrics_seconds=_float(e, "GOLDRUSH_PIPELINE_METRICS_SECONDS", 60.0),
+            operator_namespace=_operator_namespace(e),
         )
 
 

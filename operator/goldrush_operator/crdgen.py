@@ -1,8 +1,9 @@
-"""Generate the `GoldRushPipeline` CustomResourceDefinition from the pydantic models in `resource.py`.
+"""Generate the CustomResourceDefinitions from the pydantic models in `resource.py` (GoldRushPipeline) and
+`resource_credentials.py` (GoldRushCredentials, ClusterGoldRushCredentials; see `KINDS`).
 
 `generate_crd()` returns the CRD as a dict and `render_crd_yaml()` as deterministic YAML text. The CLI
-`crd` command prints `render_crd_yaml()`; the committed `crds/goldrush.dev_goldrushpipelines.yaml` is that
-output, and a unit test fails when the two differ. `json_schema()` is the same schema as a JSON Schema for
+`crd` command prints `render_crd_yaml()` of every kind; the committed `crds/goldrush.dev_<plural>.yaml` files
+are that output, and unit tests fail when they differ. `json_schema()` is the same schema as a JSON Schema for
 manifest validators (kubeconform, IDEs), published as `schemas/goldrush.dev/goldrushpipeline_v1alpha1.json`
 (the CRDs-catalog layout `{group}/{kind}_{version}.json`). `make crd` (`python -m goldrush_operator.crdgen`)
 writes both files.
@@ -19,6 +20,7 @@ import argparse
 import copy
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
@@ -39,6 +41,18 @@ from goldrush_operator.resource import (
     TABLE_NAME_PATTERN,
     VERSION,
     GoldRushPipeline,
+)
+from goldrush_operator.resource_credentials import (
+    CLUSTER_CREDENTIALS_CRD_NAME,
+    CREDENTIALS_CRD_NAME,
+    KIND_CLUSTER_CREDENTIALS,
+    KIND_CREDENTIALS,
+    PLURAL_CLUSTER_CREDENTIALS,
+    PLURAL_CREDENTIALS,
+    SINGULAR_CLUSTER_CREDENTIALS,
+    SINGULAR_CREDENTIALS,
+    ClusterGoldRushCredentials,
+    GoldRushCredentials,
 )
 
 CRD_FILE_NAME: Final = f"{GROUP}_{PLURAL}.yaml"
@@ -138,6 +152,52 @@ PRINTER_COLUMNS: Final[tuple[dict[str, Any], ...]] = (
 )
 
 
+_CREDENTIALS_COLUMNS: Final[tuple[dict[str, Any], ...]] = (
+    {"name": "READY", "type": "string", "jsonPath": f"{_READY}.status", "description": "Ready condition status."},
+    {"name": "REASON", "type": "string", "jsonPath": f"{_READY}.reason", "description": "Ready condition reason."},
+    {"name": "USED BY", "type": "integer", "jsonPath": ".status.usedBy",
+     "description": "Number of pipelines using this key."},
+    {"name": "SECRET", "type": "string", "jsonPath": ".spec.serviceKeySecretRef.name",
+     "description": "Secret holding the service key."},
+    {"name": "AGE", "type": "date", "jsonPath": ".metadata.creationTimestamp",
+     "description": "Time since the object was created."},
+    {"name": "MESSAGE", "type": "string", "jsonPath": f"{_READY}.message",
+     "description": "Ready condition message.", "priority": 1},
+)
+
+
+@dataclass(frozen=True)
+class CrdKind:
+    """One custom resource the operator defines: its model and names."""
+
+    model: type[BaseModel]
+    kind: str
+    plural: str
+    singular: str
+    crd_name: str
+    scope: str
+    short_names: tuple[str, ...]
+    columns: tuple[dict[str, Any], ...]
+
+    @property
+    def crd_file_name(self) -> str:
+        return f"{GROUP}_{self.plural}.yaml"
+
+    @property
+    def json_schema_path(self) -> str:
+        return f"{GROUP}/{self.kind.lower()}_{VERSION}.json"
+
+
+KINDS: Final[dict[str, CrdKind]] = {
+    KIND: CrdKind(GoldRushPipeline, KIND, PLURAL, SINGULAR, CRD_NAME, "Namespaced", SHORT_NAMES, PRINTER_COLUMNS),
+    KIND_CREDENTIALS: CrdKind(GoldRushCredentials, KIND_CREDENTIALS, PLURAL_CREDENTIALS, SINGULAR_CREDENTIALS,
+                              CREDENTIALS_CRD_NAME, "Namespaced", ("grc",), _CREDENTIALS_COLUMNS),
+    KIND_CLUSTER_CREDENTIALS: CrdKind(ClusterGoldRushCredentials, KIND_CLUSTER_CREDENTIALS,
+                                      PLURAL_CLUSTER_CREDENTIALS, SINGULAR_CLUSTER_CREDENTIALS,
+                                      CLUSTER_CREDENTIALS_CRD_NAME, "Cluster", ("cgrc",), _CREDENTIALS_COLUMNS),
+}
+
+
 class SchemaError(ValueError):
     """The pydantic schema contains something that has no structural OpenAPI equivalent."""
 
@@ -208,9 +268,9 @@ def model_schema(model: type[BaseModel]) -> dict[str, Any]:
     return _clean(raw, raw.get("$defs", {}), model.__name__)
 
 
-def openapi_schema() -> dict[str, Any]:
-    """The `openAPIV3Schema` of the served version."""
-    root = model_schema(GoldRushPipeline)
+def openapi_schema(kind: str = KIND) -> dict[str, Any]:
+    """The `openAPIV3Schema` of the served version of `kind`."""
+    root = model_schema(KINDS[kind].model)
     props = root["properties"]
     props["apiVersion"] = {
         "description": "APIVersion defines the versioned schema of this representation of an object.",
@@ -225,13 +285,14 @@ def openapi_schema() -> dict[str, Any]:
     return root
 
 
-def generate_crd() -> dict[str, Any]:
-    """The complete `apiextensions.k8s.io/v1` CustomResourceDefinition for GoldRushPipeline."""
+def generate_crd(kind: str = KIND) -> dict[str, Any]:
+    """The complete `apiextensions.k8s.io/v1` CustomResourceDefinition for `kind` (GoldRushPipeline)."""
+    k = KINDS[kind]
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
         "metadata": {
-            "name": CRD_NAME,
+            "name": k.crd_name,
             "labels": {
                 "app.kubernetes.io/name": "goldrush-operator",
                 "app.kubernetes.io/part-of": "goldrush",
@@ -240,22 +301,22 @@ def generate_crd() -> dict[str, Any]:
         "spec": {
             "group": GROUP,
             "names": {
-                "kind": KIND,
-                "listKind": f"{KIND}List",
-                "plural": PLURAL,
-                "singular": SINGULAR,
-                "shortNames": list(SHORT_NAMES),
+                "kind": k.kind,
+                "listKind": f"{k.kind}List",
+                "plural": k.plural,
+                "singular": k.singular,
+                "shortNames": list(k.short_names),
                 "categories": list(CATEGORIES),
             },
-            "scope": "Namespaced",
+            "scope": k.scope,
             "versions": [
                 {
                     "name": VERSION,
                     "served": True,
                     "storage": True,
                     "subresources": {"status": {}},
-                    "additionalPrinterColumns": [dict(c) for c in PRINTER_COLUMNS],
-                    "schema": {"openAPIV3Schema": openapi_schema()},
+                    "additionalPrinterColumns": [dict(c) for c in k.columns],
+                    "schema": {"openAPIV3Schema": openapi_schema(kind)},
                 }
             ],
         },
@@ -272,10 +333,10 @@ class _Dumper(yaml.SafeDumper):
         super().increase_indent(flow, False)
 
 
-def render_crd_yaml() -> str:
-    """`generate_crd()` as YAML text: stable key order, so equal models give byte-equal output."""
+def render_crd_yaml(kind: str = KIND) -> str:
+    """`generate_crd(kind)` as YAML text: stable key order, so equal models give byte-equal output."""
     body = yaml.dump(
-        generate_crd(),
+        generate_crd(kind),
         Dumper=_Dumper,
         sort_keys=False,
         default_flow_style=False,
@@ -298,19 +359,21 @@ def _closed(node: Any) -> Any:
     return out
 
 
-def json_schema() -> dict[str, Any]:
-    """The served version's schema as a standalone JSON Schema (draft 2020-12) of a whole manifest."""
-    root = copy.deepcopy(openapi_schema())
+def json_schema(kind: str = KIND) -> dict[str, Any]:
+    """The served version's schema of `kind` as a standalone JSON Schema (draft 2020-12) of a whole manifest."""
+    root = copy.deepcopy(openapi_schema(kind))
     props = root["properties"]
     props["apiVersion"] = {**props["apiVersion"], "enum": [f"{GROUP}/{VERSION}"]}
-    props["kind"] = {**props["kind"], "enum": [KIND]}
+    props["kind"] = {**props["kind"], "enum": [kind]}
     props["metadata"] = {"description": "Standard object metadata.", "type": "object"}
     schema: dict[str, Any] = {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "title": f"{KIND} {GROUP}/{VERSION}",
+        "title": f"{kind} {GROUP}/{VERSION}",
         **_closed(root),
     }
     schema["required"] = ["apiVersion", "kind", "spec"]
+    if kind != KIND:
+        return schema
     # Map keys are checked by CEL in the CRD; JSON Schema says the same with propertyNames.
     spec = schema["properties"]["spec"]["properties"]
     spec["transforms"]["propertyNames"] = {"pattern": TABLE_NAME_PATTERN, "maxLength": MAX_TABLE_NAME_LENGTH}
@@ -321,25 +384,28 @@ def json_schema() -> dict[str, Any]:
     return schema
 
 
-def render_json_schema() -> str:
-    """`json_schema()` as stable, indented JSON text."""
-    return json.dumps(json_schema(), indent=2, ensure_ascii=False) + "\n"
+def render_json_schema(kind: str = KIND) -> str:
+    """`json_schema(kind)` as stable, indented JSON text."""
+    return json.dumps(json_schema(kind), indent=2, ensure_ascii=False) + "\n"
 
 
 def write_files(crd_dir: Path, schema_dir: Path) -> list[Path]:
-    """Write the CRD and its published JSON Schema; returns the paths written."""
-    crd_path = crd_dir / CRD_FILE_NAME
-    schema_path = schema_dir / JSON_SCHEMA_PATH
-    crd_path.parent.mkdir(parents=True, exist_ok=True)
-    schema_path.parent.mkdir(parents=True, exist_ok=True)
-    crd_path.write_text(render_crd_yaml())
-    schema_path.write_text(render_json_schema())
-    return [crd_path, schema_path]
+    """Write every CRD and its published JSON Schema (the pipeline's first); returns the paths written."""
+    written: list[Path] = []
+    for kind, k in KINDS.items():
+        crd_path = crd_dir / k.crd_file_name
+        schema_path = schema_dir / k.json_schema_path
+        crd_path.parent.mkdir(parents=True, exist_ok=True)
+        schema_path.parent.mkdir(parents=True, exist_ok=True)
+        crd_path.write_text(render_crd_yaml(kind))
+        schema_path.write_text(render_json_schema(kind))
+        written += [crd_path, schema_path]
+    return written
 
 
 def main(argv: list[str] | None = None) -> int:
     """`python -m goldrush_operator.crdgen`: regenerate crds/ and schemas/ (called by `make crd`)."""
-    parser = argparse.ArgumentParser(description="write the GoldRushPipeline CRD and its JSON Schema")
+    parser = argparse.ArgumentParser(description="write the CRDs and their JSON Schemas")
     parser.add_argument("--crd-dir", type=Path, default=Path("crds"))
     parser.add_argument("--schema-dir", type=Path, default=Path("schemas"))
     args = parser.parse_args(argv)

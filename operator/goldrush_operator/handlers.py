@@ -5,6 +5,8 @@
 - Secrets are not watched through kopf (that would bring every Secret's value into the process):
   `secretwatch.SecretWatch`, started here, watches their metadata only and wakes the users of a referenced
   Secret that changed (rotation);
+- credentials objects (GoldRushCredentials, ClusterGoldRushCredentials) and Namespace labels go to
+  `controller.creds.CredentialsController` (its task checks keys and writes their status; no finalizer);
 - the deletion handler (kopf adds the `goldrush.dev/finalizer` finalizer) holds the object away from the
   scheduler's workers and runs `Controller.delete`;
 - start-up configures kopf and starts the scheduler, the key watcher and the loop-lag monitor; the liveness
@@ -31,11 +33,18 @@ from typing import Any
 
 import kopf
 
+from goldrush_operator.controller.creds import CredentialsController
 from goldrush_operator.controller.loop import Controller, DeleteLater
 from goldrush_operator.election import Election
 from goldrush_operator.kube import KubeError, NotFound
 from goldrush_operator.lease import Fenced
 from goldrush_operator.resource import FINALIZER, GROUP, PLURAL, VERSION
+from goldrush_operator.resource_credentials import (
+    KIND_CLUSTER_CREDENTIALS,
+    KIND_CREDENTIALS,
+    PLURAL_CLUSTER_CREDENTIALS,
+    PLURAL_CREDENTIALS,
+)
 from goldrush_operator.scheduler import LoopLag, Scheduler
 from goldrush_operator.secretwatch import SecretWatch
 from goldrush_operator.state import ObjectKey, ObjectRecord, Store, object_key
@@ -58,6 +67,8 @@ class Runtime:
     scheduler: Scheduler
     list_versions: Callable[[tuple[str, ...]], Any]
     secret_watch: SecretWatch | None = None
+    credentials: CredentialsController | None = None
+    operator_namespace: str = ""
     on_loop_lag: Callable[[float], None] = lambda _lag: None
     watch_silence_limit: float = 120.0
     watch_stale_grace: float = 90.0
@@ -104,8 +115,13 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
         asyncio.create_task(rt.controller.watch_service_key(rt.scheduler.wake), name="goldrush-key-watch"),
         asyncio.create_task(LoopLag(rt.on_loop_lag).run(), name="goldrush-loop-lag"),
     ]
+    if rt.credentials is not None:
+        rt.tasks.append(asyncio.create_task(rt.credentials.run(), name="goldrush-credentials"))
     if rt.secret_watch is not None:
-        rt.tasks.append(asyncio.create_task(rt.secret_watch.run(rt.namespaces), name="goldrush-secret-watch"))
+        watched = rt.namespaces
+        if watched and rt.operator_namespace and rt.operator_namespace not in watched:
+            watched = (*watched, rt.operator_namespace)  # key Secrets of ClusterGoldRushCredentials
+        rt.tasks.append(asyncio.create_task(rt.secret_watch.run(watched), name="goldrush-secret-watch"))
     if rt.election is not None:
         rt.election_task = asyncio.create_task(rt.election.run(), name="goldrush-election")
 
@@ -128,7 +144,7 @@ def _memory_reset(record: ObjectRecord) -> ObjectRecord:
     """A record that keeps what the watch delivered and forgets what an earlier term remembered."""
     fresh = ObjectRecord(key=record.key, uid=record.uid)
     fresh._snapshot, fresh.wake_key, fresh.deleting = record._snapshot, record.wake_key, record.deleting
-    fresh.secret_names = record.secret_names
+    fresh.secret_keys = record.secret_keys
     return fresh
 
 
@@ -172,6 +188,8 @@ def on_pipeline(rt: Runtime, body: Any, event_type: str | None) -> None:
     if event_type == "DELETED":
         rt.seen.pop(key, None)
         rt.store.forget(key)
+        if rt.credentials is not None:
+            rt.credentials.keyring.release(key)
         rt.scheduler.forget(key)
         rt.controller.forget(key)
         return
@@ -184,6 +202,24 @@ def on_pipeline(rt: Runtime, body: Any, event_type: str | None) -> None:
 @kopf.on.event(GROUP, VERSION, PLURAL)
 async def pipeline_event(body: kopf.Body, type: str | None, memo: kopf.Memo, **_: Any) -> None:
     on_pipeline(memo.runtime, body, type)
+
+
+@kopf.on.event(GROUP, VERSION, PLURAL_CREDENTIALS)
+async def credentials_event(body: kopf.Body, type: str | None, memo: kopf.Memo, **_: Any) -> None:
+    if memo.runtime.credentials is not None:
+        memo.runtime.credentials.on_event(KIND_CREDENTIALS, body, type)
+
+
+@kopf.on.event(GROUP, VERSION, PLURAL_CLUSTER_CREDENTIALS)
+async def cluster_credentials_event(body: kopf.Body, type: str | None, memo: kopf.Memo, **_: Any) -> None:
+    if memo.runtime.credentials is not None:
+        memo.runtime.credentials.on_event(KIND_CLUSTER_CREDENTIALS, body, type)
+
+
+@kopf.on.event("", "v1", "namespaces")
+async def namespace_event(body: kopf.Body, type: str | None, memo: kopf.Memo, **_: Any) -> None:
+    if memo.runtime.credentials is not None:
+        memo.runtime.credentials.on_namespace(body, type)
 
 
 @kopf.on.delete(GROUP, VERSION, PLURAL)

@@ -1,7 +1,10 @@
 """`goldrush-operator logs` and `describe`: live views of one object's remote pipeline, for people.
 
 Called by `cli.main`. Reads the object and its Secrets through `kube.Kube`, then the API through
-`api.GoldRushClient` with the object's own service key (or the operator's). `describe` reads the metrics
+`api.GoldRushClient` with the object's own service key: its `serviceKeySecretRef`, the key of the credentials
+object its `credentialsRef` names (a ClusterGoldRushCredentials' Secret in POD_NAMESPACE, default
+goldrush-system), or the operator's.
+`describe` reads the metrics
 twice, `trend_seconds` apart, and prints them as a table with the change of each (`metrics_table`);
 a countdown on stderr (terminals only, `progress.Progress`) shows what it is waiting for.
 """
@@ -9,12 +12,18 @@ a countdown on stderr (terminals only, `progress.Progress`) shows what it is wai
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 from goldrush_operator.config import ServiceKeySource, Settings
 from goldrush_operator.goldrush_api import GoldRushClient, GoldRushError, PipelineMetrics
 from goldrush_operator.kube import Kube, KubeError, NotFound, current_namespace
 from goldrush_operator.progress import ARROWS, Progress, arrows_for, trend
 from goldrush_operator.resource import ANNOTATION_PIPELINE_ID
+from goldrush_operator.resource_credentials import (
+    KIND_CLUSTER_CREDENTIALS,
+    PLURAL_CLUSTER_CREDENTIALS,
+    PLURAL_CREDENTIALS,
+)
 from goldrush_operator.secret_values import scrub
 
 
@@ -75,13 +84,19 @@ async def _inspect(
         if not pipeline_id:
             return _error(progress, f"GoldRushPipeline {ns}/{name} has no remote pipeline yet")
         ref = (obj.get("spec") or {}).get("serviceKeySecretRef")
+        key_ns = ns
+        creds_ref = (obj.get("spec") or {}).get("credentialsRef")
+        if creds_ref and not ref:
+            ref, key_ns = await _credentials_key_ref(kube, ns, creds_ref, settings.operator_namespace)
+            if ref is None:
+                return 1
         if ref:
             try:
-                key = (await kube.get_secret_data(ns, ref["name"])).get(ref["key"])
+                key = (await kube.get_secret_data(key_ns, ref["name"])).get(ref["key"])
             except NotFound:
                 key = None
             if not key:
-                return _error(progress, f"service key Secret {ref['name']!r} key {ref['key']!r} not found in {ns}")
+                return _error(progress, f"service key Secret {ref['name']!r} key {ref['key']!r} not found in {key_ns}")
         else:
             key = ServiceKeySource(settings).get()
             if not key:
@@ -122,3 +137,19 @@ async def _inspect(
         return _error(progress, str(exc))
     finally:
         kube.close()
+
+
+async def _credentials_key_ref(
+    kube: Kube, namespace: str, creds_ref: dict[str, Any], operator_namespace: str
+) -> tuple[dict[str, Any] | None, str]:
+    """The Secret key reference and its namespace of the credentials object a pipeline names."""
+    kind, name = str(creds_ref.get("kind")), str(creds_ref.get("name"))
+    cluster = kind == KIND_CLUSTER_CREDENTIALS
+    plural = PLURAL_CLUSTER_CREDENTIALS if cluster else PLURAL_CREDENTIALS
+    try:
+        creds = await kube.get_credentials_object(plural, None if cluster else namespace, name)
+    except NotFound:
+        print(f"error: {kind} {name!r} not found (spec.credentialsRef)", file=sys.stderr)
+        return None, namespace
+    ref = (creds.get("spec") or {}).get("serviceKeySecretRef") or {}
+    return dict(ref), operator_namespace if cluster else namespace

@@ -3,12 +3,13 @@
 Async wrappers (blocking calls run in a bounded thread pool) for the few calls the operator makes besides
 kopf's own watching: read referenced Secrets and ConfigMaps, list and watch Secrets metadata-only
 (`secret_metadata`, for `secretwatch`), merge-patch the object's annotations and its `status` subresource,
-and post Events; get, create and update (resourceVersion-guarded) the `coordination.k8s.io/v1` Leases of
-leader election (`election.Election`), whose `write_guard` every pipeline write passes first. Writes go
-straight through the official client's connection pool (its TLS, auth and config) with JSON bodies.
-Called by the controller (`controller/`), the handlers (liveness list), `secretwatch`, `election` and the
-CLI (`introspect.py` for `logs`/`describe`, `import_command.py` for the pipelines already managed).
-`select()` applies the kubectl plugin's `--kubeconfig`, `--context` and `--namespace`.
+and post Events; merge-patch the `status` of credentials objects; get, create and update
+(resourceVersion-guarded) the `coordination.k8s.io/v1` Leases of leader election (`election.Election`),
+whose `write_guard` every pipeline write passes first. Writes go straight through the official client's
+connection pool (its TLS, auth and config) with JSON bodies. Called by the controller (`controller/`), the
+handlers (liveness list), `secretwatch`, `election` and the CLI (`introspect.py` for `logs`/`describe`,
+`import_command.py` for the pipelines already managed). `select()` applies the kubectl plugin's
+`--kubeconfig`, `--context` and `--namespace`.
 """
 
 from __future__ import annotations
@@ -270,6 +271,16 @@ class Kube:
         result: dict[str, Any] = dict(obj)
         return result
 
+    async def get_credentials_object(self, plural: str, namespace: str | None, name: str) -> dict[str, Any]:
+        """A GoldRushCredentials (namespace) or ClusterGoldRushCredentials (None) as a dict; raises NotFound."""
+        def call() -> Any:
+            if namespace:
+                return self._custom.get_namespaced_custom_object(GROUP, VERSION, namespace, plural, name)
+            return self._custom.get_cluster_custom_object(GROUP, VERSION, plural, name)
+
+        obj: Any = await self._run(call)
+        return dict(obj)
+
     async def list_pipeline_versions(self, namespaces: tuple[str, ...]) -> dict[tuple[str, str], str]:
         """(namespace, name) -> resourceVersion of every GoldRushPipeline in `namespaces` (all when empty).
 
@@ -356,6 +367,14 @@ class Kube:
         """Merge-patch the `status` subresource with `status` (lists are replaced whole)."""
         await self._write("PATCH", self._pipeline_path(namespace, name, "status"), {"status": dict(status)},
                           MERGE_PATCH)
+
+    async def patch_credentials_status(
+        self, plural: str, namespace: str | None, name: str, status: Mapping[str, Any]
+    ) -> None:
+        """Merge-patch the `status` of a GoldRushCredentials (namespace) or ClusterGoldRushCredentials (None)."""
+        scope = f"namespaces/{urllib.parse.quote(namespace)}/" if namespace else ""
+        path = f"/apis/{GROUP}/{VERSION}/{scope}{urllib.parse.quote(plural)}/{urllib.parse.quote(name)}/status"
+        await self._write("PATCH", path, {"status": dict(status)}, MERGE_PATCH)
 
     async def post_event(
         self, obj: Mapping[str, Any], reason: str, message: str, *, warning: bool = False

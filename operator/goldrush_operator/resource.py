@@ -176,6 +176,23 @@ class SecretKeyRef(CRModel):
     )
 
 
+class CredentialsRef(CRModel):
+    """A GoldRushCredentials (same namespace) or ClusterGoldRushCredentials whose service key a pipeline uses."""
+
+    kind: Literal["GoldRushCredentials", "ClusterGoldRushCredentials"] = Field(
+        description=(
+            "GoldRushCredentials (in the pipeline's namespace) or ClusterGoldRushCredentials (cluster-scoped; "
+            "usable only from namespaces its spec.namespaceSelector matches)."
+        )
+    )
+    name: str = Field(
+        description="Name of the credentials object.",
+        min_length=1,
+        max_length=MAX_NAME_LENGTH,
+        pattern=OBJECT_NAME_PATTERN,
+    )
+
+
 class ConfigMapKeyRef(CRModel):
     """A key in a ConfigMap in the same namespace as the GoldRushPipeline."""
 
@@ -626,6 +643,10 @@ class PipelineSpec(CRModel):
                     "without Update the operator never pauses or resumes the remote pipeline",
                     fieldPath=".paused",
                 ),
+                _rule(
+                    "!(has(self.credentialsRef) && has(self.serviceKeySecretRef))",
+                    "spec.credentialsRef and spec.serviceKeySecretRef are mutually exclusive: set at most one",
+                ),
             ]
         }
     )
@@ -729,7 +750,19 @@ class PipelineSpec(CRModel):
     service_key_secret_ref: SecretKeyRef | None = Field(
         default=None,
         alias="serviceKeySecretRef",
-        description="GoldRush ServiceKey to use for this pipeline; defaults to the operator's key.",
+        description=(
+            "GoldRush ServiceKey to use for this pipeline; defaults to the operator's key. Not together with "
+            "credentialsRef."
+        ),
+    )
+    credentials_ref: CredentialsRef | None = Field(
+        default=None,
+        alias="credentialsRef",
+        description=(
+            "Credentials object whose service key this pipeline uses (kind and name); defaults to the "
+            "operator's key. Not together with serviceKeySecretRef. The key must belong to the GoldRush group "
+            "that owns the remote pipeline."
+        ),
     )
 
     def allows(self, action: str) -> bool:

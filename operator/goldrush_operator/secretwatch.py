@@ -5,7 +5,8 @@ cluster when the operator watches all namespaces). The Kubernetes adapter (`kube
 delivers `(namespace, name, resourceVersion)` of every Secret and never a value; here every observation of
 a Secret that no pipeline references is dropped at once, so the operator's memory and CPU do not depend
 on unrelated Secrets. When a referenced Secret's resourceVersion differs from the one of the cached data,
-it is read once (`GET`) and its users are woken (`Store.secret_event` -> `Scheduler.wake`).
+it is read once (`GET`) and its users are woken (`Store.secret_event` -> `Scheduler.wake`; credentials objects
+through `on_change`).
 
 What it costs the apiserver: one metadata-only LIST per namespace at start (pages of 500) and after a watch
 expires, one long-lived metadata-only WATCH per namespace, and one GET per change of a referenced Secret.
@@ -36,10 +37,14 @@ class SecretSource(Protocol):
 class SecretWatch:
     """Feeds changes of referenced Secrets to the store and wakes their users."""
 
-    def __init__(self, kube: SecretSource, store: Store, wake: Callable[[ObjectKey], None]) -> None:
+    def __init__(
+        self, kube: SecretSource, store: Store, wake: Callable[[ObjectKey], None],
+        on_change: Callable[[ObjectKey], None] = lambda _key: None,
+    ) -> None:
         self._kube = kube
         self._store = store
         self._wake = wake
+        self._on_change = on_change  # any referenced Secret whose data changed (credentials objects' checks)
         self._stop = threading.Event()
 
     async def run(self, namespaces: tuple[str, ...]) -> None:
@@ -76,7 +81,10 @@ class SecretWatch:
             except KubeError as exc:
                 log.warning("could not read Secret %s/%s: %s", *key, exc)
                 return
+        before = self._store.secret_digest(*key)
         users = self._store.secret_event(meta.namespace, meta.name, data, version)
+        if self._store.secret_digest(*key) != before:
+            self._on_change(key)
         for user in users:
             self._wake(user)
         if users:

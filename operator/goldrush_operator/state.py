@@ -96,7 +96,7 @@ class ObjectRecord:
     held_on: str | None = None
     held_reason: tuple[str, str] | None = None  # (reason, message) of the stall that holds the writes
     handled_tokens: frozenset[str] = frozenset()
-    secret_names: frozenset[str] = frozenset()
+    secret_keys: frozenset[ObjectKey] = frozenset()  # (namespace, name) of every Secret it references
     next_full_check: float = 0.0
     poll_reserved: int = 0  # reads booked from the read budget for the next poll
     metrics_paid: bool = False  # a metrics read is booked from the read budget and not sent yet
@@ -148,6 +148,7 @@ class Store:
 
     records: dict[ObjectKey, ObjectRecord] = field(default_factory=dict)
     _by_secret: dict[ObjectKey, set[ObjectKey]] = field(default_factory=dict)
+    _owners_by_secret: dict[ObjectKey, set[str]] = field(default_factory=dict)
     # (namespace, secret) -> decoded data, or None when known not to exist; referenced Secrets only.
     secret_cache: dict[ObjectKey, dict[str, str] | None] = field(default_factory=dict)
     _secret_digest: dict[ObjectKey, str] = field(default_factory=dict)
@@ -185,23 +186,47 @@ class Store:
 
     # ------------------------------------------------------------------------------------- secrets
 
-    def set_references(self, record: ObjectRecord, secret_names: frozenset[str]) -> None:
-        namespace = record.key[0]
-        for name in record.secret_names - secret_names:
-            users = self._by_secret.get((namespace, name))
+    def set_references(
+        self, record: ObjectRecord, secret_names: frozenset[str], others: frozenset[ObjectKey] = frozenset()
+    ) -> None:
+        """The Secrets `record` references: `secret_names` in its namespace, `others` anywhere (a key Secret of
+        a ClusterGoldRushCredentials lives in the operator's namespace)."""
+        keys = frozenset((record.key[0], name) for name in secret_names) | others
+        for key in record.secret_keys - keys:
+            users = self._by_secret.get(key)
             if users is not None:
                 users.discard(record.key)
                 if not users:
-                    del self._by_secret[(namespace, name)]
-                    self.secret_cache.pop((namespace, name), None)
-                    self._secret_digest.pop((namespace, name), None)
-                    self.secret_versions.pop((namespace, name), None)
-        for name in secret_names - record.secret_names:
-            self._by_secret.setdefault((namespace, name), set()).add(record.key)
-        record.secret_names = secret_names
+                    del self._by_secret[key]
+                    self._drop_unreferenced(key)
+        for key in keys - record.secret_keys:
+            self._by_secret.setdefault(key, set()).add(record.key)
+        record.secret_keys = keys
+
+    def set_owner_reference(self, owner: str, key: ObjectKey | None) -> None:
+        """A non-pipeline user of a Secret (a credentials object, by id) references `key` (None: nothing)."""
+        for secret, owners in list(self._owners_by_secret.items()):
+            if owner in owners and secret != key:
+                owners.discard(owner)
+                if not owners:
+                    del self._owners_by_secret[secret]
+                    self._drop_unreferenced(secret)
+        if key is not None:
+            self._owners_by_secret.setdefault(key, set()).add(owner)
+
+    def _drop_unreferenced(self, key: ObjectKey) -> None:
+        if key in self._by_secret or key in self._owners_by_secret:
+            return
+        self.secret_cache.pop(key, None)
+        self._secret_digest.pop(key, None)
+        self.secret_versions.pop(key, None)
+
+    def secret_digest(self, namespace: str, name: str) -> str | None:
+        """A digest of the cached data of a referenced Secret ("absent" when known not to exist)."""
+        return self._secret_digest.get((namespace, name))
 
     def referenced(self, namespace: str, name: str) -> bool:
-        return (namespace, name) in self._by_secret
+        return (namespace, name) in self._by_secret or (namespace, name) in self._owners_by_secret
 
     def secret_event(
         self, namespace: str, name: str, data: dict[str, str] | None, version: str = ""
@@ -211,8 +236,8 @@ class Store:
         An event that does not change the data wakes nobody.
         """
         key = (namespace, name)
-        users = self._by_secret.get(key)
-        if not users:
+        users = self._by_secret.get(key) or set()
+        if not self.referenced(namespace, name):
             return []
         self.secret_versions[key] = version
         digest = "absent" if data is None else _data_digest(data)
@@ -224,7 +249,7 @@ class Store:
 
     def cache_secret(self, namespace: str, name: str, data: dict[str, str] | None, version: str = "") -> None:
         """Remember a Secret read through the API (only while it is referenced)."""
-        if (namespace, name) in self._by_secret:
+        if self.referenced(namespace, name):
             self.secret_versions[(namespace, name)] = version
             self.secret_cache[(namespace, name)] = data
             self._secret_digest[(namespace, name)] = "absent" if data is None else _data_digest(data)

@@ -46,6 +46,7 @@ def kubectl(kubeconfig: Path, namespace: str) -> Kubectl:
 # ------------------------------------------------------------------------------------------ operator tier
 
 REPO = Path(__file__).resolve().parents[2]
+CRD_PLURALS = ("goldrushpipelines", "goldrushcredentials", "clustergoldrushcredentials")
 SIM_ARGS = ("--service-key", "dev-key=group_default", "--service-key", "other-key=group_other",
             "--deploy-seconds", "1", "--stop-seconds", "0.5", "--bounded-run-seconds", "3")
 
@@ -53,8 +54,10 @@ SIM_ARGS = ("--service-key", "dev-key=group_default", "--service-key", "other-ke
 @pytest.fixture(scope="session")
 def crd_installed(kubeconfig: Path) -> None:
     k = Kubectl(kubeconfig)
-    k("apply", "-f", str(REPO / "crds" / "goldrush.dev_goldrushpipelines.yaml"))
-    k("wait", "--for=condition=Established", "crd/goldrushpipelines.goldrush.dev", "--timeout=30s")
+    for plural in CRD_PLURALS:
+        k("apply", "-f", str(REPO / "crds" / f"goldrush.dev_{plural}.yaml"))
+    for plural in CRD_PLURALS:
+        k("wait", "--for=condition=Established", f"crd/{plural}.goldrush.dev", "--timeout=30s")
 
 
 @pytest.fixture

@@ -187,6 +187,13 @@ BAD: list[tuple[str, Callable[[dict[str, Any]], None], tuple[str, ...]]] = [
     ("bad deletionPolicy", spec(deletionPolicy="Keep"), ("spec.deletionPolicy",)),
     ("bad serviceKey ref", spec(serviceKeySecretRef={"name": "k"}), ("spec.serviceKeySecretRef.key",)),
     ("paused string", spec(paused="yes"), ("spec.paused",)),
+    ("both key sources", spec(serviceKeySecretRef={"name": "k", "key": "key"},
+                              credentialsRef={"kind": "GoldRushCredentials", "name": "team"}),
+     ("spec.credentialsRef and spec.serviceKeySecretRef are mutually exclusive",)),
+    ("unknown credentials kind", spec(credentialsRef={"kind": "ProviderConfig", "name": "team"}),
+     ("spec.credentialsRef.kind",)),
+    ("credentials without a name", spec(credentialsRef={"kind": "GoldRushCredentials"}),
+     ("spec.credentialsRef.name",)),
 ]
 
 
@@ -281,3 +288,19 @@ def test_maximal_object_updates_and_immutable_fields_still_hold(kubectl: Kubectl
     m["spec"]["project"] = "q" * resource.MAX_PROJECT_LENGTH
     proc = kubectl("apply", "-f", "-", input=json.dumps(m), check=False)
     assert proc.returncode != 0 and "spec.project is immutable" in proc.stderr
+
+
+def test_credentials_objects_are_validated(kubectl: Kubectl, crd_installed: None) -> None:
+    """The credentials CRDs: a cluster selector is required, and an In requirement needs values."""
+    base = {"apiVersion": "goldrush.dev/v1alpha1", "kind": "ClusterGoldRushCredentials",
+            "metadata": {"name": f"bad-{kubectl.namespace}"},
+            "spec": {"serviceKeySecretRef": {"name": "k", "key": "key"}}}
+    proc = kubectl("apply", "-f", "-", input=json.dumps(base), check=False)
+    assert proc.returncode != 0 and "spec.namespaceSelector" in proc.stderr, proc.stderr
+    base["spec"]["namespaceSelector"] = {"matchExpressions": [{"key": "team", "operator": "In"}]}
+    proc = kubectl("apply", "-f", "-", input=json.dumps(base), check=False)
+    assert proc.returncode != 0 and "values must be non-empty for In and NotIn" in proc.stderr, proc.stderr
+    ok = {"apiVersion": "goldrush.dev/v1alpha1", "kind": "GoldRushCredentials", "metadata": {"name": "team"},
+          "spec": {"serviceKeySecretRef": {"name": "team-key", "key": "key"}}}
+    kubectl.apply(ok)
+    assert kubectl.json("get", "goldrushcredentials", "team")["spec"] == ok["spec"]

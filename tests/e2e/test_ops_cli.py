@@ -1,6 +1,7 @@
 """E2E: `goldrush-operator logs` and `describe`, the commands for people, against the live setup (the test
 kube-apiserver through KUBECONFIG, the simulator through GOLDRUSH_API_URL, the operator's key through
-GOLDRUSH_SERVICE_KEY or the object's own `serviceKeySecretRef`). Also: the operator logs text by default.
+GOLDRUSH_SERVICE_KEY, the object's own `serviceKeySecretRef` or its `credentialsRef`). Also: the operator logs
+text by default.
 """
 
 from __future__ import annotations
@@ -107,3 +108,25 @@ def test_cli_uses_the_objects_own_service_key(
     proc = cli(kubeconfig, sim, "logs", "p2", "-n", ns)
     assert proc.returncode == 1, proc.stdout
     assert "service key Secret 'svc' key 'token' not found" in proc.stderr, proc.stderr
+
+
+def test_cli_uses_the_key_of_the_objects_credentials(
+    kubeconfig: Path, kubectl: Kubectl, sim: SimProcess, operator: OperatorProcess
+) -> None:
+    ns = kubectl.namespace
+    assert ns is not None
+    kubectl.apply(secret_manifest())
+    kubectl.apply(secret_manifest("team-key", {"key": "other-key"}))
+    kubectl.apply({"apiVersion": "goldrush.dev/v1alpha1", "kind": "GoldRushCredentials", "metadata": {"name": "team"},
+                   "spec": {"serviceKeySecretRef": {"name": "team-key", "key": "key"}}})
+    kubectl.apply(pipeline_manifest("p3", credentialsRef={"kind": "GoldRushCredentials", "name": "team"}))
+    pid = wait_phase(kubectl, "p3", "RUNNING", ready="True")["status"]["pipelineId"]
+    assert sim.api("GET", f"{pid}/status/", key="dev-key").status_code == 404
+
+    proc = cli(kubeconfig, sim, "describe", "p3", "-n", ns, key="dev-key")
+    assert proc.returncode == 0, proc.stderr
+    assert f"Pipeline:     {pid}" in proc.stdout and "other-key" not in proc.stdout + proc.stderr
+
+    kubectl("delete", "goldrushcredentials", "team")
+    proc = cli(kubeconfig, sim, "logs", "p3", "-n", ns)
+    assert proc.returncode == 1 and "GoldRushCredentials 'team' not found" in proc.stderr, proc.stderr

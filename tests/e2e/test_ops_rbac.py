@@ -3,7 +3,8 @@
 A private kube-apiserver with an audit log (requests of the operator's ServiceAccount only) gets an overlay
 installed for real (`kubectl apply` of the rendered kustomize output). The operator then runs with a client
 certificate for `system:serviceaccount:goldrush-system:goldrush-operator` and drives a full lifecycle (create
--> RUNNING, description change -> one PATCH, Secret rotation, pause, delete). The audit log proves:
+-> RUNNING, description change -> one PATCH, Secret rotation, pause, delete; then a GoldRushCredentials and a
+ClusterGoldRushCredentials, each used by one pipeline until it is deleted). The audit log proves:
 - every request the operator made was allowed (no 403 anywhere, in the audit log or the operator's output);
 - with leader election on (as the Deployment runs it) the Lease verbs get, create and update are used in
   the operator's namespace, and no Lease access is granted anywhere else;
@@ -117,7 +118,8 @@ def install(admin: Kubectl, overlay: str) -> list[dict[str, Any]]:
     admin.apply({"apiVersion": "v1", "kind": "List", "items": namespaces})
     crds = [o for o in objects if o["kind"] == "CustomResourceDefinition"]
     admin.apply({"apiVersion": "v1", "kind": "List", "items": crds})
-    admin("wait", "--for=condition=Established", "crd/goldrushpipelines.goldrush.dev", "--timeout=30s")
+    for plural in ("goldrushpipelines", "goldrushcredentials", "clustergoldrushcredentials"):
+        admin("wait", "--for=condition=Established", f"crd/{plural}.goldrush.dev", "--timeout=30s")
     admin.apply({"apiVersion": "v1", "kind": "List", "items": objects})
     return objects
 
@@ -168,6 +170,32 @@ def lifecycle(kubectl: Kubectl, sim: SimProcess) -> None:
     assert all(p["id"] != pid for p in sim.pipelines())
 
 
+def credentials_lifecycle(kubectl: Kubectl, admin: Kubectl) -> None:
+    """A GoldRushCredentials and a ClusterGoldRushCredentials (key Secret in the operator's namespace) are
+    checked (status written) and each used by one pipeline, which is then deleted with that key."""
+    ns = kubectl.namespace
+    cluster_name = f"shared-{ns}"
+    kubectl.apply(secret_manifest("team-key", {"key": "dev-key"}))
+    kubectl.apply({"apiVersion": "goldrush.dev/v1alpha1", "kind": "GoldRushCredentials", "metadata": {"name": "team"},
+                   "spec": {"serviceKeySecretRef": {"name": "team-key", "key": "key"}}})
+    admin.in_namespace("goldrush-system").apply(secret_manifest("shared-key", {"key": "dev-key"}))
+    admin.apply({"apiVersion": "goldrush.dev/v1alpha1", "kind": "ClusterGoldRushCredentials",
+                 "metadata": {"name": cluster_name},
+                 "spec": {"serviceKeySecretRef": {"name": "shared-key", "key": "key"},
+                          "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ns}}}})
+    try:
+        for name, kind, ref in (("p2", "GoldRushCredentials", "team"),
+                                ("p3", "ClusterGoldRushCredentials", cluster_name)):
+            kubectl.apply(pipeline_manifest(name, credentialsRef={"kind": kind, "name": ref}))
+            wait_phase(kubectl, name, "RUNNING", ready="True")
+        for resource, name in (("goldrushcredentials", "team"), ("clustergoldrushcredentials", cluster_name)):
+            wait_for(lambda r=resource, n=name: (condition(kubectl.json("get", r, n), "Ready") or {}).get("reason")
+                     == "KeyValid", 60, message=f"{resource}/{name} Ready")
+        kubectl("delete", "goldrushpipeline", "p2", "p3", "--timeout=40s")
+    finally:
+        admin("delete", "clustergoldrushcredentials", cluster_name, "--ignore-not-found", check=False)
+
+
 def get_generation_observed(kubectl: Kubectl, generation: int) -> bool:
     obj = kubectl.json("get", "goldrushpipeline", "p1")
     return bool(obj["status"].get("observedGeneration") == generation
@@ -192,6 +220,7 @@ def run_overlay(
             "POD_NAME": "goldrush-operator-0"})
         try:
             lifecycle(admin.in_namespace(namespace), sim)
+            credentials_lifecycle(admin.in_namespace(namespace), admin)
         finally:
             proc.stop()
         entries, _ = audit_entries(audited_plane, offset)
@@ -242,8 +271,10 @@ def test_namespaced_rbac_is_sufficient_and_minimal(
             assert can_i(admin, "watch", "secrets", ns)
         assert not can_i(admin, "list", "secrets", None)
         assert not can_i(admin, "get", "secrets", "default")
-        assert not can_i(admin, "get", "secrets", "goldrush-system")
+        assert can_i(admin, "get", "secrets", "goldrush-system")  # key Secrets of ClusterGoldRushCredentials
+        assert not can_i(admin, "get", "secrets", "kube-system")
         assert not can_i(admin, "list", "goldrushpipelines.goldrush.dev", None)
+        assert not can_i(admin, "list", "goldrushcredentials.goldrush.dev", None)
         assert not can_i(admin, "delete", "goldrushpipelines.goldrush.dev", "team-a")
 
     run_overlay("namespaced", "team-a", ["team-a", "team-b"], audited_plane, admin, sa_kubeconfig, sim,
@@ -257,7 +288,8 @@ def test_cluster_wide_rbac_is_sufficient_and_minimal(
         assert can_i(admin, "list", "goldrushpipelines.goldrush.dev", None)
         assert not can_i(admin, "update", "goldrushpipelines.goldrush.dev", None)
         assert not can_i(admin, "delete", "secrets", None)
-        assert not can_i(admin, "list", "namespaces", None)
+        assert can_i(admin, "list", "namespaces", None)  # labels for spec.namespaceSelector
+        assert not can_i(admin, "update", "clustergoldrushcredentials.goldrush.dev", None)
 
     run_overlay("cluster-wide", "tenant-a", None, audited_plane, admin, sa_kubeconfig, sim,
                 tmp_path / "operator.log", checks)

@@ -65,8 +65,9 @@ def up(directory: Path, sim_port: int) -> int:
     root = _wait_for_sim(sim_log, sim_pid)
     api_url = f"{root}/platform/pipeline-api/"
 
-    kubectl("apply", "-f", str(REPO / "crds" / "goldrush.dev_goldrushpipelines.yaml"))
-    kubectl("wait", "--for=condition=Established", "crd/goldrushpipelines.goldrush.dev", "--timeout=30s")
+    kubectl("apply", "-k", str(REPO / "crds"))
+    for plural in ("goldrushpipelines", "goldrushcredentials", "clustergoldrushcredentials"):
+        kubectl("wait", "--for=condition=Established", f"crd/{plural}.goldrush.dev", "--timeout=30s")
     if kubectl("get", "namespace", NAMESPACE, check=False).returncode != 0:
         kubectl("create", "namespace", NAMESPACE)
 

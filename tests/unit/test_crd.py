@@ -132,6 +132,7 @@ def test_spec_fields_enums_patterns(schema: dict[str, Any]) -> None:
         "deletionPolicy",
         "managementPolicies",
         "serviceKeySecretRef",
+        "credentialsRef",
     }
     assert spec["topic"]["pattern"] == TOPIC_PATTERN
     assert spec["destination"]["properties"]["type"]["enum"] == [

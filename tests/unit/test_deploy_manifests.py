@@ -47,6 +47,8 @@ CRD_READ = {("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "wat
 WORKLOAD = {
     ("goldrush.dev", "goldrushpipelines"): {"list", "watch", "patch"},
     ("goldrush.dev", "goldrushpipelines/status"): {"patch"},
+    ("goldrush.dev", "goldrushcredentials"): {"list", "watch"},
+    ("goldrush.dev", "goldrushcredentials/status"): {"patch"},
     ("", "secrets"): {"get", "list", "watch"},
     ("", "configmaps"): {"get"},
     ("", "events"): {"create"},
@@ -55,6 +57,13 @@ NAMESPACE_WATCH = {("", "namespaces"): {"list", "watch"}}
 # Leader election and sharding, in the operator's namespace only (Role goldrush-operator-leases).
 LEASES = {("coordination.k8s.io", "leases"): {"get", "create", "update"}}
 LEASE_ROLE = "goldrush-operator-leases"
+# In every mode: ClusterGoldRushCredentials (cluster-scoped) and, in the operator's namespace, their key Secrets.
+CLUSTER_CREDENTIALS = {
+    ("goldrush.dev", "clustergoldrushcredentials"): {"list", "watch"},
+    ("goldrush.dev", "clustergoldrushcredentials/status"): {"patch"},
+}
+OPERATOR_NAMESPACE_ROLE = "goldrush-operator-credentials"
+OPERATOR_NAMESPACE_SECRETS = {("", "secrets"): {"get", "list", "watch"}}
 FORBIDDEN_VERBS = {"*", "delete", "deletecollection", "update", "escalate", "bind", "impersonate"}
 # Volume types allowed by the Pod Security Standard "restricted".
 RESTRICTED_VOLUME_TYPES = {
@@ -155,8 +164,8 @@ def test_renders_the_expected_objects(overlay: str) -> None:
 
 
 def workload_roles(objects: list[Obj]) -> list[Obj]:
-    """The Roles of the served namespaces (every Role but the Lease Role)."""
-    return [r for r in of_kind(objects, "Role") if r["metadata"]["name"] != LEASE_ROLE]
+    """The Roles of the served namespaces (every Role but the Lease and credentials Roles of the operator's)."""
+    return [r for r in of_kind(objects, "Role") if r["metadata"]["name"] not in (LEASE_ROLE, OPERATOR_NAMESPACE_ROLE)]
 
 
 @pytest.mark.parametrize("overlay", ALL)
@@ -297,9 +306,19 @@ def test_bindings_bind_the_operator_account_to_rendered_roles(overlay: str) -> N
 # --- per variant ----------------------------------------------------------------------------------------
 
 
+def test_every_mode_reads_secrets_of_its_own_namespace_only_through_one_role() -> None:
+    for overlay in ALL:
+        objects = rendered(overlay)
+        role = only(objects, "Role", OPERATOR_NAMESPACE_ROLE)
+        assert role["metadata"]["namespace"] == OPERATOR_NAMESPACE, overlay
+        assert permissions([role], "Role") == OPERATOR_NAMESPACE_SECRETS, overlay
+        binding = only(objects, "RoleBinding", OPERATOR_NAMESPACE_ROLE)
+        assert binding["metadata"]["namespace"] == OPERATOR_NAMESPACE, overlay
+
+
 def test_base_grants_only_crd_read_and_leases_in_its_namespace() -> None:
     objects = rendered("base")
-    assert permissions(objects, "ClusterRole") == CRD_READ
+    assert permissions(objects, "ClusterRole") == {**CRD_READ, **CLUSTER_CREDENTIALS}
     assert not workload_roles(objects)
     assert operator_container(objects)["args"] == ["--standalone", LIVENESS_ARG]
 
@@ -327,7 +346,7 @@ def test_leases_are_granted_only_in_the_operators_namespace(overlay: str) -> Non
 def test_cluster_wide_permissions_and_flags() -> None:
     objects = rendered("cluster-wide")
     assert not workload_roles(objects)
-    assert permissions(objects, "ClusterRole") == {**CRD_READ, **WORKLOAD}
+    assert permissions(objects, "ClusterRole") == {**CRD_READ, **WORKLOAD, **NAMESPACE_WATCH, **CLUSTER_CREDENTIALS}
     # Secrets have a ClusterRole of their own, so they can be re-bound per namespace.
     secrets_role = only(objects, "ClusterRole", "goldrush-operator-secrets")
     assert permissions([secrets_role], "ClusterRole") == {("", "secrets"): {"get", "list", "watch"}}
@@ -345,7 +364,7 @@ def test_single_namespace_permissions_and_flags() -> None:
     assert only(objects, "RoleBinding", "goldrush-operator")["metadata"]["namespace"] == TARGET_NAMESPACE
     assert permissions(workload_roles(objects), "Role") == WORKLOAD
     cluster = permissions(objects, "ClusterRole")
-    assert cluster == {**CRD_READ, **NAMESPACE_WATCH}
+    assert cluster == {**CRD_READ, **NAMESPACE_WATCH, **CLUSTER_CREDENTIALS}
     assert not any(resource == "secrets" for _, resource in cluster), "no cluster-wide access to Secrets"
     assert not any(resource.startswith("goldrushpipelines") for _, resource in cluster)
     args = operator_container(objects)["args"]
@@ -360,10 +379,11 @@ def test_namespaced_grants_only_inside_the_listed_namespaces(overlay: str) -> No
     assert sorted(r["metadata"]["namespace"] for r in roles) == SERVED_NAMESPACES
     for role in roles:
         assert permissions([role], "Role") == WORKLOAD, role["metadata"]["namespace"]
-    bindings = [b for b in of_kind(objects, "RoleBinding") if b["metadata"]["name"] != LEASE_ROLE]
+    own = (LEASE_ROLE, OPERATOR_NAMESPACE_ROLE)
+    bindings = [b for b in of_kind(objects, "RoleBinding") if b["metadata"]["name"] not in own]
     assert sorted(b["metadata"]["namespace"] for b in bindings) == SERVED_NAMESPACES
     cluster = permissions(objects, "ClusterRole")
-    assert cluster == {**CRD_READ, **NAMESPACE_WATCH}
+    assert cluster == {**CRD_READ, **NAMESPACE_WATCH, **CLUSTER_CREDENTIALS}
     assert not any(resource == "secrets" for _, resource in cluster), "no cluster-wide access to Secrets"
     container = operator_container(objects)
     assert container["args"] == ["--standalone", LIVENESS_ARG], "the namespace list comes from the env"

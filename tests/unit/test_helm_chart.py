@@ -41,6 +41,8 @@ EQUIVALENT = {
 # Files the chart carries as copies (Helm cannot read files outside the chart directory).
 COPIES = {
     "files/goldrush.dev_goldrushpipelines.yaml": "crds/goldrush.dev_goldrushpipelines.yaml",
+    "files/goldrush.dev_goldrushcredentials.yaml": "crds/goldrush.dev_goldrushcredentials.yaml",
+    "files/goldrush.dev_clustergoldrushcredentials.yaml": "crds/goldrush.dev_clustergoldrushcredentials.yaml",
     "files/prometheusrule.yaml": "deploy/monitoring/prometheusrule.yaml",
     "files/grafana-dashboard.json": "deploy/monitoring/grafana-dashboard.json",
 }
@@ -128,8 +130,11 @@ def test_template_renders_a_complete_install(values: str | None) -> None:
 def test_default_values_are_least_privilege() -> None:
     objects = helm_template()
     assert not any(resource == "secrets" for _, resource in permissions(objects, "ClusterRole"))
-    role, leases = sorted(of_kind(objects, "Role"), key=lambda r: r["metadata"]["name"])
+    role, own, leases = sorted(of_kind(objects, "Role"), key=lambda r: r["metadata"]["name"])
     assert role["metadata"]["namespace"] == "goldrush-pipelines"
+    # The key Secrets of ClusterGoldRushCredentials: the operator's own namespace only.
+    assert own["metadata"] == {**own["metadata"], "name": "goldrush-operator-credentials",
+                               "namespace": RELEASE_NAMESPACE}
     assert leases["metadata"]["name"] == "goldrush-operator-leases"
     assert leases["metadata"]["namespace"] == RELEASE_NAMESPACE
     env = {e["name"]: e.get("value") for e in operator_container(objects)["env"]}
@@ -163,8 +168,10 @@ def test_without_leader_election_one_recreated_replica_and_no_lease_access() -> 
 def test_cluster_wide_grants_secrets_cluster_wide_and_says_so() -> None:
     objects = helm_template(["ci/cluster-wide-values.yaml"])
     assert permissions(objects, "ClusterRole")[("", "secrets")] == {"get", "list", "watch"}
-    # The only Role is the Lease Role in the release namespace.
-    assert [r["metadata"]["name"] for r in of_kind(objects, "Role", "RoleBinding")] == ["goldrush-operator-leases"] * 2
+    # The only Roles are the credentials and Lease Roles in the release namespace.
+    assert sorted(r["metadata"]["name"] for r in of_kind(objects, "Role", "RoleBinding")) == [
+        "goldrush-operator-credentials", "goldrush-operator-credentials",
+        "goldrush-operator-leases", "goldrush-operator-leases"]
     assert operator_container(objects)["args"][-1] == "--all-namespaces"
     assert "EVERY Secret in EVERY namespace" in (CHART / "templates" / "rbac.yaml").read_text()
     assert "EVERY Secret" in (CHART / "values.yaml").read_text()

@@ -38,6 +38,10 @@ def test_write_files_writes_both(tmp_path: Path) -> None:
     assert [p.relative_to(tmp_path).as_posix() for p in paths] == [
         "crds/goldrush.dev_goldrushpipelines.yaml",
         "schemas/goldrush.dev/goldrushpipeline_v1alpha1.json",
+        "crds/goldrush.dev_goldrushcredentials.yaml",
+        "schemas/goldrush.dev/goldrushcredentials_v1alpha1.json",
+        "crds/goldrush.dev_clustergoldrushcredentials.yaml",
+        "schemas/goldrush.dev/clustergoldrushcredentials_v1alpha1.json",
     ]
     assert json.loads(paths[1].read_text()) == crdgen.json_schema()
 

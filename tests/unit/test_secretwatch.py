@@ -45,3 +45,26 @@ async def test_only_referenced_changes_are_read_and_wake() -> None:
     await watch.observe(SecretMeta("DELETED", "ns", "dest", "8"))
     assert kube.reads == ["dest"] and woken == [("ns", "p1"), ("ns", "p1")]
     assert store.secret_cache[("ns", "dest")] is None
+
+
+async def test_a_credentials_objects_secret_is_followed_without_pipeline_users() -> None:
+    """A key Secret referenced only by a credentials object (and one in another namespace than its pipeline)."""
+    kube, store, woken, changed = FakeKube(), Store(), [], []
+    kube.data["shared-key"] = ({"key": "k2"}, "3")
+    store.set_owner_reference("ClusterGoldRushCredentials//shared", ("goldrush-system", "shared-key"))
+    assert store.referenced("goldrush-system", "shared-key")
+    watch = SecretWatch(kube, store, woken.append, changed.append)
+    await watch.observe(SecretMeta("MODIFIED", "goldrush-system", "shared-key", "3"))
+    assert kube.reads == ["shared-key"] and woken == [] and changed == [("goldrush-system", "shared-key")]
+    await watch.observe(SecretMeta("MODIFIED", "goldrush-system", "shared-key", "4"))  # same data: no change
+    assert changed == [("goldrush-system", "shared-key")]
+    record = ObjectRecord(key=("team-a", "p1"), uid="u1")
+    store.records[record.key] = record
+    store.set_references(record, frozenset({"dest"}), frozenset({("goldrush-system", "shared-key")}))
+    kube.data["shared-key"] = ({"key": "k3"}, "5")
+    await watch.observe(SecretMeta("MODIFIED", "goldrush-system", "shared-key", "5"))
+    assert woken == [("team-a", "p1")] and len(changed) == 2
+    store.set_owner_reference("ClusterGoldRushCredentials//shared", None)
+    store.set_references(record, frozenset({"dest"}))
+    assert not store.referenced("goldrush-system", "shared-key")
+    assert ("goldrush-system", "shared-key") not in store.secret_cache

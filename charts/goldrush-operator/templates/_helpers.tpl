@@ -50,6 +50,13 @@ The operator's rules on its own objects (shared by the ClusterRole and the per-n
 - apiGroups: ["goldrush.dev"]
   resources: ["goldrushpipelines/status"]
   verbs: ["patch"]
+# Credentials objects: kopf lists and watches them; the operator patches their status (no finalizer).
+- apiGroups: ["goldrush.dev"]
+  resources: ["goldrushcredentials"]
+  verbs: ["list", "watch"]
+- apiGroups: ["goldrush.dev"]
+  resources: ["goldrushcredentials/status"]
+  verbs: ["patch"]
 {{- end }}
 
 {{/*

@@ -19,10 +19,11 @@ from typing import Any
 from goldrush_operator.config import ServiceKeySource, Settings
 from goldrush_operator.controller import decide
 from goldrush_operator.controller.external import External
-from goldrush_operator.controller.inputs import Inputs, parse_spec
+from goldrush_operator.controller.inputs import Inputs, Missing, parse_spec
 from goldrush_operator.controller.outcome import InputProblem, Retry, classify
 from goldrush_operator.controller.ports import ClientFactory, Metrics
 from goldrush_operator.controller.status import Pass
+from goldrush_operator.keyring import NotYetKnown
 from goldrush_operator.lease import Fenced
 from goldrush_operator.logcontext import about
 from goldrush_operator.resource import (
@@ -98,7 +99,18 @@ class Finalizer:
         except InputProblem:
             spec = None
         service_key = self.key_source.get()
-        if spec is not None and spec.service_key_secret_ref is not None:
+        if spec is not None and spec.credentials_ref is not None:
+            try:
+                service_key = await self.inputs.own_key(p, spec)
+            except NotYetKnown as later:
+                raise DeleteLater("the credentials objects are not known yet", later.delay) from None
+            except (Missing, InputProblem) as problem:
+                text = problem.message if isinstance(problem, Missing) else problem.outcome.message
+                if not (pipeline_id or record.create_pending or p.annotations.get(ANNOTATION_CREATE_PENDING)):
+                    return  # nothing was created with the key: nothing to delete
+                raise DeleteLater(f"cannot delete the remote pipeline: {text}",
+                                  self.settings.poll_slow_seconds / 10) from None
+        elif spec is not None and spec.service_key_secret_ref is not None:
             ref = spec.service_key_secret_ref
             service_key = ((await self.inputs.read_secret(p.namespace, ref.name)) or {}).get(ref.key)
             if not service_key:

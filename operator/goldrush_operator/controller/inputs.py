@@ -3,6 +3,8 @@
 Called by `loop.Controller` at the start of every pass. Kubernetes reads only (Secrets come from the
 watch-fed cache in `state.Store` when they can). Any unusable input raises `outcome.InputProblem` with the
 precise reason and message: `InvalidSpec`, `SecretNotFound`, `ConfigMapNotFound`, `AuthFailed` (no key).
+The service key comes from `spec.credentialsRef` (a credentials object, resolved by `keyring.Keyring`; its
+refusals are `CredentialsNotFound`, `CredentialsNotAllowed`), `spec.serviceKeySecretRef`, or the operator.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ from goldrush_operator.config import ServiceKeySource
 from goldrush_operator.controller.outcome import InputProblem, Stall
 from goldrush_operator.controller.ports import KubePort
 from goldrush_operator.controller.status import Pass
-from goldrush_operator.credentials import ResolvedSecrets, resolve_destination_secrets, resolve_service_key
+from goldrush_operator.credentials import ResolvedSecrets, resolve_destination_secrets
+from goldrush_operator.keyring import CredKey, Keyring, NotYetKnown, ObjectKey, Refused
 from goldrush_operator.kube import NotFound
 from goldrush_operator.payload import desired_payload, parse_abi_file
 from goldrush_operator.resource import PipelineSpec
@@ -47,6 +50,8 @@ class Desired:
     resolved: ResolvedSecrets
     service_key: str
     key_id: str
+    credentials: CredKey | None = None  # the credentials object the key came from
+
 
     def fingerprint(self, generation: int) -> str:
         """Changes whenever the spec, a secret value or the key changes (the hold of a stall ends)."""
@@ -62,14 +67,66 @@ def parse_spec(p: Pass) -> PipelineSpec:
         raise InputProblem(Stall(cond.INVALID_SPEC, f"invalid spec: {msg}")) from None
 
 
+@dataclass(frozen=True)
+class KeyRef:
+    """Where an object's own service key is (None of these: the operator's key)."""
+
+    secret: ObjectKey
+    key: str
+    origin: str
+    credentials: CredKey | None = None
+
+    def missing(self, data: dict[str, str] | None) -> str | None:
+        if data is None:
+            return f"Secret {self.secret[1]!r} not found (referenced by {self.origin})"
+        if self.key not in data:
+            return f"key {self.key!r} not found in Secret {self.secret[1]!r} (referenced by {self.origin})"
+        return None
+
+
 class Inputs:
     """Reads the inputs of a pass."""
 
-    def __init__(self, kube: KubePort, store: Store, key_source: ServiceKeySource, pepper: str) -> None:
+    def __init__(
+        self, kube: KubePort, store: Store, key_source: ServiceKeySource, pepper: str, keyring: Keyring | None = None
+    ) -> None:
         self._kube = kube
         self._store = store
         self._key_source = key_source
         self._pepper = pepper
+        self.keyring = keyring
+
+    def key_ref(self, p: Pass, spec: PipelineSpec) -> KeyRef | None:
+        """Where the object's key is; raises `NotYetKnown`, `Missing` or `InputProblem` (credentials refused)."""
+        if spec.service_key_secret_ref is not None:
+            ref = spec.service_key_secret_ref
+            if self.keyring is not None:
+                self.keyring.release(p.record.key)
+            return KeyRef((p.namespace, ref.name), ref.key, "spec.serviceKeySecretRef")
+        if spec.credentials_ref is None:
+            if self.keyring is not None:
+                self.keyring.release(p.record.key)
+            return None
+        if self.keyring is None:
+            raise InputProblem(Stall(cond.INVALID_SPEC, "spec.credentialsRef: credentials objects are not served"))
+        try:
+            use = self.keyring.resolve(p.record.key, spec.credentials_ref)
+        except Refused as refused:
+            if refused.stall:
+                raise InputProblem(Stall(refused.reason, refused.message, synced_reason=refused.reason)) from None
+            raise Missing(refused.reason, refused.message) from None
+        return KeyRef(use.secret, use.credentials.secret_key, use.origin, use.credentials.key)
+
+    async def own_key(self, p: Pass, spec: PipelineSpec) -> str | None:
+        """The value of the object's own key (None: the operator's); raises like `key_ref`, `Missing` if absent."""
+        ref = self.key_ref(p, spec)
+        if ref is None:
+            return None
+        data = await self.read_secret(*ref.secret)
+        problem = ref.missing(data)
+        if problem is not None or data is None:
+            raise Missing(cond.SECRET_NOT_FOUND, problem or "")
+        return data[ref.key]
 
     async def read_secret(self, namespace: str, name: str) -> dict[str, str] | None:
         key = (namespace, name)
@@ -91,22 +148,33 @@ class Inputs:
         missing destination Secret does not hold it: the field is left out of the payload (and of the diff).
         """
         hkey = object_hmac_key(self._pepper, p.record.uid)
-        names = {ref.name for ref in (spec.destination.secret_refs or {}).values()}
-        if spec.service_key_secret_ref is not None:
-            names.add(spec.service_key_secret_ref.name)
-        self._store.set_references(p.record, frozenset(names))
+        names = frozenset(ref.name for ref in (spec.destination.secret_refs or {}).values())
+        try:
+            key_ref = self.key_ref(p, spec)
+        except (Missing, InputProblem, NotYetKnown):
+            self._store.set_references(p.record, names)
+            raise
+        self._store.set_references(p.record, names, frozenset({key_ref.secret}) if key_ref else frozenset())
         fetched = {n: await self.read_secret(p.namespace, n) for n in sorted(names)}
         resolved = resolve_destination_secrets(spec, fetched, hkey)
-        key_resolved = resolve_service_key(spec, fetched, hkey)
-        p.secrets = tuple(resolved.values.values()) + (tuple(key_resolved.values.values()) if key_resolved else ())
+        p.secrets = tuple(resolved.values.values())
         sends_secrets = spec.allows("Create") or spec.allows("Update")
-        missing = [*(resolved.missing if sends_secrets else ()), *(key_resolved.missing if key_resolved else ())]
+        missing = [m.message for m in resolved.missing] if sends_secrets else []
+        own: str | None = None
+        if key_ref is not None:
+            data = await self.read_secret(*key_ref.secret)
+            problem = key_ref.missing(data)
+            if problem is not None or data is None:
+                missing.append(problem or "")
+            else:
+                own = data[key_ref.key]
+                p.secrets = (*p.secrets, own)
         if missing:
-            raise Missing(cond.SECRET_NOT_FOUND, "; ".join(m.message for m in missing))
-        service_key = key_resolved.values["serviceKey"] if key_resolved else self._key_source.get()
+            raise Missing(cond.SECRET_NOT_FOUND, "; ".join(missing))
+        service_key = own if key_ref is not None else self._key_source.get()
         if not service_key:
             raise InputProblem(Stall(cond.AUTH_FAILED, "no service key: set GOLDRUSH_SERVICE_KEY_FILE or "
-                                                       "GOLDRUSH_SERVICE_KEY, or spec.serviceKeySecretRef"))
+                                                       "GOLDRUSH_SERVICE_KEY, or spec.credentialsRef"))
         p.secrets = (*p.secrets, service_key)
         abi_file = await self._abi(p, spec)
         try:
@@ -114,7 +182,7 @@ class Inputs:
         except ValueError as exc:
             raise InputProblem(Stall(cond.INVALID_SPEC, p.scrub(str(exc)))) from None
         key_id = hashlib.sha256(service_key.encode()).hexdigest()
-        return Desired(spec, payload, resolved, service_key, key_id)
+        return Desired(spec, payload, resolved, service_key, key_id, key_ref.credentials if key_ref else None)
 
     async def _abi(self, p: Pass, spec: PipelineSpec) -> dict[str, Any] | None:
         if not (spec.abi and spec.abi.config_map_ref):

@@ -46,6 +46,7 @@ from goldrush_operator.goldrush_api import (
     PipelineMetrics,
     RuntimeStatus,
 )
+from goldrush_operator.keyring import CredKey, Keyring, NotYetKnown
 from goldrush_operator.lease import Fenced
 from goldrush_operator.logcontext import about
 from goldrush_operator.payload import compute_diff
@@ -77,12 +78,15 @@ class Controller:
     def __init__(
         self, settings: Settings, kube: KubePort, store: Store, client_for: ClientFactory,
         key_source: ServiceKeySource, metrics: Metrics | None = None, clock: Callable[[], float] = time.monotonic,
+        keyring: Keyring | None = None,
     ) -> None:
         self.settings, self.store, self.client_for, self.clock = settings, store, client_for, clock
         self.key_source = key_source
         self.metrics: Metrics = metrics or NoMetrics()
         self.status = StatusWriter(kube)
-        self.inputs = Inputs(kube, store, key_source, settings.hash_key)
+        self.inputs = Inputs(kube, store, key_source, settings.hash_key, keyring)
+        # A key from a credentials object was refused (401/403): its object re-checks it (`creds` sets this).
+        self.on_auth_failed: Callable[[CredKey], None] = lambda _key: None
         self.external = External(kube, self.status, request_timeout=settings.request_timeout,
                                  fast=settings.poll_fast_seconds, clock=clock)
         budget = settings.rate_limit * settings.poll_budget_share
@@ -201,6 +205,8 @@ class Controller:
             return self.settings.poll_slow_seconds, "paused"
         try:
             d = await self.inputs.read(p, spec)
+        except NotYetKnown as later:
+            return later.delay, "waiting"  # the credentials watches are still starting: write nothing yet
         except Missing as missing:
             status.waiting(p, missing.reason, missing.message)
             if not (record.pipeline_id or p.current.get("pipelineId")):
@@ -224,6 +230,8 @@ class Controller:
             if isinstance(outcome, Stall) and outcome.reason in HOLD_UNTIL_CHANGE:
                 # Never send the same rejected write again before the inputs change.
                 record.held_on, record.held_reason = fingerprint, (outcome.reason, outcome.message)
+            if isinstance(outcome, Stall) and outcome.reason == cond.AUTH_FAILED and d.credentials is not None:
+                self.on_auth_failed(d.credentials)
             raise
 
     def _paid(self, record: ObjectRecord, full_check: bool, full_reads: int) -> tuple[bool, float]:
