@@ -355,3 +355,17 @@ async def test_handlers_route_credentials_namespaces_and_deleted_pipelines(cworl
     assert cworld.ring.labels["ns"] == {"tenant": "yes"}
     ctl.on_namespace({"metadata": {"name": "ns"}}, "DELETED")
     assert "ns" not in cworld.ring.labels
+
+
+async def test_a_refusal_right_after_a_check_is_checked_again_not_dropped(cworld: CredsWorld) -> None:
+    """A key revoked just after its check: the users' 401 asks for a check, which waits out the minimum interval."""
+    ctl, kube, _ = checker(cworld)
+    cworld.apply(with_ref("GoldRushCredentials", "team"))
+    await cworld.run()
+    key = ("GoldRushCredentials", "ns", "team")
+    await ctl.check(key)
+    assert ready_of(kube.writes[-1][3]) == ("True", "KeyValid")
+    cworld.clock.now += 0.5
+    ctl.auth_failed(key)  # a pipeline's call was refused half a second after the check
+    due = ctl._due[key] - cworld.clock.now
+    assert 0 < due <= 2.0, "the check waits for the minimum interval, and is never dropped"

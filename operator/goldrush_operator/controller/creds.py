@@ -131,9 +131,11 @@ class CredentialsController:
                 self.schedule(key)
 
     def auth_failed(self, key: CredKey) -> None:
-        """A pipeline's call with this object's key was refused: check the key again now (at most every 2s)."""
-        if self._clock() - self._checked_at.get(key, -1e9) >= HINT_MIN_INTERVAL:
-            self.schedule(key)
+        """A pipeline's call with this object's key was refused: check the key again now, or, when it was
+        checked less than `HINT_MIN_INTERVAL` ago (the refusal may be what revoked it since), as soon as that
+        has passed; never dropped."""
+        elapsed = self._clock() - self._checked_at.get(key, -1e9)
+        self.schedule(key, max(0.0, HINT_MIN_INTERVAL - elapsed))
 
     def schedule(self, key: CredKey, delay: float = 0.0) -> None:
         due = self._clock() + delay
