@@ -5,8 +5,9 @@ The operator runs as the default install's ServiceAccount under the RBAC of `dep
 namespace gets the overlay's Role + RoleBinding (as the overlay binds them in each namespace it serves), and
 `start_operator` gives the operator a kubeconfig with a client certificate for
 `system:serviceaccount:goldrush-system:goldrush-operator`. A test fails if an operator's log shows a request
-denied by RBAC, so the whole tier proves that the default install's RBAC is enough (test_ops_rbac.py proves
-that it is no more than needed). A test that needs more passes `as_admin="<why>"` to `start_operator`.
+denied by RBAC (outside an apiserver restart, see `identity.forbidden_lines`), so the whole tier proves that
+the default install's RBAC is enough (test_ops_rbac.py proves that it is no more than needed). A test that
+needs more passes `as_admin="<why>"` to `start_operator`.
 Kubectl calls of the tests themselves use the admin kubeconfig (`kubeconfig`, `kubectl`).
 
 On a machine that cannot build the control plane the fixture fails (never skips) with a message saying what
@@ -103,8 +104,8 @@ def sim() -> Iterator[SimProcess]:
 
 @pytest.fixture
 def start_operator(
-    kubeconfig: Path, operator_identity: Path, operator_rbac: NamespacedRBAC, namespace: str, sim: SimProcess,
-    tmp_path: Path, crd_installed: None,
+    control_plane: ControlPlane, kubeconfig: Path, operator_identity: Path, operator_rbac: NamespacedRBAC,
+    namespace: str, sim: SimProcess, tmp_path: Path, crd_installed: None,
 ) -> Iterator[Callable[..., OperatorProcess]]:
     """Start the operator (watching the test's namespace) against the test's simulator; stopped at the end.
 
@@ -112,7 +113,8 @@ def start_operator(
     to serve (`namespaces=[...]`, they must exist) get the overlay's Role first. `as_admin="<reason>"` runs it
     with the admin kubeconfig instead, for a test that needs more than the default install grants (watching
     all namespaces needs it: the namespaced overlay grants nothing cluster-wide). At the end the test fails
-    if any operator log shows a request denied by RBAC.
+    if any operator log shows a request denied by RBAC (except while a test restarts the apiserver, which
+    denies requests until its RBAC caches are filled: `identity.forbidden_lines`).
     """
     started: list[OperatorProcess] = []
     admin = Kubectl(kubeconfig)
@@ -141,7 +143,8 @@ def start_operator(
     for proc in started:
         if proc.alive():
             proc.stop()
-    denied = {str(proc.log_path): lines for proc in started if (lines := forbidden_lines(proc.log))}
+    windows = control_plane.unready_windows
+    denied = {str(proc.log_path): lines for proc in started if (lines := forbidden_lines(proc.log, windows))}
     if denied:
         pytest.fail(f"the operator's requests were denied by RBAC: {denied}", pytrace=False)
 

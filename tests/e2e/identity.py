@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import copy
 import re
+import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,9 +46,34 @@ def _without_namespace(obj: Obj) -> Obj:
     return obj
 
 
-def forbidden_lines(log: str) -> list[str]:
-    """The lines of an operator log that show a request denied by RBAC."""
-    return [line for line in log.splitlines() if FORBIDDEN.search(line)]
+# The text log's timestamp (local time, as `logging` writes it).
+TIMESTAMP = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d{3}) ")
+# A denial is logged a moment after the apiserver answered it (the operator's event loop may be busy).
+LOG_DELAY_SECONDS = 2.0
+
+
+def _logged_at(line: str) -> float | None:
+    match = TIMESTAMP.match(line)
+    if not match:
+        return None
+    return time.mktime(time.strptime(match.group(1), "%Y-%m-%d %H:%M:%S")) + int(match.group(2)) / 1000
+
+
+def forbidden_lines(log: str, unready: Iterable[tuple[float, float]] = ()) -> list[str]:
+    """The lines of an operator log that show a request denied by RBAC.
+
+    Denials logged while the apiserver was restarting (`unready`: the plane's `(stopped, ready)` windows) are
+    left out: a restarted kube-apiserver serves requests before its RBAC caches are filled and denies them
+    until it is ready. That cannot hide a missing grant: a request the RBAC does not allow is denied again
+    on every retry, after the apiserver is ready too.
+    """
+    windows = list(unready)
+
+    def excused(line: str) -> bool:
+        at = _logged_at(line)
+        return at is not None and any(start <= at <= ready + LOG_DELAY_SECONDS for start, ready in windows)
+
+    return [line for line in log.splitlines() if FORBIDDEN.search(line) and not excused(line)]
 
 
 def write_operator_kubeconfig(plane: ControlPlane, path: Path) -> Path:
