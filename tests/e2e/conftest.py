@@ -1,5 +1,15 @@
 """E2E fixtures: one real etcd + kube-apiserver per test session, a fresh namespace per test.
 
+The operator runs as the default install's ServiceAccount under the RBAC of `deploy/overlays/namespaced`
+(`identity.py`), never as the admin: the session installs the overlay's ClusterRoles once, every test
+namespace gets the overlay's Role + RoleBinding (as the overlay binds them in each namespace it serves), and
+`start_operator` gives the operator a kubeconfig with a client certificate for
+`system:serviceaccount:goldrush-system:goldrush-operator`. A test fails if an operator's log shows a request
+denied by RBAC (outside an apiserver restart, see `identity.forbidden_lines`), so the whole tier proves that
+the default install's RBAC is enough (test_ops_rbac.py proves that it is no more than needed). A test that
+needs more passes `as_admin="<why>"` to `start_operator`.
+Kubectl calls of the tests themselves use the admin kubeconfig (`kubeconfig`, `kubectl`).
+
 On a machine that cannot build the control plane the fixture fails (never skips) with a message saying what
 is missing.
 """
@@ -12,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from identity import NamespacedRBAC, forbidden_lines, wait_until_bound, write_operator_kubeconfig
 from planes import running_plane
 
 from support.ctlplane import ControlPlane
@@ -31,11 +42,39 @@ def kubeconfig(control_plane: ControlPlane) -> Path:
     return control_plane.kubeconfig
 
 
+@pytest.fixture(scope="session")
+def operator_rbac(kubeconfig: Path) -> NamespacedRBAC:
+    """The namespaced overlay's RBAC; its cluster-scoped part (CRD and Namespace list/watch) is installed."""
+    rbac = NamespacedRBAC.rendered()
+    rbac.install_cluster_scope(Kubectl(kubeconfig))
+    return rbac
+
+
+@pytest.fixture(scope="session")
+def operator_kubeconfig(
+    control_plane: ControlPlane, operator_rbac: NamespacedRBAC, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """A kubeconfig with the operator's ServiceAccount identity (what the default install's pod runs as)."""
+    return write_operator_kubeconfig(control_plane, tmp_path_factory.mktemp("operator-identity") / "kubeconfig")
+
+
 @pytest.fixture
-def namespace(kubeconfig: Path) -> str:
+def namespace(kubeconfig: Path, operator_rbac: NamespacedRBAC) -> str:
+    """A new namespace with the operator's Role + RoleBinding in it, as the overlay binds a served namespace."""
     name = f"t-{uuid.uuid4().hex[:10]}"
-    Kubectl(kubeconfig)("create", "namespace", name)
+    Kubectl(kubeconfig).apply({"apiVersion": "v1", "kind": "List", "items": [
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}},
+        *operator_rbac.for_namespace(name),
+    ]})
     return name
+
+
+@pytest.fixture
+def operator_identity(kubeconfig: Path, operator_kubeconfig: Path, namespace: str) -> Path:
+    """`operator_kubeconfig`, once its Role is in effect in the test's namespace (for tests that start the
+    operator themselves; they check its log with `identity.forbidden_lines`)."""
+    wait_until_bound(Kubectl(kubeconfig), namespace)
+    return operator_kubeconfig
 
 
 @pytest.fixture
@@ -68,15 +107,38 @@ def sim() -> Iterator[SimProcess]:
 
 @pytest.fixture
 def start_operator(
-    kubeconfig: Path, namespace: str, sim: SimProcess, tmp_path: Path, crd_installed: None
+    control_plane: ControlPlane, kubeconfig: Path, operator_identity: Path, operator_rbac: NamespacedRBAC,
+    namespace: str, sim: SimProcess, tmp_path: Path, crd_installed: None,
 ) -> Iterator[Callable[..., OperatorProcess]]:
-    """Start the operator (watching the test's namespace) against the test's simulator; stopped at the end."""
-    started: list[OperatorProcess] = []
+    """Start the operator (watching the test's namespace) against the test's simulator; stopped at the end.
 
-    def start(**kwargs: Any) -> OperatorProcess:
+    It runs as the operator's ServiceAccount with the namespaced overlay's RBAC; other namespaces it is told
+    to serve (`namespaces=[...]`, they must exist) get the overlay's Role first. `as_admin="<reason>"` runs it
+    with the admin kubeconfig instead, for a test that needs more than the default install grants (watching
+    all namespaces needs it: the namespaced overlay grants nothing cluster-wide). At the end the test fails
+    if any operator log shows a request denied by RBAC (except while a test restarts the apiserver, which
+    denies requests until its RBAC caches are filled: `identity.forbidden_lines`).
+    """
+    started: list[OperatorProcess] = []
+    admin = Kubectl(kubeconfig)
+    bound = {namespace}
+
+    def start(*, as_admin: str | None = None, **kwargs: Any) -> OperatorProcess:
         kwargs.setdefault("namespaces", [namespace])
         log = tmp_path / f"operator-{len(started)}.log"
-        proc = OperatorProcess.start(kubeconfig, sim.base_url, log, **kwargs)
+        if as_admin is not None:
+            assert as_admin.strip(), "as_admin needs the reason the default install's RBAC is not enough"
+            identity = kubeconfig
+        else:
+            served = list(kwargs["namespaces"] or [])
+            assert served, ("all namespaces needs the cluster-wide overlay's RBAC, which the tier does not bind: "
+                            "pass as_admin='<why>'")
+            for ns in set(served) - bound:
+                operator_rbac.serve(admin, ns)
+                wait_until_bound(admin, ns)
+                bound.add(ns)
+            identity = operator_identity
+        proc = OperatorProcess.start(identity, sim.base_url, log, **kwargs)
         started.append(proc)
         return proc
 
@@ -84,6 +146,10 @@ def start_operator(
     for proc in started:
         if proc.alive():
             proc.stop()
+    windows = control_plane.unready_windows
+    denied = {str(proc.log_path): lines for proc in started if (lines := forbidden_lines(proc.log, windows))}
+    if denied:
+        pytest.fail(f"the operator's requests were denied by RBAC: {denied}", pytrace=False)
 
 
 @pytest.fixture

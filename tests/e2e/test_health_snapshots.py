@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 import yaml
+from identity import forbidden_lines
 from pipelines import get, pipeline_manifest, secret_manifest, wait_phase, wait_reason
 
 from support import argocd, kstatus, verdicts
@@ -76,12 +77,17 @@ def health_sim() -> Any:
 
 
 @pytest.fixture
-def health_operator(kubeconfig: Path, namespace: str, health_sim: SimProcess, tmp_path: Path,
+def health_operator(operator_identity: Path, namespace: str, health_sim: SimProcess, tmp_path: Path,
                     crd_installed: None) -> Any:
-    proc = OperatorProcess.start(kubeconfig, health_sim.base_url, tmp_path / "operator.log", namespaces=[namespace])
+    """The operator as the default install's ServiceAccount (see conftest.py); no request of it is denied."""
+    proc = OperatorProcess.start(operator_identity, health_sim.base_url, tmp_path / "operator.log",
+                                 namespaces=[namespace])
     yield proc
     if proc.alive():
         proc.stop()
+    denied = forbidden_lines(proc.log)
+    if denied:
+        pytest.fail(f"the operator's requests were denied by RBAC: {denied}", pytrace=False)
 
 
 def test_argo_cd_and_kstatus_agree_on_every_state(

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from identity import forbidden_lines
 from pipelines import condition, get, pipeline_manifest, secret_manifest, wait_phase, wait_reason
 
 from support import kstatus
@@ -54,11 +55,11 @@ def diff(kubectl: Kubectl, manifest: dict[str, Any]) -> tuple[int, str]:
 
 
 def test_kstatus_and_no_gitops_drift_through_the_lifecycle(
-    kubeconfig: Path, namespace: str, kubectl: Kubectl, crd_installed: None, slow_sim: SimProcess,
+    operator_identity: Path, namespace: str, kubectl: Kubectl, crd_installed: None, slow_sim: SimProcess,
     kstatus_bin: Path, tmp_path: Path,
 ) -> None:
-    def start() -> OperatorProcess:
-        return OperatorProcess.start(kubeconfig, slow_sim.base_url, tmp_path / "operator.log",
+    def start() -> OperatorProcess:  # as the default install's ServiceAccount (see conftest.py)
+        return OperatorProcess.start(operator_identity, slow_sim.base_url, tmp_path / "operator.log",
                                      namespaces=[namespace])
 
     operator = start()
@@ -123,3 +124,5 @@ def test_kstatus_and_no_gitops_drift_through_the_lifecycle(
         kubectl("delete", "goldrushpipeline", "p1", "--wait=false", check=False)
         kubectl("patch", "goldrushpipeline", "p1", "--type=json", "-p",
                 '[{"op":"remove","path":"/metadata/finalizers"}]', check=False)
+    denied = forbidden_lines(operator.log)
+    assert not denied, f"the operator's requests were denied by RBAC: {denied}"

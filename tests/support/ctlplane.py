@@ -171,6 +171,10 @@ class ControlPlane:
     pids: dict[str, int] = field(default_factory=dict)
     _procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     _api_args: list[str] = field(default_factory=list)
+    # (stopped, ready) wall-clock times of each `stop_apiserver` ... `start_apiserver`: a restarted apiserver
+    # answers before its RBAC caches are filled and denies requests it would allow (403) until it is ready.
+    unready_windows: list[tuple[float, float]] = field(default_factory=list)
+    _stopped_at: float = 0.0
 
     @property
     def url(self) -> str:
@@ -349,6 +353,7 @@ class ControlPlane:
         """Stop only kube-apiserver (etcd keeps running); `start_apiserver` brings it back on the same port."""
         pid = self.pids.pop("kube-apiserver")
         self._procs.pop("kube-apiserver", None)
+        self._stopped_at = time.time()
         stop_pids([pid])
         self._save_state()
 
@@ -356,6 +361,7 @@ class ControlPlane:
         """Start kube-apiserver again with the same arguments, port and certificates; wait until ready."""
         self._spawn("kube-apiserver", self._api_args)
         self._wait(self._apiserver_ready, timeout, "kube-apiserver")
+        self.unready_windows.append((self._stopped_at, time.time()))
 
     # -- tear-down ----------------------------------------------------------------------------------------
 
