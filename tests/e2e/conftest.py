@@ -22,7 +22,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from identity import NamespacedRBAC, forbidden_lines, wait_until_bound, write_operator_kubeconfig
+from identity import (
+    OPERATOR_NAMESPACE,
+    NamespacedRBAC,
+    forbidden_lines,
+    wait_until_bound,
+    write_operator_kubeconfig,
+)
 from planes import running_plane
 
 from support.ctlplane import ControlPlane
@@ -44,9 +50,15 @@ def kubeconfig(control_plane: ControlPlane) -> Path:
 
 @pytest.fixture(scope="session")
 def operator_rbac(kubeconfig: Path) -> NamespacedRBAC:
-    """The namespaced overlay's RBAC; its cluster-scoped part (CRD and Namespace list/watch) is installed."""
+    """The namespaced overlay's RBAC; its cluster-scoped part (CRD and Namespace list/watch) is installed, and
+    the Roles of the operator's own namespace in that namespace (as installed: an operator started without
+    `POD_NAMESPACE` takes `goldrush-system` as its own and watches its Secrets there)."""
+    admin = Kubectl(kubeconfig)
     rbac = NamespacedRBAC.rendered()
-    rbac.install_cluster_scope(Kubectl(kubeconfig))
+    rbac.install_cluster_scope(admin)
+    admin.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": OPERATOR_NAMESPACE}})
+    rbac.serve_as_operator_namespace(admin, OPERATOR_NAMESPACE)
+    wait_until_bound(admin, OPERATOR_NAMESPACE)
     return rbac
 
 
@@ -113,15 +125,18 @@ def start_operator(
     """Start the operator (watching the test's namespace) against the test's simulator; stopped at the end.
 
     It runs as the operator's ServiceAccount with the namespaced overlay's RBAC; other namespaces it is told
-    to serve (`namespaces=[...]`, they must exist) get the overlay's Role first. `as_admin="<reason>"` runs it
-    with the admin kubeconfig instead, for a test that needs more than the default install grants (watching
-    all namespaces needs it: the namespaced overlay grants nothing cluster-wide). At the end the test fails
+    to serve (`namespaces=[...]`, they must exist) get the overlay's Role first, and a namespace it is given
+    as its own (`POD_NAMESPACE`, `GOLDRUSH_LEASE_NAMESPACE` in `env`) the Roles of the operator's namespace.
+    `as_admin="<reason>"` runs it with the admin kubeconfig instead, for a test that needs more than the
+    default install grants (watching all namespaces needs it: the namespaced overlay grants nothing
+    cluster-wide). At the end the test fails
     if any operator log shows a request denied by RBAC (except while a test restarts the apiserver, which
     denies requests until its RBAC caches are filled: `identity.forbidden_lines`).
     """
     started: list[OperatorProcess] = []
     admin = Kubectl(kubeconfig)
     bound = {namespace}
+    own_bound: set[str] = set()
 
     def start(*, as_admin: str | None = None, **kwargs: Any) -> OperatorProcess:
         kwargs.setdefault("namespaces", [namespace])
@@ -137,6 +152,11 @@ def start_operator(
                 operator_rbac.serve(admin, ns)
                 wait_until_bound(admin, ns)
                 bound.add(ns)
+            env = kwargs.get("env") or {}
+            for ns in {env.get("POD_NAMESPACE"), env.get("GOLDRUSH_LEASE_NAMESPACE")} - {None} - own_bound:
+                operator_rbac.serve_as_operator_namespace(admin, str(ns))
+                wait_until_bound(admin, str(ns))
+                own_bound.add(str(ns))
             identity = operator_identity
         proc = OperatorProcess.start(identity, sim.base_url, log, **kwargs)
         started.append(proc)

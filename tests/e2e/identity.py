@@ -3,7 +3,9 @@
 The RBAC is the one `deploy/overlays/namespaced` ships (rendered with `kubectl kustomize`, never copied):
 its ClusterRoles and ClusterRoleBindings (list/watch of CRDs and of Namespace names) are installed once per
 control plane, and its Role + RoleBinding (the same in every served namespace) are bound in each namespace a
-test serves, the way the overlay binds them in team-a and team-b. Nothing else is granted: Secrets are
+test serves, the way the overlay binds them in team-a and team-b. The Roles of the operator's own namespace
+(Leases, the key Secrets of ClusterGoldRushCredentials) are bound in the namespace a test gives the operator
+as its own (`POD_NAMESPACE`, `GOLDRUSH_LEASE_NAMESPACE`). Nothing else is granted: Secrets are
 readable only in the namespaces the operator serves.
 
 Used by tests/e2e/conftest.py (the operators the tier starts), the tests that start an operator themselves
@@ -29,6 +31,7 @@ from unit.test_deploy_manifests import render
 SA_USER = "system:serviceaccount:goldrush-system:goldrush-operator"
 SA_GROUPS = ["system:serviceaccounts", "system:serviceaccounts:goldrush-system", "system:authenticated"]
 CLUSTER_KINDS = ("ClusterRole", "ClusterRoleBinding")
+OPERATOR_NAMESPACE = "goldrush-system"  # where the overlay puts the operator's own Roles
 NAMESPACE_KINDS = ("Role", "RoleBinding")
 OVERLAY = "namespaced"
 
@@ -95,19 +98,24 @@ class NamespacedRBAC:
 
     cluster: list[Obj]
     per_namespace: list[Obj]  # Role + RoleBinding without a namespace
+    own: list[Obj]  # the Roles + RoleBindings of the operator's own namespace (Leases, credentials' key Secrets)
 
     @classmethod
     def rendered(cls) -> NamespacedRBAC:
         objects = render(OVERLAY)
         cluster = [o for o in objects if o["kind"] in CLUSTER_KINDS]
         by_namespace: dict[str, list[Obj]] = {}
+        own: list[Obj] = []
         for obj in (o for o in objects if o["kind"] in NAMESPACE_KINDS):
+            if obj["metadata"]["namespace"] == OPERATOR_NAMESPACE:
+                own.append(_without_namespace(obj))
+                continue
             by_namespace.setdefault(obj["metadata"]["namespace"], []).append(_without_namespace(obj))
         assert by_namespace, f"the {OVERLAY} overlay binds no Role"
         (first, template), *others = sorted(by_namespace.items())
         for namespace, objs in others:  # every served namespace gets the same objects
             assert objs == template, f"the {OVERLAY} overlay's RBAC in {namespace} differs from {first}'s"
-        return cls(cluster, template)
+        return cls(cluster, template, own)
 
     def install_cluster_scope(self, admin: Kubectl) -> None:
         admin.apply({"apiVersion": "v1", "kind": "List", "items": self.cluster})
@@ -118,6 +126,14 @@ class NamespacedRBAC:
         for obj in objects:
             obj["metadata"]["namespace"] = namespace
         return objects
+
+    def serve_as_operator_namespace(self, admin: Kubectl, namespace: str) -> None:
+        """Bind the Roles the overlay puts in the operator's own namespace (Leases, the key Secrets of
+        ClusterGoldRushCredentials) in `namespace`, which a test uses as the operator's namespace."""
+        objects = copy.deepcopy(self.own)
+        for obj in objects:
+            obj["metadata"]["namespace"] = namespace
+        admin.apply({"apiVersion": "v1", "kind": "List", "items": objects})
 
     def serve(self, admin: Kubectl, namespace: str) -> None:
         """Bind the Role in an existing `namespace`."""
