@@ -88,7 +88,9 @@ def test_helm_install_then_upgrade(plane: ControlPlane, tmp_path: Path) -> None:
     assert can_i(k, "watch", "secrets", "team-a")
     assert not can_i(k, "get", "secrets", "team-b")
     assert not can_i(k, "list", "secrets", None)
-    assert not can_i(k, "get", "secrets", NAMESPACE), "not even the operator's own namespace"
+    # Its own namespace holds the key Secrets of ClusterGoldRushCredentials (and nothing it may not read).
+    assert can_i(k, "get", "secrets", NAMESPACE)
+    assert not can_i(k, "create", "secrets", NAMESPACE) and not can_i(k, "delete", "secrets", NAMESPACE)
     assert can_i(k, "patch", "goldrushpipelines.goldrush.dev", "team-a")
     assert not can_i(k, "delete", "goldrushpipelines.goldrush.dev", "team-a")
 
