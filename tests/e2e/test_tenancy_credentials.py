@@ -185,9 +185,10 @@ def test_a_revoked_key_stalls_only_its_users(
     assert (condition(b.json("get", "goldrushcredentials", "team"), "Ready") or {}).get("reason") == "KeyValid"
 
 
-def test_key_rotation_reaches_the_users_within_seconds_without_writes(
+def rotation_setup(
     sim: SimProcess, start_operator: Start, tenants: tuple[Kubectl, Kubectl, Kubectl]
-) -> None:
+) -> tuple[Kubectl, dict[str, Any]]:
+    """One pipeline in team a on a credentials object whose Secret holds the first of two keys of group_a."""
     a, b, own = tenants
     start(start_operator, a, b, own)
     add_key(sim, "team-a-key", "group_a")
@@ -196,7 +197,13 @@ def test_key_rotation_reaches_the_users_within_seconds_without_writes(
     a.apply(secret_manifest("team-key", {"key": "team-a-key"}))
     a.apply(credentials("team", "team-key"))
     a.apply(using("GoldRushCredentials", "team"))
-    obj = wait_phase(a, "p1", "RUNNING", ready="True")
+    return a, wait_phase(a, "p1", "RUNNING", ready="True")
+
+
+def test_key_rotation_reaches_the_users_within_seconds_without_writes(
+    sim: SimProcess, start_operator: Start, tenants: tuple[Kubectl, Kubectl, Kubectl]
+) -> None:
+    a, obj = rotation_setup(sim, start_operator, tenants)
     creds_ready(a, "goldrushcredentials", "team", "True", "KeyValid")
     pid = obj["status"]["pipelineId"]
     seq = max(e["seq"] for e in sim.journal())
@@ -219,15 +226,7 @@ def test_key_rotation_reaches_the_users_within_seconds_without_writes(
 def test_rotation_writes_nothing_to_the_pipeline_object(
     sim: SimProcess, start_operator: Start, tenants: tuple[Kubectl, Kubectl, Kubectl]
 ) -> None:
-    a, b, own = tenants
-    start(start_operator, a, b, own)
-    add_key(sim, "team-a-key", "group_a")
-    add_key(sim, "team-a-key-2", "group_a")
-    a.apply(secret_manifest())
-    a.apply(secret_manifest("team-key", {"key": "team-a-key"}))
-    a.apply(credentials("team", "team-key"))
-    a.apply(using("GoldRushCredentials", "team"))
-    obj = wait_phase(a, "p1", "RUNNING", ready="True")
+    a, obj = rotation_setup(sim, start_operator, tenants)
     pid = obj["status"]["pipelineId"]
     version = quiet_version(a, "p1")
     seq = max(e["seq"] for e in sim.journal())
