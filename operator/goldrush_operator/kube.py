@@ -15,6 +15,7 @@ handlers (liveness list), `secretwatch`, `election` and the CLI (`introspect.py`
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import datetime as dt
 import functools
 import json
@@ -117,8 +118,11 @@ class Kube:
 
     async def _run(self, fn: Callable[[], T]) -> T:
         loop = asyncio.get_running_loop()
+        # In the caller's context: the write guard asks which object the pass is about (`current_object`),
+        # and a worker thread does not inherit context variables by itself.
+        context = contextvars.copy_context()
         try:
-            return await loop.run_in_executor(self._pool, fn)
+            return await loop.run_in_executor(self._pool, context.run, fn)
         except ApiException as exc:
             status = int(exc.status or 0)
             text = f"Kubernetes API {status} {exc.reason}"

@@ -5,13 +5,15 @@ monotonic clock (nothing here sleeps for real except a few zero-length awaits)."
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 from dataclasses import replace
 
 import pytest
+from kubernetes import client
 
 from goldrush_operator.config import LeaseSettings
 from goldrush_operator.election import Election
-from goldrush_operator.kube import KubeError
+from goldrush_operator.kube import Kube, KubeError
 from goldrush_operator.lease import (
     Fenced,
     LeaseRecord,
@@ -22,7 +24,7 @@ from goldrush_operator.lease import (
     shard_lease_names,
     shard_of,
 )
-from goldrush_operator.logcontext import about
+from goldrush_operator.logcontext import about, current_object
 from goldrush_operator.scheduler import Scheduler
 
 TIMING = LeaseTiming(duration=15, renew_deadline=10, retry_period=2)
@@ -258,6 +260,68 @@ async def test_takeover_runs_before_objects_are_admitted() -> None:
     assert order == ["takeover", "admitted"] and a.admits(("ns", "x"))
 
 
+async def bounded(step: Awaitable[None]) -> None:
+    """A step that must end on its own (a step that waits for a stuck takeover fails, not hangs)."""
+    await asyncio.wait_for(step, 5)
+
+
+async def test_a_slow_takeover_does_not_stop_the_renewals() -> None:
+    """A takeover waiting on a busy apiserver for longer than the renew deadline must not lose the Lease it is
+    taking over (the loop used to wait for it, and then lapsed, acquired, took over, lapsed... under load)."""
+    leases, clock = FakeLeases(), Clock()
+    a = election(leases, clock, "a")
+    a.takeover_slice = 0.01
+    finish = asyncio.Event()
+
+    async def on_acquired(admitted: object) -> None:
+        await finish.wait()
+
+    a.configure_takeover(on_acquired, lambda: None)
+    await bounded(a.step())
+    assert not a.admits(("ns", "x"))
+    for _ in range(10):  # 20 s: twice the renew deadline
+        clock.now += TIMING.retry_period
+        await bounded(a.step())
+        assert a.shard_states[0].holds(clock.now) and not a.admits(("ns", "x"))
+    assert len([w for w in leases.writes if w[0] == "update"]) == 10
+    finish.set()
+    clock.now += TIMING.retry_period
+    await bounded(a.step())
+    assert a.admits(("ns", "x"))
+
+
+async def test_a_lease_lost_during_its_takeover_is_not_admitted_by_that_takeover() -> None:
+    leases, clock = FakeLeases(), Clock()
+    a = election(leases, clock, "a")
+    a.takeover_slice = 0.01
+    finish = [asyncio.Event(), asyncio.Event()]
+    takeovers = 0
+
+    async def on_acquired(admitted: object) -> None:
+        nonlocal takeovers
+        takeovers += 1
+        await finish[takeovers - 1].wait()
+
+    a.configure_takeover(on_acquired, lambda: None)
+    await bounded(a.step())
+    leases.down = True
+    clock.now += TIMING.renew_deadline + 1
+    await bounded(a.step())  # the renewal fails: the hold has lapsed
+    assert not a.shard_states[0].holds(clock.now)
+    leases.down = False
+    clock.now += TIMING.duration
+    await bounded(a.step())  # acquired again: a new term, while the first takeover still waits
+    finish[0].set()
+    await asyncio.sleep(0)
+    clock.now += TIMING.retry_period
+    await bounded(a.step())  # the first takeover ended without admitting; the new term's own one is running
+    assert takeovers == 2 and not a.admits(("ns", "x"))
+    finish[1].set()
+    clock.now += TIMING.retry_period
+    await bounded(a.step())
+    assert a.admits(("ns", "x"))
+
+
 async def test_takeover_failure_is_retried_and_nothing_is_admitted_meanwhile() -> None:
     leases, clock = FakeLeases(), Clock()
     a = election(leases, clock, "a")
@@ -299,6 +363,20 @@ async def test_scheduler_parks_what_the_election_does_not_admit() -> None:
     scheduler.forget(("ns", "b"))
     assert scheduler.parked == 0
     task.cancel()
+
+
+async def test_the_kube_adapter_guards_each_write_for_the_object_the_pass_is_about() -> None:
+    """The guard runs in the adapter's worker thread, at send time: it must see the pass's object there
+    (a thread does not inherit context variables; a guard that saw no object let a replica holding any shard
+    write objects of a shard it had lost)."""
+    kube = Kube(client.ApiClient(client.Configuration(host="http://127.0.0.1:9")), workers=2)
+    asked: list[object] = []
+    sent: list[str] = []
+    kube.write_guard = lambda: asked.append(current_object.get())
+    kube._send_json = lambda method, path, body, content_type: sent.append(path)  # type: ignore[method-assign]
+    with about(("ns", "p1")):
+        await kube.patch_status("ns", "p1", {"phase": "RUNNING"})
+    assert asked == [("ns", "p1")] and len(sent) == 1
 
 
 # ------------------------------------------------------------------------------------------ sharding
