@@ -11,7 +11,8 @@ fair share (timing decisions: `lease.LeaseState`). Writes are gated by `check_wr
 before every pipeline write and by the GoldRush client before every API write) and the scheduler's
 `admits`: only objects of shards this replica holds *and has taken over* are reconciled. A takeover first runs
 `on_acquired` (the handlers reset the controller's memory of those objects and wait until the watch has
-caught up with a fresh LIST), so a new holder never acts on what it remembered from an earlier term.
+caught up with a fresh LIST), so a new holder never acts on what it remembered from an earlier term; it runs
+in a task of its own, so that the loop keeps renewing meanwhile.
 `release()` (graceful stop) stops writing, then gives every Lease up so a standby takes over at once.
 """
 
@@ -87,6 +88,9 @@ class Election:
         self.stopping = False
         self._reported: tuple[bool, int] | None = None
         self._failing: set[str] = set()  # Leases whose last call failed (their warnings go to debug)
+        self._terms = [0] * self.shards  # per shard: how often this replica acquired it (a takeover's term)
+        self._takeover: asyncio.Task[None] | None = None
+        self.takeover_slice = timing.retry_period  # how long one step waits for a running takeover
 
     def configure_takeover(
         self, on_acquired: Callable[[Callable[[ObjectKey], bool]], Awaitable[None]], on_admitted: Callable[[], None]
@@ -187,12 +191,26 @@ class Election:
                 continue
             if held < target and st.free(self._clock()) and await self._write(st):
                 held += 1
+                self._terms[i] += 1
                 log.info("acquired Lease %s/%s as %s", self.namespace, st.name, self.identity)
         # Held but not yet taken over (just acquired, or an earlier takeover failed): take over now.
         pending = [i for i in self.owned() if i not in self.active]
         if pending and not self.stopping:
-            await self._take_over(pending)
+            await self._take_over_for_a_while(pending)
         self._publish()
+
+    async def _take_over_for_a_while(self, pending: list[int]) -> None:
+        """Run (or go on with) the takeover of `pending` for at most one retry period, so that the loop keeps
+        renewing what it holds while a takeover waits on a busy apiserver (a takeover that blocked the loop
+        past the renew deadline lost the Lease it was taking over, again and again). A takeover that ended
+        with an error raises it here; the next step starts a new one."""
+        task = self._takeover
+        if task is None or task.done():
+            task = self._takeover = asyncio.create_task(self._take_over(pending), name="goldrush-takeover")
+        done, _ = await asyncio.wait({task}, timeout=self.takeover_slice)
+        if task in done:
+            self._takeover = None
+            task.result()
 
     def _target(self, replicas: set[str]) -> int:
         """How many shards to hold: the fair share ceil(K / replicas), or its floor while another replica
@@ -234,10 +252,13 @@ class Election:
         def in_gained(key: ObjectKey) -> bool:
             return self.shard_of_key(key) in shards
 
+        terms = {i: self._terms[i] for i in gained}
         if self._on_acquired is not None:
             await self._on_acquired(in_gained)
         now = self._clock()
-        self.active |= {i for i in gained if self.shard_states[i].holds(now)}
+        # Only shards held without a break since the takeover began (a Lease lost and acquired again meanwhile
+        # is a new term: its objects get a takeover of their own).
+        self.active |= {i for i in gained if self.shard_states[i].holds(now) and self._terms[i] == terms[i]}
         self._publish()
         self._on_admitted()
 
@@ -325,6 +346,8 @@ class Election:
         self.stopping = True
         self.active.clear()
         self._publish()
+        if self._takeover is not None:
+            self._takeover.cancel()
         for st in [*self.shard_states, *self.member_states]:
             for _attempt in range(2):
                 record = st.release_record() if st.record is not None else None
