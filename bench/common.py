@@ -1,7 +1,7 @@
 """What every benchmark scenario shares: the session context, the object manifest and small helpers.
 
 Used by `bench.run` (the driver and scenarios B1-B9, B2) and by the scenario modules `bench.floor` (B1's
-floors), `bench.detect` (B11), `bench.crash` (B14) and `bench.unrelated` (B10).
+floors), `bench.detect` (B11), `bench.crash` (B14), `bench.ha` (B12, B13) and `bench.unrelated` (B10).
 """
 
 from __future__ import annotations
@@ -73,6 +73,8 @@ class Ctx:
     b14_objects: int = 500
     b10_objects: int = 1000
     b10_secrets: int = 5000
+    b12_objects: int = 200
+    b13_objects: int = 3000
     plane: Any = None
     audit: env.Audit | None = None
     sim: SimProcess | None = None

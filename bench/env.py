@@ -1,7 +1,9 @@
 """The benchmark environment: control plane with an audit log, simulator, operator processes, measurements.
 
 - Kubernetes writes are counted from the kube-apiserver audit log (level Metadata for every write by the
-  operator's own identity, user `goldrush-operator` in `system:masters`, and for every Event write by anyone).
+  operator's own identity, user `goldrush-operator` in `system:masters`, and for every Event write by anyone;
+  B12/B13's replica users `goldrush-replica-<i>` likewise, with the request body of their pipeline patches, so
+  that kopf's finalizer patches can be told apart: `Audit.writes_by`).
 - GoldRush API calls are counted from the simulator's journal and counters.
 - Memory is VmRSS / VmHWM of the operator process from `/proc/<pid>/status`.
 - Event-loop lag comes from the operator's `goldrush_event_loop_lag_seconds` histogram (`histogram`,
@@ -13,6 +15,7 @@ its writes cost the kube-apiserver the same, but is not counted as the operator.
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import json
 import math
 import os
@@ -34,14 +37,20 @@ from support.sim import SimProcess
 REPO = Path(__file__).resolve().parents[1]
 OPERATOR_USER = "goldrush-operator"
 FLOOR_USER = "goldrush-floor"
+REPLICA_USERS = tuple(f"goldrush-replica-{i}" for i in range(4))  # B12/B13: one identity per replica
 
 AUDIT_POLICY = """\
 apiVersion: audit.k8s.io/v1
 kind: Policy
 omitStages: ["RequestReceived", "ResponseStarted"]
 rules:
+- level: Request
+  users: ["goldrush-replica-0", "goldrush-replica-1", "goldrush-replica-2", "goldrush-replica-3"]
+  resources: [{group: "goldrush.dev", resources: ["goldrushpipelines"]}]
+  verbs: ["patch", "update"]
 - level: Metadata
-  users: ["goldrush-operator", "goldrush-floor"]
+  users: ["goldrush-operator", "goldrush-floor", "goldrush-replica-0", "goldrush-replica-1", "goldrush-replica-2",
+          "goldrush-replica-3"]
   verbs: ["create", "update", "patch", "delete", "deletecollection"]
 - level: Metadata
   resources: [{group: "", resources: ["events"]}, {group: "events.k8s.io", resources: ["events"]}]
@@ -132,6 +141,22 @@ class Audit:
                 by[f"{e.get('verb')} {resource}"] += 1
         return {"operator_writes": operator_writes, "events": events, "by_verb_resource": dict(by)}
 
+    def writes_by(self, since: int) -> list[tuple[str, float, str]]:
+        """Every audited write since the mark as (user, time the apiserver received it as epoch seconds,
+        "<verb> <resource>"); a pipeline patch whose body (level Request) touches nothing but
+        `metadata.finalizers` is "finalizer goldrushpipelines" (kopf adding its finalizer)."""
+        out = []
+        for e in self.entries(since):
+            if e.get("stage") != "ResponseComplete" or e.get("verb") not in WRITE_VERBS:
+                continue
+            ref = e.get("objectRef") or {}
+            resource = ref.get("resource", "?") + (("/" + ref["subresource"]) if ref.get("subresource") else "")
+            stamp = e.get("requestReceivedTimestamp") or e.get("stageTimestamp")
+            when = dt.datetime.fromisoformat(stamp).timestamp() if stamp else 0.0
+            verb = "finalizer" if _finalizer_only(e.get("requestObject")) else e["verb"]
+            out.append(((e.get("user") or {}).get("username", "?"), when, f"{verb} {resource}"))
+        return out
+
     def secret_reads(self, since: int) -> dict[str, int]:
         """The operator's Secret reads since the mark (needs `SECRET_READS_RULE`), as
         {"<verb> <namespace or *>[/<name>]": count}; a LIST or WATCH has no name, a GET has one."""
@@ -145,6 +170,17 @@ class Audit:
             where = ref.get("namespace") or "*"
             by[f"{e['verb']} {where}" + (f"/{ref['name']}" if ref.get("name") else "")] += 1
         return dict(sorted(by.items()))
+
+
+def _finalizer_only(body: Any) -> bool:
+    """Whether a patch body (JSON patch, as kopf sends, or merge patch) changes only `metadata.finalizers`."""
+    if isinstance(body, list):
+        paths = {op.get("path") for op in body if isinstance(op, dict) and op.get("op") != "test"}
+        return bool(paths) and all(str(p).startswith("/metadata/finalizers") for p in paths)
+    if not isinstance(body, dict) or set(body) != {"metadata"}:
+        return False
+    meta = body["metadata"]
+    return isinstance(meta, dict) and set(meta) - {"resourceVersion"} == {"finalizers"}
 
 
 def ssl_context_for(kubeconfig: Path, workdir: Path) -> ssl.SSLContext:

@@ -120,6 +120,7 @@ class KubeClient:
 class ObjRecord:
     created: float | None = None           # harness time when the create request was sent
     pipeline_id: str | None = None
+    uid: str | None = None
     phase: str | None = None
     ready: bool = False
     first_ready: float | None = None
@@ -155,6 +156,7 @@ class Watcher:
         rec = self.record((meta.get("namespace", ""), meta.get("name", "")))
         status = obj.get("status") or {}
         rec.pipeline_id = status.get("pipelineId") or rec.pipeline_id
+        rec.uid = meta.get("uid") or rec.uid
         phase = status.get("phase")
         if phase != rec.phase:
             rec.phase = phase

@@ -6,7 +6,7 @@ Runs the scenarios of bench/README.md in one session (one control plane, one sim
 and writes `bench/results/<date>.json`, `bench/results/<date>.md` and `bench/results/latest.md`.
 `--quick` uses 200 objects, a 2-minute idle window and a 1,000-object memory point instead of 10,000.
 Shared helpers: `bench.common`; B1's floors: `bench.floor`; B11: `bench.detect`; B14: `bench.crash`;
-B10 (on a control plane of its own, after the others): `bench.unrelated`.
+B12, B13: `bench.ha`; B10 (on a control plane of its own, after the others): `bench.unrelated`.
 """
 
 from __future__ import annotations
@@ -48,12 +48,13 @@ from bench.common import (
 )
 from bench.crash import b14
 from bench.detect import b11
+from bench.ha import b12, b13
 from bench.kube import KubeClient, Watcher
 from bench.unrelated import b10
 from support.sim import SimProcess
 
 RESULTS = Path(__file__).resolve().parent / "results"
-ALL = ("B1", "B3", "B4", "B5", "B6", "B8", "B9", "B2", "B11", "B14", "B10")
+ALL = ("B1", "B3", "B4", "B5", "B6", "B8", "B9", "B2", "B11", "B14", "B12", "B13", "B10")
 WORKERS = 128             # GOLDRUSH_WORKERS default (the operator's concurrent passes)
 DEFAULT_RATE_LIMIT = 20   # GOLDRUSH_RATE_LIMIT default (B3)
 DEFAULT_BUDGET_SHARE = 0.1
@@ -485,6 +486,10 @@ async def main_session(ctx: Ctx, selected: set[str]) -> None:
                 await b11(ctx)
             if "B14" in selected:
                 await b14(ctx)
+            if "B12" in selected:
+                await b12(ctx)
+            if "B13" in selected:
+                await b13(ctx)
         finally:
             await ctx.watcher.stop()
             stop_op(ctx)
@@ -526,6 +531,8 @@ def main(argv: list[str] | None = None) -> int:
                         "default 500 and 1000, quick 100)")
     parser.add_argument("--unrelated-secrets", type=int, default=None,
                         help="B10's unrelated 100 KB Secrets (default 5000, quick 500)")
+    parser.add_argument("--b13-objects", type=int, default=None, help="B13's objects per run (default 3000, "
+                        "quick 600)")
     parser.add_argument("--idle-seconds", type=float, default=None)
     parser.add_argument("--scale", default=None,
                         help="B4 scale points beyond N, comma list (default 10000, quick 1000)")
@@ -544,7 +551,8 @@ def main(argv: list[str] | None = None) -> int:
     ctx = Ctx(quick=args.quick, n=n, idle_seconds=args.idle_seconds or (120.0 if args.quick else 600.0),
               scale_points=scale, rate_limit=args.rate_limit, concurrency=args.concurrency, workdir=workdir,
               b14_objects=args.objects or 500, b10_objects=args.objects or (100 if args.quick else 1000),
-              b10_secrets=args.unrelated_secrets or (500 if args.quick else 5000))
+              b10_secrets=args.unrelated_secrets or (500 if args.quick else 5000),
+              b12_objects=100 if args.quick else 200, b13_objects=args.b13_objects or (600 if args.quick else 3000))
     machine = env.machine()
     started = dt.datetime.now(dt.UTC)
     print(f"benchmarks ({'quick' if args.quick else 'full'}, {n} objects): {', '.join(sorted(selected))}", flush=True)
@@ -571,6 +579,8 @@ def main(argv: list[str] | None = None) -> int:
             "GOLDRUSH_WORKERS": str(WORKERS), "B3 idle window": f"{ctx.idle_seconds:g} s",
             "B4 scale points": ", ".join(str(p) for p in scale), "B14 objects": ctx.b14_objects,
             "B10 pipelines / unrelated Secrets": f"{ctx.b10_objects} / {ctx.b10_secrets}",
+            "B12 objects": ctx.b12_objects, "B13 objects per run": ctx.b13_objects,
+            "B12/B13 leases": "15 s duration, 10 s renew deadline, 2 s retry period (defaults)",
         },
         "rows": [r.__dict__ for r in ctx.rows],
         "details": ctx.details,
