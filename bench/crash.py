@@ -28,21 +28,23 @@ NS_REF = "bench-b14-ref"
 NS_KILL = "bench-b14"
 
 
-def _creates(admin_url: str) -> int:
+def creates(admin_url: str) -> int:
+    """Creating POSTs answered 201 so far (the simulator's counters); also used by `bench.ha`."""
     with urllib.request.urlopen(admin_url + "counters", timeout=5) as r:  # noqa: S310 - the local simulator
         return int(json.loads(r.read())["by_route_status"].get("create 201", 0))
 
 
-def _kill_at(op: OperatorProcess, admin_url: str, threshold: int, stop: threading.Event,
-             out: dict[str, Any]) -> None:
-    """Poll the simulator's create counter; SIGKILL the operator once it reaches `threshold`."""
+def kill_at(op: OperatorProcess, admin_url: str, threshold: int, stop: threading.Event,
+            out: dict[str, Any]) -> None:
+    """Poll the simulator's create counter; SIGKILL the operator once it reaches `threshold` (`killed_at`:
+    just before the signal, so that whatever arrives later was sent before it). Also used by `bench.ha`."""
     while not stop.is_set():
-        n = _creates(admin_url)
+        n = creates(admin_url)
         if n >= threshold:
-            op.kill()
             out["killed_at"] = time.time()
+            op.kill()
             out["creates_seen_before_kill"] = n
-            out["creates_right_after_kill"] = _creates(admin_url)
+            out["creates_right_after_kill"] = creates(admin_url)
             return
         time.sleep(0.01)
 
@@ -62,14 +64,14 @@ async def b14(ctx: Ctx) -> None:
         ok = await wait_ready(ctx, ref_keys, 600)
         t_ref = (last_ready(ctx, ref_keys) or 0) - t0 if ok else None
         stop_op(ctx)
-        base = await asyncio.to_thread(_creates, sim.admin_url)
+        base = await asyncio.to_thread(creates, sim.admin_url)
 
         # 2. the interrupted burst
         await ctx.kube.ensure_namespace(NS_KILL)  # type: ignore[union-attr]
         ctx.op = start_op(ctx, sim, [NS_KILL])
         kill: dict[str, Any] = {}
         stop = threading.Event()
-        killer = threading.Thread(target=_kill_at, args=(ctx.op, sim.admin_url, base + threshold, stop, kill),
+        killer = threading.Thread(target=kill_at, args=(ctx.op, sim.admin_url, base + threshold, stop, kill),
                                   daemon=True)
         killer.start()
         keys = keys_in(NS_KILL, 0, n)
@@ -91,7 +93,7 @@ async def b14(ctx: Ctx) -> None:
                         if str(p.get("name", "")).startswith(f"{NS_KILL}-"))
         duplicates = sum(c - 1 for c in names.values() if c > 1)
         missing = sum(1 for k in keys if names.get(f"{NS_KILL}-{k[1]}", 0) == 0)
-        posts = await asyncio.to_thread(_creates, sim.admin_url)
+        posts = await asyncio.to_thread(creates, sim.admin_url)
         after = [e for e in (await api_since(sim, seq)).entries if e["time"] >= t_restart]
         first_req = min((e["time"] for e in after), default=None)
         first_post = min((e["time"] for e in after if e["route"] == "create"), default=None)

@@ -31,13 +31,13 @@ import asyncio
 import json
 import threading
 import time
-import urllib.request
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
 from bench import env
-from bench.common import Ctx, keys_in, last_seq, populate, stop_op, wait_ready
+from bench.common import Ctx, api_since, keys_in, last_seq, populate, stop_op, wait_ready
+from bench.crash import creates, kill_at
 from goldrush_operator.lease import shard_of
 from goldrush_sim.config import DEFAULT_GROUP
 from goldrush_sim.journal import key_hash
@@ -128,28 +128,6 @@ async def until(predicate: Any, timeout: float, step: float = 0.2) -> bool:
     return False
 
 
-def _creates(admin_url: str) -> int:
-    with urllib.request.urlopen(admin_url + "counters", timeout=5) as r:  # noqa: S310 - the local simulator
-        return int(json.loads(r.read())["by_route_status"].get("create 201", 0))
-
-
-def _kill_at(op: OperatorProcess, admin_url: str, threshold: int, stop: threading.Event,
-             out: dict[str, Any]) -> None:
-    """Poll the simulator's create counter; SIGKILL `op` once it reaches `threshold`."""
-    while not stop.is_set():
-        n = _creates(admin_url)
-        if n >= threshold:
-            out["killed_at"] = time.time()
-            op.kill()
-            out["creates_seen_before_kill"] = n
-            return
-        time.sleep(0.01)
-
-
-def journal_since(sim: SimProcess, seq: int) -> list[dict[str, Any]]:
-    return env.journal(sim, seq)[0].entries
-
-
 def names_by_id(sim: SimProcess, prefix: str) -> dict[str, str]:
     return {p["id"]: p["name"] for p in sim.pipelines() if str(p.get("name", "")).startswith(prefix)}
 
@@ -195,10 +173,10 @@ async def b12(ctx: Ctx) -> None:
         leader, standby = (a, b) if leader_name == "replica-a" else (b, a)
         seq0 = await asyncio.to_thread(last_seq, sim)
         mark0 = ctx.audit.mark()
-        base = await asyncio.to_thread(_creates, sim.admin_url)
+        base = await asyncio.to_thread(creates, sim.admin_url)
         kill: dict[str, Any] = {}
         stop = threading.Event()
-        killer = threading.Thread(target=_kill_at, args=(leader.op, sim.admin_url, base + n // 2, stop, kill),
+        killer = threading.Thread(target=kill_at, args=(leader.op, sim.admin_url, base + n // 2, stop, kill),
                                   daemon=True)
         killer.start()
         keys = keys_in(NS_B12, 0, n)
@@ -214,7 +192,7 @@ async def b12(ctx: Ctx) -> None:
         ok = await wait_ready(ctx, keys, 300)
         t_ready = max((ctx.watcher.records[k].first_ready or 0.0) for k in keys) if ok else None  # type: ignore[union-attr]
         await asyncio.sleep(5)  # late (duplicate) creates would arrive now
-        entries = await asyncio.to_thread(journal_since, sim, seq0)
+        entries = (await api_since(sim, seq0)).entries
         audit = ctx.audit.writes_by(mark0)
         prefix = f"{NS_B12}-"
         ids = await asyncio.to_thread(names_by_id, sim, prefix)
@@ -299,14 +277,14 @@ async def _change_round(ctx: Ctx, namespace: str, n: int) -> tuple[list[int], li
     return described, paused
 
 
-async def _wait_writes(sim: SimProcess, seq: int, prefix: str, want: dict[str, Counter[str]],
+async def _wait_writes(sim: SimProcess, seq: int, prefix: str, ids: dict[str, str], want: dict[str, Counter[str]],
                        timeout: float) -> tuple[bool, list[dict[str, Any]]]:
-    """Wait until the journal since `seq` holds at least `want` (per object, per route)."""
+    """Wait until the journal since `seq` holds at least `want` (per object, per route; `ids`: pipeline id
+    -> name, every object's pipeline exists already)."""
     deadline = time.monotonic() + timeout
     entries: list[dict[str, Any]] = []
     while True:
-        entries = await asyncio.to_thread(journal_since, sim, seq)
-        ids = await asyncio.to_thread(names_by_id, sim, prefix)
+        entries = (await api_since(sim, seq)).entries
         have = writes_per_object(entries, ids, prefix)
         if all(have.get(name, Counter())[r] >= c for name, w in want.items() for r, c in w.items()):
             return True, entries
@@ -371,11 +349,11 @@ async def _run_b13(ctx: Ctx, sim: SimProcess, namespace: str, replicas_wanted: i
         want = {f"p-{i:05d}": Counter({"patch": 1}) for i in described}
         for i in paused:
             want.setdefault(f"p-{i:05d}", Counter())["put"] += 1
-        done, _ = await _wait_writes(sim, seq1, prefix, want, 180)
+        ids = await asyncio.to_thread(names_by_id, sim, prefix)  # every object has its pipeline by now
+        done, _ = await _wait_writes(sim, seq1, prefix, ids, want, 180)
         out["change_round_done"] = done
         await asyncio.sleep(SETTLE)
-        entries = await asyncio.to_thread(journal_since, sim, seq0)
-        ids = await asyncio.to_thread(names_by_id, sim, prefix)
+        entries = (await api_since(sim, seq0)).entries
         out["writes_per_object"] = {k: dict(v) for k, v in writes_per_object(entries, ids, prefix).items()}
         after = writes_per_object([e for e in entries if e["seq"] > seq1], ids, prefix)
         if victim is not None:
