@@ -205,7 +205,14 @@ class Election:
         past the renew deadline lost the Lease it was taking over, again and again). A takeover that ended
         with an error raises it here; the next step starts a new one."""
         task = self._takeover
-        if task is None or task.done():
+        if task is not None and task.done():  # it ended between two steps: its outcome first
+            self._takeover = None
+            task.result()
+            pending = [i for i in pending if i not in self.active]
+            if not pending:
+                return
+            task = None
+        if task is None:
             task = self._takeover = asyncio.create_task(self._take_over(pending), name="goldrush-takeover")
         done, _ = await asyncio.wait({task}, timeout=self.takeover_slice)
         if task in done:

@@ -322,6 +322,29 @@ async def test_a_lease_lost_during_its_takeover_is_not_admitted_by_that_takeover
     assert a.admits(("ns", "x"))
 
 
+async def test_a_takeover_that_fails_between_two_steps_is_reported_by_the_next() -> None:
+    leases, clock = FakeLeases(), Clock()
+    a = election(leases, clock, "a")
+    a.takeover_slice = 0.01
+    fail = asyncio.Event()
+    calls = 0
+
+    async def on_acquired(admitted: object) -> None:
+        nonlocal calls
+        calls += 1
+        await fail.wait()
+        raise KubeError("Kubernetes API unreachable")
+
+    a.configure_takeover(on_acquired, lambda: None)
+    await bounded(a.step())
+    fail.set()
+    await asyncio.sleep(0.01)  # the takeover ends with its error while no step runs
+    clock.now += TIMING.retry_period
+    with pytest.raises(KubeError):
+        await bounded(a.step())
+    assert calls == 1 and not a.admits(("ns", "x"))  # its own error, not a silent second attempt
+
+
 async def test_takeover_failure_is_retried_and_nothing_is_admitted_meanwhile() -> None:
     leases, clock = FakeLeases(), Clock()
     a = election(leases, clock, "a")
