@@ -39,21 +39,20 @@ OPERATOR_USER = "goldrush-operator"
 FLOOR_USER = "goldrush-floor"
 REPLICA_USERS = tuple(f"goldrush-replica-{i}" for i in range(4))  # B12/B13: one identity per replica
 
-AUDIT_POLICY = """\
+AUDIT_POLICY = f"""\
 apiVersion: audit.k8s.io/v1
 kind: Policy
 omitStages: ["RequestReceived", "ResponseStarted"]
 rules:
 - level: Request
-  users: ["goldrush-replica-0", "goldrush-replica-1", "goldrush-replica-2", "goldrush-replica-3"]
-  resources: [{group: "goldrush.dev", resources: ["goldrushpipelines"]}]
+  users: {json.dumps(list(REPLICA_USERS))}
+  resources: [{{group: "goldrush.dev", resources: ["goldrushpipelines"]}}]
   verbs: ["patch", "update"]
 - level: Metadata
-  users: ["goldrush-operator", "goldrush-floor", "goldrush-replica-0", "goldrush-replica-1", "goldrush-replica-2",
-          "goldrush-replica-3"]
+  users: {json.dumps([OPERATOR_USER, FLOOR_USER, *REPLICA_USERS])}
   verbs: ["create", "update", "patch", "delete", "deletecollection"]
 - level: Metadata
-  resources: [{group: "", resources: ["events"]}, {group: "events.k8s.io", resources: ["events"]}]
+  resources: [{{group: "", resources: ["events"]}}, {{group: "events.k8s.io", resources: ["events"]}}]
   verbs: ["create", "update", "patch"]
 - level: None
 """
