@@ -215,16 +215,22 @@ class Kube:
         finally:
             response.release_conn()
 
-    async def secret_metadata(self, namespace: str | None, stop: threading.Event) -> AsyncIterator[SecretMeta]:
+    async def secret_metadata(
+        self, namespace: str | None, stop: threading.Event, wanted: Callable[[str, str], bool] | None = None,
+    ) -> AsyncIterator[SecretMeta]:
         """Endless metadata-only observations of the Secrets of `namespace` (all when None).
 
         First every Secret as `LIST`, then watch events; after a watch expires (410) a fresh list whose
         items come as `RELISTED`. Runs in its own thread; Secret values never reach the process this way.
+        `wanted(namespace, name)` is asked in that thread: an observation it refuses is dropped there, so a
+        change of an unrelated Secret never wakes the event loop (it must be safe to call from a thread).
         """
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[SecretMeta | BaseException] = asyncio.Queue()
 
         def put(item: SecretMeta | BaseException) -> None:
+            if isinstance(item, SecretMeta) and wanted is not None and not wanted(item.namespace, item.name):
+                return
             loop.call_soon_threadsafe(queue.put_nowait, item)
 
         def run() -> None:

@@ -30,7 +30,9 @@ log = logging.getLogger("goldrush_operator.secretwatch")
 class SecretSource(Protocol):
     """The adapter's side (`kube.Kube`)."""
 
-    def secret_metadata(self, namespace: str | None, stop: threading.Event) -> AsyncIterator[SecretMeta]: ...
+    def secret_metadata(
+        self, namespace: str | None, stop: threading.Event, wanted: Callable[[str, str], bool] | None = None,
+    ) -> AsyncIterator[SecretMeta]: ...
     async def get_secret(self, namespace: str, name: str) -> tuple[dict[str, str], str]: ...
 
 
@@ -61,7 +63,8 @@ class SecretWatch:
                     await task
 
     async def _watch(self, namespace: str | None) -> None:
-        async for meta in self._kube.secret_metadata(namespace, self._stop):
+        # Unreferenced Secrets are dropped in the adapter's thread (`Store.referenced` is a dict lookup).
+        async for meta in self._kube.secret_metadata(namespace, self._stop, self._store.referenced):
             await self.observe(meta)
 
     async def observe(self, meta: SecretMeta) -> None:

@@ -195,6 +195,11 @@ async def test_create_records_id_then_one_poll_per_pass(world: World) -> None:
     # The create pass sends no read (reads step aside for the writes of a burst): the runtime comes next pass.
     assert [m for m, _ in world.api.journal if m == "GET"] == ["GET"]  # the name-conflict listing only
     assert "phase" not in obj["status"] and delay == 2.0
+    # Kubernetes writes of a create: the intent mark, one status write (id, secret hashes and the first
+    # conditions together), the id annotation; and the Created Event.
+    assert (world.kube.annotation_writes, world.kube.status_writes) == (2, 1)
+    assert [r for r, _ in world.kube.events] == ["Created"]
+    assert obj["status"]["createdAt"] and obj["status"]["observedGeneration"] == 1
     assert world.cond("Reconciling")["reason"] == "Creating"  # type: ignore[index]
     assert world.cond("Synced")["status"] == "True" and world.cond("Ready")["status"] == "False"  # type: ignore[index]
     world.now += 2

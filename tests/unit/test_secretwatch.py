@@ -4,9 +4,9 @@ read once per new resourceVersion and wakes its users; a deletion wakes them wit
 from __future__ import annotations
 
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterator
 
-from goldrush_operator.kube import NotFound, SecretMeta
+from goldrush_operator.kube import Kube, NotFound, SecretMeta
 from goldrush_operator.secretwatch import SecretWatch
 from goldrush_operator.state import ObjectRecord, Store
 
@@ -16,7 +16,9 @@ class FakeKube:
         self.reads: list[str] = []
         self.data = {"dest": ({"password": "v2"}, "7")}
 
-    async def secret_metadata(self, namespace: str | None, stop: threading.Event) -> AsyncIterator[SecretMeta]:
+    async def secret_metadata(
+        self, namespace: str | None, stop: threading.Event, wanted: Callable[[str, str], bool] | None = None,
+    ) -> AsyncIterator[SecretMeta]:
         if False:  # pragma: no cover - an empty stream
             yield SecretMeta("LIST", "", "", "")
 
@@ -68,3 +70,39 @@ async def test_a_credentials_objects_secret_is_followed_without_pipeline_users()
     store.set_references(record, frozenset({"dest"}))
     assert not store.referenced("goldrush-system", "shared-key")
     assert ("goldrush-system", "shared-key") not in store.secret_cache
+
+
+async def test_the_adapter_drops_unreferenced_secrets_in_its_thread() -> None:
+    """An unrelated Secret's list item or watch event never reaches the event loop: `wanted` is asked in the
+    adapter's reader thread, and only what it accepts is queued."""
+    kube = Kube.__new__(Kube)
+    stop = threading.Event()
+    asked: list[tuple[str, bool]] = []
+    watches = 0
+
+    def listing(namespace: str | None) -> tuple[list[SecretMeta], str]:
+        return [SecretMeta("LIST", "ns", "sh.helm.release.v1.app.v1", "1"), SecretMeta("LIST", "ns", "dest", "2")], "2"
+
+    def watch(namespace: str | None, version: str) -> Iterator[SecretMeta | str]:
+        nonlocal watches
+        watches += 1
+        if watches == 1:
+            yield SecretMeta("MODIFIED", "ns", "sh.helm.release.v1.app.v1", "3")
+            yield SecretMeta("MODIFIED", "ns", "dest", "4")
+        stop.wait(5)
+
+    def wanted(namespace: str, name: str) -> bool:
+        asked.append((name, threading.current_thread() is threading.main_thread()))
+        return name == "dest"
+
+    kube._list_secret_metadata = listing  # type: ignore[method-assign]
+    kube._watch_secret_metadata = watch  # type: ignore[method-assign]
+    got: list[tuple[str, str]] = []
+    async for meta in kube.secret_metadata("ns", stop, wanted):
+        got.append((meta.type, meta.name))
+        if len(got) == 2:
+            break
+    stop.set()
+    assert got == [("LIST", "dest"), ("MODIFIED", "dest")]
+    assert [name for name, _ in asked] == ["sh.helm.release.v1.app.v1", "dest"] * 2
+    assert not any(on_main for _, on_main in asked)  # every decision was taken in the reader thread

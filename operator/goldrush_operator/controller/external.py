@@ -31,6 +31,7 @@ from typing import Any
 
 from goldrush_operator import conditions as cond
 from goldrush_operator.controller import decide
+from goldrush_operator.controller import status as rules
 from goldrush_operator.controller.inputs import Desired
 from goldrush_operator.controller.outcome import InputProblem, Stall
 from goldrush_operator.controller.ports import KubePort
@@ -170,16 +171,22 @@ class External:
 
     # ------------------------------------------------------------------------------------------ create
 
-    async def record_id(self, p: Pass, pipeline_id: str, secrets: list[dict[str, str]] | None) -> None:
+    async def record_id(
+        self, p: Pass, pipeline_id: str, secrets: list[dict[str, str]] | None, *, complete: bool = False
+    ) -> None:
         """Record the id right after create/adopt: status (id + secret hashes) first, then the annotations.
 
         A crash between the two writes leaves a complete record in status; the next pass only finishes the
         annotations (`finish_record`). The other order would lose the hashes and cost a redundant PATCH.
+        `complete`: the pass's whole status so far (conditions included) goes with the id, so that the pass's
+        own status write after it finds nothing left to change.
         """
         fields: dict[str, Any] = {"pipelineId": pipeline_id}
         if secrets is not None:
             fields["secrets"] = secrets
         p.out.update(fields)
+        if complete:
+            fields = {**p.out, "conditions": p.conditions, "observedGeneration": p.generation}
         await self._status.record(p, fields)
         crash_point("create.after-record-status")
         await self.finish_record(p, pipeline_id)
@@ -240,7 +247,10 @@ class External:
         crash_point("create.after-intent")
         remote = await client.create_pipeline(d.payload)
         crash_point("create.after-post")
-        await self.record_id(p, remote.id, d.resolved.status_entries())
+        # The id goes into the first full status of the new pipeline: one status write, not two.
+        rules.created(p, remote.id)
+        p.out.update(createdAt=now_iso(), pipelineName=d.payload["name"])
+        await self.record_id(p, remote.id, d.resolved.status_entries(), complete=True)
         crash_point("create.after-record")
         await self.event(p, "Created", f"created pipeline {remote.id}")
         record.applied_hashes = d.resolved.hashes
