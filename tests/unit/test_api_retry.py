@@ -313,6 +313,34 @@ async def test_token_bucket_serves_writes_before_waiting_polls() -> None:
     assert sorted(order) == ["poll0", "poll1", "poll2", "write"]
 
 
+async def test_token_bucket_paces_evenly_by_default() -> None:
+    """Without a burst setting the bucket holds one token: after a quiet spell the requests still leave
+    1/rate apart instead of all at once (which would spend the server's own allowance)."""
+    clock = ManualClock()
+    bucket = TokenBucket(rate=20.0, burst=None, clock=clock)
+    clock.advance(60)
+    start = clock.monotonic()
+    for _ in range(21):
+        await bucket.acquire()
+    assert clock.monotonic() - start == pytest.approx(1.0)
+
+
+async def test_token_bucket_polls_wait_while_writes_flow() -> None:
+    """A poll that finds no write waiting still steps aside right after a write took a token: in a burst
+    of creates, the next create is usually a moment away (its worker is writing to Kubernetes)."""
+    clock = ManualClock()
+    bucket = TokenBucket(rate=10.0, burst=None, clock=clock)
+    await bucket.acquire(urgent=True)
+    wrote = clock.monotonic()
+    await bucket.acquire()
+    assert clock.monotonic() - wrote >= 2 / 10 - 1e-9
+    # Without recent writes a poll only waits for its token.
+    clock.advance(5)
+    before = clock.monotonic()
+    await bucket.acquire()
+    assert clock.monotonic() == pytest.approx(before)
+
+
 async def test_client_rate_limit_spaces_requests() -> None:
     clock = ManualClock()
     script = Script(clock, ok())

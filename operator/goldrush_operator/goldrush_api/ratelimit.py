@@ -79,22 +79,35 @@ class ManualClock:
         await asyncio.sleep(0)
 
 
+# While writes flow (one took a token less than this many token intervals ago), polls wait.
+WRITE_FLOW_INTERVALS = 2.0
+
+
 class TokenBucket:
     """Token bucket: ``rate`` tokens per second, at most ``burst`` stored; ``rate <= 0`` means unlimited.
 
+    ``burst`` None stores one token: requests leave evenly spaced at ``rate`` and never spend the server's
+    own burst allowance (its algorithm is not documented), so jitter on the way does not turn into 429s.
+
     Waiters are served in arrival order, except that ``urgent`` ones (writes: the changes people are waiting
-    for) go before ordinary ones (polls) whenever both are waiting, so a burst of polls never delays a create,
-    update or delete by more than the writes ahead of it.
+    for) go before ordinary ones (polls): whenever both are waiting, and also while writes flow (a write
+    took a token within ``WRITE_FLOW_INTERVALS`` token intervals), so that the polls of a burst's first
+    pipelines do not take the tokens the burst's next creates are about to ask for.
     """
 
     def __init__(self, rate: float, burst: float | None, clock: Clock) -> None:
         self.rate = max(0.0, rate)
-        self.capacity = max(1.0, burst if burst is not None else self.rate)
+        self.capacity = max(1.0, burst if burst is not None else 1.0)
         self._clock = clock
         self._tokens = self.capacity
         self._stamp = clock.monotonic()
         self._lock = asyncio.Lock()
         self._urgent_waiting = 0
+        self._last_urgent = float("-inf")
+
+    def _writes_flow(self) -> bool:
+        return self._urgent_waiting > 0 or (
+            self._clock.monotonic() - self._last_urgent < WRITE_FLOW_INTERVALS / self.rate)
 
     async def acquire(self, urgent: bool = False) -> None:
         """Wait until a token is available and take it."""
@@ -105,10 +118,12 @@ class TokenBucket:
         try:
             while True:
                 async with self._lock:
-                    if urgent or not self._urgent_waiting:
+                    if urgent or not self._writes_flow():
                         await self._take()
+                        if urgent:
+                            self._last_urgent = self._clock.monotonic()
                         return
-                # A write is waiting: step aside for one token's time, then queue again.
+                # Writes are waiting or flowing: step aside for one token's time, then queue again.
                 await self._clock.sleep(1.0 / self.rate)
         finally:
             if urgent:
@@ -119,8 +134,8 @@ class TokenBucket:
             now = self._clock.monotonic()
             self._tokens = min(self.capacity, self._tokens + (now - self._stamp) * self.rate)
             self._stamp = now
-            if self._tokens >= 1.0:
-                self._tokens -= 1.0
+            if self._tokens >= 1.0 - 1e-9:  # a float refill may end a hair short of the whole token
+                self._tokens = max(0.0, self._tokens - 1.0)
                 return
             await self._clock.sleep((1.0 - self._tokens) / self.rate)
 
