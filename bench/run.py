@@ -422,6 +422,13 @@ async def b2(ctx: Ctx) -> None:
                                  "early_retries": counters["early_retries"],
                                  "floor_seconds_all_requests": round(total / 20, 1),
                                  "creates_ok": len(creates)}
+            if creates:
+                # What shared the 20/s with the POSTs until the last one: the floor of this figure is the first
+                # POST's offset plus these requests / 20.
+                last = max(e["time"] for e in creates)
+                ctx.details["B2"]["first_post_seconds"] = round(min(e["time"] for e in creates) - t0, 2)
+                ctx.details["B2"]["requests_until_last_post_by_route"] = env.JournalView(
+                    [e for e in entries if e["time"] <= last]).by_route()
             ctx.add("B2", f"all {ctx.n} creates (POST 201) done", round(t_posts, 1) if t_posts else "timeout", "s",
                     f"<= 55 (floor {ctx.n / 20:g})", t_posts is not None and t_posts <= 55)
             ctx.add("B2", f"all {ctx.n} Ready", round(t_ready, 1) if t_ready else "timeout", "s",

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import itertools
 import json
@@ -386,3 +387,29 @@ async def test_every_read_sent_is_paid_from_the_budget(world: World) -> None:
     world.now += 3
     await world.run()  # the next poll books the full check's three reads (paid at once now) and sends them
     assert sorted(world.api.journal) == [("GET", "destination-health"), ("GET", "get"), ("GET", "status")]
+
+
+async def test_the_name_listing_is_renewed_ahead_of_time(world: World) -> None:
+    """A burst of creates shares one listing of the remote pipelines (the name rule); past half its age it
+    is renewed in the background, so no create waits for the pages of the next one."""
+    def lists() -> int:
+        return sum(1 for m, r in world.api.journal if (m, r) == ("GET", "list"))
+
+    world.apply(pipeline("p1"))
+    await world.run("p1")
+    assert lists() == 1
+    world.now += 6  # past half the listing's age: used, and renewed behind the pass
+    world.apply(pipeline("p2"))
+    await world.run("p2")
+    assert world.api.writes()[-1] == ("POST", "create")
+    await asyncio.sleep(0.2)
+    assert lists() == 2
+    world.now += 3  # the renewed listing is young: no listing at all
+    world.apply(pipeline("p3"))
+    await world.run("p3")
+    await asyncio.sleep(0.2)
+    assert lists() == 2
+    world.now += 30  # too old: the create waits for a new one
+    world.apply(pipeline("p4"))
+    await world.run("p4")
+    assert lists() == 3 and world.api.writes().count(("POST", "create")) == 4

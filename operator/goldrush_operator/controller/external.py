@@ -94,6 +94,7 @@ class _Directory:
     fetched_at: float = -1e9  # when the last listing began
     items: list[Pipeline] = field(default_factory=list)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    refresh: asyncio.Task[None] | None = None  # a listing fetched ahead of time (see `External.listing`)
 
 
 def adopted_secrets_note(trusted: Mapping[str, str]) -> str:
@@ -156,18 +157,38 @@ class External:
             await self.event(p, reason, message, warning=True)
 
     async def listing(self, client: GoldRushClient, key_id: str, *, fresh: bool) -> list[Pipeline]:
+        """All remote pipelines of the key: begun after this call (`fresh`), or at most `LOOKUP_TTL_SECONDS`
+        old. Past half its age a listing is renewed in the background, so that a burst of creates keeps using
+        one (every create would otherwise wait, at once, on the pages of the next)."""
         directory = self._directories.setdefault(key_id, _Directory())
         asked = self._clock()
+        if not fresh and asked - directory.fetched_at <= LOOKUP_TTL_SECONDS:
+            if asked - directory.fetched_at > LOOKUP_TTL_SECONDS / 2 and directory.refresh is None:
+                directory.refresh = asyncio.create_task(self._renew(client, directory))
+            return list(directory.items)
         async with directory.lock:
             # A listing fetched after this caller asked is fresh for it: concurrent lookups share one.
             stale = directory.fetched_at < asked if fresh else self._clock() - directory.fetched_at > LOOKUP_TTL_SECONDS
             if stale:
-                # Creates wait on this listing: it gets the rate-limit priority of a write. `fetched_at` is when
-                # the listing began: it holds every pipeline created before then.
-                began = self._clock()
-                directory.items = [item async for item in client.list_pipelines(urgent=True)]
-                directory.fetched_at = began
+                await self._fetch(client, directory)
             return list(directory.items)
+
+    async def _fetch(self, client: GoldRushClient, directory: _Directory) -> None:
+        # Creates wait on this listing: it gets the rate-limit priority of a write. `fetched_at` is when the
+        # listing began: it holds every pipeline created before then.
+        began = self._clock()
+        directory.items = [item async for item in client.list_pipelines(urgent=True)]
+        directory.fetched_at = began
+
+    async def _renew(self, client: GoldRushClient, directory: _Directory) -> None:
+        try:
+            async with directory.lock:
+                if self._clock() - directory.fetched_at > LOOKUP_TTL_SECONDS / 2:
+                    await self._fetch(client, directory)
+        except Exception as exc:  # the next create past the age limit fetches it itself
+            log.info("could not renew the pipeline listing ahead of time: %s", type(exc).__name__)
+        finally:
+            directory.refresh = None
 
     # ------------------------------------------------------------------------------------------ create
 
