@@ -142,7 +142,7 @@ def pipeline(name: str = "p1", generation: int = 1, **spec: Any) -> dict[str, An
 class World:
     """A controller wired to the fakes; `sync()` mirrors the fake cluster into the store like the watch."""
 
-    def __init__(self) -> None:
+    def __init__(self, rate_limit: float = 0) -> None:  # 0: unlimited (the bucket runs on the real clock)
         self.kube, self.api, self.store = FakeKube(), FakeApi(), Store()
         self.kube.secrets[("ns", "pg")] = {"password": PASSWORD}
         self.now = 1000.0
@@ -150,7 +150,7 @@ class World:
         shared = SharedState()
 
         def client_for(key: str) -> GoldRushClient:
-            return GoldRushClient("http://goldrush.test/platform/pipeline-api/", key, rate_limit=1000,
+            return GoldRushClient("http://goldrush.test/platform/pipeline-api/", key, rate_limit=rate_limit,
                                   transport=httpx.MockTransport(self.api.handler), shared=shared, max_retries=0)
 
         self.controller = Controller(settings, self.kube, self.store, client_for, ServiceKeySource(settings),
@@ -413,3 +413,20 @@ async def test_the_name_listing_is_renewed_ahead_of_time(world: World) -> None:
     world.apply(pipeline("p4"))
     await world.run("p4")
     assert lists() == 3 and world.api.writes().count(("POST", "create")) == 4
+
+
+async def test_a_poll_steps_aside_while_writes_flow() -> None:
+    """Right after a write took a rate-limit token a poll is not sent: the pass ends at once (its worker
+    is free for the next create) and the poll runs on a later pass, once the writes have passed."""
+    world = World(rate_limit=10)  # writes "flow" for 2 token intervals: 0.2 s
+    world.apply(pipeline())
+    await world.run()
+    assert world.api.writes() == [("POST", "create")]
+    reads = len(world.api.journal)
+    world.now += 2
+    delay = await world.run()
+    assert len(world.api.journal) == reads and delay is not None and delay <= 2.0  # nothing sent, due soon
+    await asyncio.sleep(0.25)
+    world.now += 2
+    await world.run()
+    assert ("GET", "status") in world.api.journal[reads:]

@@ -321,6 +321,10 @@ class Controller:
                 record.next_full_check = now + random.uniform(0, full_every)
                 return random.uniform(0, status_every), "deferred"
         record.fresh = False
+        if not work and client.writes_flowing():
+            # Writes go first: this poll would hold a worker while the writes take every token, and the
+            # creates of a burst need the workers. It runs once they have passed.
+            return self.settings.poll_fast_seconds * random.uniform(0.5, 1.0), "yielded"
         full_check = work or now >= record.next_full_check
         # Only polls of stable pipelines are paid from the read budget; a phase on its way somewhere
         # (DEPLOYING, STOPPING) is polled fast.

@@ -261,6 +261,11 @@ class GoldRushClient:
             )
         return self._http, self._limits
 
+    def writes_flowing(self) -> bool:
+        """Whether this key's writes are waiting for, or just took, a rate-limit token: a poll sent now
+        would only wait behind them (the controller then runs it later instead of holding a worker)."""
+        return self._resources()[1].bucket.writes_flow()
+
     # ----------------------------------------------------------------- endpoints
 
     async def list_pipelines(

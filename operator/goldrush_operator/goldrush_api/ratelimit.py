@@ -105,7 +105,10 @@ class TokenBucket:
         self._urgent_waiting = 0
         self._last_urgent = float("-inf")
 
-    def _writes_flow(self) -> bool:
+    def writes_flow(self) -> bool:
+        """Whether writes are waiting for a token or one took a token moments ago (polls step aside)."""
+        if self.rate <= 0:
+            return False
         return self._urgent_waiting > 0 or (
             self._clock.monotonic() - self._last_urgent < WRITE_FLOW_INTERVALS / self.rate)
 
@@ -118,7 +121,7 @@ class TokenBucket:
         try:
             while True:
                 async with self._lock:
-                    if urgent or not self._writes_flow():
+                    if urgent or not self.writes_flow():
                         await self._take()
                         if urgent:
                             self._last_urgent = self._clock.monotonic()
