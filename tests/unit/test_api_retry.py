@@ -314,15 +314,19 @@ async def test_token_bucket_serves_writes_before_waiting_polls() -> None:
 
 
 async def test_token_bucket_paces_evenly_by_default() -> None:
-    """Without a burst setting the bucket holds one token: after a quiet spell the requests still leave
-    1/rate apart instead of all at once (which would spend the server's own allowance)."""
+    """Without a burst setting the bucket holds a quarter second of tokens: after a quiet spell 5 requests
+    (at 20/s) leave at once and the rest 1/rate apart, instead of a whole second's worth at once (which
+    would spend the server's own allowance)."""
     clock = ManualClock()
     bucket = TokenBucket(rate=20.0, burst=None, clock=clock)
     clock.advance(60)
     start = clock.monotonic()
-    for _ in range(21):
+    for _ in range(5):
         await bucket.acquire()
-    assert clock.monotonic() - start == pytest.approx(1.0)
+    assert clock.monotonic() == start
+    for _ in range(16):
+        await bucket.acquire()
+    assert clock.monotonic() - start == pytest.approx(0.8)
 
 
 async def test_token_bucket_polls_wait_while_writes_flow() -> None:

@@ -168,7 +168,7 @@ class CredsWorld(World):
         shared = SharedState()
 
         def client_for(key: str) -> GoldRushClient:
-            return GoldRushClient("http://goldrush.test/platform/pipeline-api/", key, rate_limit=1000,
+            return GoldRushClient("http://goldrush.test/platform/pipeline-api/", key, rate_limit=0,
                                   transport=httpx.MockTransport(self.api.handler), shared=shared, max_retries=0)
 
         self.client_for = client_for

@@ -193,7 +193,7 @@ def attach(world: World, metrics_seconds: float = 60.0, rate_limit: float = 20.0
     shared = SharedState()
 
     def client_for(key: str) -> GoldRushClient:
-        return GoldRushClient("http://goldrush.test/platform/pipeline-api/", key, rate_limit=1000,
+        return GoldRushClient("http://goldrush.test/platform/pipeline-api/", key, rate_limit=0,
                               transport=httpx.MockTransport(world.api.handler), shared=shared, max_retries=0)
 
     m = PrometheusMetrics(CollectorRegistry())

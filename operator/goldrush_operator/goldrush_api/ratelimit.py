@@ -79,6 +79,7 @@ class ManualClock:
         await asyncio.sleep(0)
 
 
+DEFAULT_BURST_SECONDS = 0.25
 # While writes flow (one took a token less than this many token intervals ago), polls wait.
 WRITE_FLOW_INTERVALS = 2.0
 
@@ -86,8 +87,9 @@ WRITE_FLOW_INTERVALS = 2.0
 class TokenBucket:
     """Token bucket: ``rate`` tokens per second, at most ``burst`` stored; ``rate <= 0`` means unlimited.
 
-    ``burst`` None stores one token: requests leave evenly spaced at ``rate`` and never spend the server's
-    own burst allowance (its algorithm is not documented), so jitter on the way does not turn into 429s.
+    ``burst`` None stores a quarter second of tokens (at least one): enough to make up for a late event
+    loop, too little to spend much of the server's own burst allowance (its algorithm is not documented)
+    after a quiet spell, so that jitter on the way does not turn into 429s.
 
     Waiters are served in arrival order, except that ``urgent`` ones (writes: the changes people are waiting
     for) go before ordinary ones (polls): whenever both are waiting, and also while writes flow (a write
@@ -97,7 +99,7 @@ class TokenBucket:
 
     def __init__(self, rate: float, burst: float | None, clock: Clock) -> None:
         self.rate = max(0.0, rate)
-        self.capacity = max(1.0, burst if burst is not None else 1.0)
+        self.capacity = max(1.0, burst if burst is not None else self.rate * DEFAULT_BURST_SECONDS)
         self._clock = clock
         self._tokens = self.capacity
         self._stamp = clock.monotonic()
