@@ -28,6 +28,9 @@ LATENCY = 0.05
 CREATE_CONCURRENCY = 32   # the driver's concurrent creates in B1 (and in B1's Kubernetes floor)
 SCALE_CONCURRENCY = 64    # the driver's concurrent creates for the B4 scale point
 
+DEFAULT_RATE_LIMIT = 20   # GOLDRUSH_RATE_LIMIT default (B3)
+DEFAULT_BUDGET_SHARE = 0.1  # GOLDRUSH_POLL_BUDGET_SHARE default
+
 
 def b64(text: str) -> str:
     return base64.b64encode(text.encode()).decode()

@@ -25,6 +25,8 @@ from typing import Any
 
 from bench import env, floor
 from bench.common import (
+    DEFAULT_BUDGET_SHARE,
+    DEFAULT_RATE_LIMIT,
     DEPLOY_SECONDS,
     GROUP_SIZE,
     LATENCY,
@@ -56,8 +58,6 @@ from support.sim import SimProcess
 RESULTS = Path(__file__).resolve().parent / "results"
 ALL = ("B1", "B3", "B4", "B5", "B6", "B8", "B9", "B2", "B11", "B14", "B12", "B13", "B10")
 WORKERS = 128             # GOLDRUSH_WORKERS default (the operator's concurrent passes)
-DEFAULT_RATE_LIMIT = 20   # GOLDRUSH_RATE_LIMIT default (B3)
-DEFAULT_BUDGET_SHARE = 0.1
 LAG = "goldrush_event_loop_lag_seconds"
 
 

@@ -135,8 +135,8 @@ class GoldRushClient:
     ``base_url`` (None = :data:`DEFAULT_BASE_URL`) and ``service_key`` are required. Keyword options:
 
     * ``rate_limit`` requests/s per (base URL, key), 0 = unlimited (default: env ``GOLDRUSH_RATE_LIMIT`` or
-      20); ``burst`` tokens (default: a quarter second's worth); ``max_concurrency`` in-flight requests per (base URL, key)
-      (default: env ``GOLDRUSH_MAX_CONCURRENCY`` or 10). The first client of a key fixes these values.
+      20); ``burst`` tokens (default: a quarter second's worth); ``max_concurrency`` in-flight requests per
+      (base URL, key) (default: env ``GOLDRUSH_MAX_CONCURRENCY`` or 10). The first client of a key fixes these values.
     * ``max_retries`` (retries after the first attempt), ``retry_max_elapsed`` (seconds per call),
       ``backoff_base`` / ``backoff_max`` (seconds) bound retries.
     * ``connect_timeout`` and ``timeout`` (total per attempt), in seconds.
