@@ -139,13 +139,28 @@ def scrub(text: str, secrets: Iterable[str]) -> str:
     Each secret (length >= 1; longest first, so a secret containing another is removed whole) is replaced
     in its raw, JSON-escaped and percent-encoded forms; then :func:`scrub_fields` runs.
     """
-    forms: set[str] = set()
-    for secret in secrets:
-        if secret:
-            forms |= _encoded_forms(secret)
-    for form in sorted(forms, key=lambda f: (-len(f), f)):
-        text = text.replace(form, REDACTED)
-    return scrub_fields(text)
+    return Scrubber(secrets)(text)
+
+
+class Scrubber:
+    """`scrub` with the encoded forms of a fixed set of secrets computed once (one per reconcile pass)."""
+
+    __slots__ = ("_forms",)
+
+    def __init__(self, secrets: Iterable[str]) -> None:
+        forms: set[str] = set()
+        for secret in secrets:
+            if secret:
+                forms |= _encoded_forms(secret)
+        self._forms = sorted(forms, key=lambda f: (-len(f), f))
+
+    def __call__(self, text: str) -> str:
+        if not text:
+            return text
+        for form in self._forms:
+            if form in text:
+                text = text.replace(form, REDACTED)
+        return scrub_fields(text)
 
 
 

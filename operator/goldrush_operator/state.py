@@ -130,6 +130,11 @@ class ObjectRecord:
     def last_status(self, value: Mapping[str, Any] | None) -> None:
         self._last_status = None if value is None else _encode(value)
 
+    @property
+    def last_status_raw(self) -> bytes | None:
+        """The compact form of `last_status` (a new object after every write: an identity check suffices)."""
+        return self._last_status
+
 
 def wake_key(snapshot: Mapping[str, Any]) -> tuple[Any, ...]:
     """What, when it changes, must trigger a pass now: generation, deletion, control annotations."""

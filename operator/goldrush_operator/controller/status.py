@@ -25,7 +25,7 @@ from goldrush_operator.controller.outcome import Outcome, Retry
 from goldrush_operator.controller.ports import KubePort
 from goldrush_operator.crash import crash_point
 from goldrush_operator.phases import Judgement
-from goldrush_operator.secret_values import scrub
+from goldrush_operator.secret_values import Scrubber
 from goldrush_operator.state import ObjectRecord
 
 
@@ -49,6 +49,10 @@ class Pass:
     not_applied: tuple[str, str] | None = None
     remote_paused: bool | None = None
     dry_calls: list[Any] = field(default_factory=list)  # dry run: the `decide.Call`s announced after the status
+    # Per-pass caches: the scrubber of `secrets`, and the decoded stored status (`current`).
+    _scrubber: Scrubber | None = field(default=None, repr=False)
+    _scrubbed_for: tuple[str, ...] = field(default=(), repr=False)
+    _current: tuple[bytes | None, dict[str, Any]] | None = field(default=None, repr=False)
 
     @classmethod
     def of(cls, record: ObjectRecord) -> Pass:
@@ -69,12 +73,22 @@ class Pass:
 
     @property
     def current(self) -> dict[str, Any]:
-        """The status as stored: what this process wrote last, else what the object carries."""
-        last = self.record.last_status
-        return last if last is not None else self.status_in
+        """The status as stored: what this process wrote last, else what the object carries.
+
+        Decoded once per stored version (the record keeps it compact); callers must not modify it.
+        """
+        raw = self.record.last_status_raw
+        if self._current is None or self._current[0] is not raw:
+            last = self.record.last_status
+            self._current = (raw, last if last is not None else self.status_in)
+        return self._current[1]
 
     def scrub(self, text: str) -> str:
-        return scrub(text, self.secrets)
+        if not text:
+            return text
+        if self._scrubber is None or self._scrubbed_for != self.secrets:
+            self._scrubber, self._scrubbed_for = Scrubber(self.secrets), self.secrets
+        return self._scrubber(text)
 
     def set(self, ctype: str, status: bool, reason: str, message: str, generation: int | None = None) -> None:
         self.conditions = cond.set_condition(
