@@ -369,3 +369,23 @@ async def test_models_are_tolerant() -> None:
         Pipeline.model_validate({"id": "x", "destination_config": {"a": 1}})
     )
     assert RuntimeStatus.model_validate({"status": "DEPLOYING", "surprise": 1}).replicas == 0
+
+
+async def test_httpcore_finds_the_async_library_without_searching_the_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """httpcore asks sniffio which async library runs, several times per request; without sniffio each ask
+    is a failed import that searches sys.path (measurable CPU in a burst). The dependency keeps it a lookup."""
+    import importlib.machinery
+
+    from httpcore._synchronization import current_async_library
+
+    searched: list[str] = []
+    original = importlib.machinery.PathFinder.find_spec
+
+    def find_spec(name: str, *args: Any, **kwargs: Any) -> Any:
+        searched.append(name)
+        return original(name, *args, **kwargs)
+
+    monkeypatch.setattr(importlib.machinery.PathFinder, "find_spec", staticmethod(find_spec))
+    for _ in range(3):
+        assert current_async_library() == "asyncio"
+    assert searched == []
