@@ -207,7 +207,7 @@ class External:
             fields["secrets"] = secrets
         p.out.update(fields)
         if complete:
-            fields = {**p.out, "conditions": p.conditions, "observedGeneration": p.generation}
+            fields = self._status.full(p)
         await self._status.record(p, fields)
         crash_point("create.after-record-status")
         await self.finish_record(p, pipeline_id)

@@ -353,9 +353,8 @@ class Controller:
         if created:
             # The first status read of a new pipeline waits for the next pass, which is a read and so steps
             # aside for writes: a burst of creates sends every POST before the polls of those already made.
-            status.created(p, pipeline_id)
-            p.out.setdefault("createdAt", now_iso())
-            await self.status.write(p)  # nothing left to write unless the configuration check added to it
+            # The create wrote the `created` status with the id; this writes only what the check added.
+            await self.status.write(p)
             record.next_full_check = self.clock() + full_every * random.uniform(1, 1.15)
             return self.settings.poll_fast_seconds, "created"
         delay, result = await self._observe(p, d, client, pipeline_id, full_check, created)

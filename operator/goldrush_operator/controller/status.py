@@ -113,13 +113,20 @@ class StatusWriter:
     def __init__(self, kube: KubePort) -> None:
         self._kube = kube
 
-    async def write(self, p: Pass) -> None:
-        """The pass's full result: `out`, the conditions and the top-level `observedGeneration`."""
+    @staticmethod
+    def full(p: Pass) -> dict[str, Any]:
+        """The pass's full result as a status patch: `out`, the conditions and the top-level
+        `observedGeneration` (also kept in `out`)."""
         p.out["conditions"] = p.conditions
         p.out["observedGeneration"] = p.generation
-        if self._differs(p, p.out):
+        return dict(p.out)
+
+    async def write(self, p: Pass) -> None:
+        """Write the pass's full result (`full`)."""
+        patch = self.full(p)
+        if self._differs(p, patch):
             crash_point("status.before-write")
-        await self._patch(p, dict(p.out))
+        await self._patch(p, patch)
 
     async def record(self, p: Pass, fields: Mapping[str, Any]) -> None:
         """An early write of a few fields (the remote id and secret hashes right after a create)."""
