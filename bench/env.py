@@ -3,7 +3,7 @@
 - Kubernetes writes are counted from the kube-apiserver audit log (level Metadata for every write by the
   operator's own identity, user `goldrush-operator` in `system:masters`, and for every Event write by anyone;
   B12/B13's replica users `goldrush-replica-<i>` likewise, with the request body of their pipeline patches, so
-  that kopf's finalizer patches can be told apart: `Audit.writes_by`).
+  that finalizer-only patches can be told apart: `Audit.writes_by`).
 - GoldRush API calls are counted from the simulator's journal and counters.
 - Memory is VmRSS / VmHWM of the operator process from `/proc/<pid>/status`.
 - Event-loop lag comes from the operator's `goldrush_event_loop_lag_seconds` histogram (`histogram`,
@@ -143,7 +143,7 @@ class Audit:
     def writes_by(self, since: int) -> list[tuple[str, float, str]]:
         """Every audited write since the mark as (user, time the apiserver received it as epoch seconds,
         "<verb> <resource>"); a pipeline patch whose body (level Request) touches nothing but
-        `metadata.finalizers` is "finalizer goldrushpipelines" (kopf adding its finalizer)."""
+        `metadata.finalizers` is "finalizer goldrushpipelines" (the finalizer added alone)."""
         out = []
         for e in self.entries(since):
             if e.get("stage") != "ResponseComplete" or e.get("verb") not in WRITE_VERBS:
@@ -172,7 +172,7 @@ class Audit:
 
 
 def _finalizer_only(body: Any) -> bool:
-    """Whether a patch body (JSON patch, as kopf sends, or merge patch) changes only `metadata.finalizers`."""
+    """Whether a patch body (JSON patch or merge patch) changes only `metadata.finalizers`."""
     if isinstance(body, list):
         paths = {op.get("path") for op in body if isinstance(op, dict) and op.get("op") != "test"}
         return bool(paths) and all(str(p).startswith("/metadata/finalizers") for p in paths)

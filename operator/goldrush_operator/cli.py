@@ -273,7 +273,7 @@ def run(
     runtime = handlers.Runtime(controller=controller, store=store, scheduler=scheduler,
                                list_versions=kube.list_pipeline_versions, on_loop_lag=metrics.loop_lag,
                                secret_watch=SecretWatch(kube, store, scheduler.wake, credentials.on_secret_changed),
-                               election=election, get_object=kube.get_pipeline_object,
+                               election=election,
                                credentials=credentials, operator_namespace=settings.operator_namespace)
     if election is not None:
         timing = election.timing

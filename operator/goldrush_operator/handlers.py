@@ -7,13 +7,15 @@
   Secret that changed (rotation);
 - credentials objects (GoldRushCredentials, ClusterGoldRushCredentials) and Namespace labels go to
   `controller.creds.CredentialsController` (its task checks keys and writes their status; no finalizer);
-- the deletion handler (kopf adds the `goldrush.dev/finalizer` finalizer) holds the object away from the
-  scheduler's workers and runs `Controller.delete`;
+- deletion has no kopf handler: the finalizer `goldrush.dev/finalizer` is the operator's own (added with the
+  create's intent mark, removed when the remote is gone), and an object being deleted that carries it is woken
+  like any other: its pass is the finalizer's work, under the same Lease gate as every write (kopf's own
+  finalizer setting names one that no handler requires, so kopf never adds or removes a finalizer);
 - start-up configures kopf and starts the scheduler, the key watcher and the loop-lag monitor; the liveness
   probe compares a quiet watch with a fresh LIST.
-- with leader election (`Runtime.election`), the election task runs too; the deletion handler waits until
-  this replica holds the object's Lease; `take_over` prepares the objects of a newly acquired Lease; the
-  cleanup handler stops writing and releases the Leases (graceful stop: a standby takes over at once).
+- with leader election (`Runtime.election`), the election task runs too; `take_over` prepares the objects
+  of a newly acquired Lease; the cleanup handler stops writing and releases the Leases (graceful stop: a
+  standby takes over at once).
   A standby keeps watching (its records stay warm) and its liveness probe is the same watch check.
 
 `cli.run` builds the `Runtime` and passes it to `start` (kopf's `memo`). kopf's own Event posting is off
@@ -27,18 +29,17 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import kopf
 
 from goldrush_operator.controller.creds import CredentialsController
-from goldrush_operator.controller.loop import Controller, DeleteLater
+from goldrush_operator.controller.loop import Controller
 from goldrush_operator.election import Election
-from goldrush_operator.kube import KubeError, NotFound
-from goldrush_operator.lease import Fenced
-from goldrush_operator.resource import FINALIZER, GROUP, PLURAL, VERSION
+from goldrush_operator.kube import KubeError
+from goldrush_operator.resource import GROUP, KOPF_FINALIZER, PLURAL, VERSION
 from goldrush_operator.resource_credentials import (
     KIND_CLUSTER_CREDENTIALS,
     KIND_CREDENTIALS,
@@ -79,7 +80,6 @@ class Runtime:
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     election: Election | None = None
     election_task: asyncio.Task[None] | None = None
-    get_object: Callable[[str, str], Awaitable[dict[str, Any]]] | None = None
 
 
 class _NoDiffBaseStorage(kopf.DiffBaseStorage):
@@ -99,7 +99,7 @@ class _NoDiffBaseStorage(kopf.DiffBaseStorage):
 
 @kopf.on.startup()
 async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
-    settings.persistence.finalizer = FINALIZER
+    settings.persistence.finalizer = KOPF_FINALIZER  # required by no handler: kopf never writes it
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
     settings.persistence.diffbase_storage = _NoDiffBaseStorage()
     settings.posting.enabled = False
@@ -144,6 +144,7 @@ def _memory_reset(record: ObjectRecord) -> ObjectRecord:
     """A record that keeps what the watch delivered and forgets what an earlier term remembered."""
     fresh = ObjectRecord(key=record.key, uid=record.uid)
     fresh._snapshot, fresh.wake_key, fresh.deleting = record._snapshot, record.wake_key, record.deleting
+    fresh.finalized = record.finalized
     fresh.secret_keys = record.secret_keys
     return fresh
 
@@ -176,7 +177,7 @@ async def take_over(rt: Runtime, admitted: Callable[[ObjectKey], bool], within: 
     for key, record in list(rt.store.records.items()):
         if admitted(key):
             rt.store.records[key] = _memory_reset(record)
-            if not record.deleting:
+            if record.finalized or not record.deleting:
                 rt.scheduler.wake(key)
 
 
@@ -195,7 +196,7 @@ def on_pipeline(rt: Runtime, body: Any, event_type: str | None) -> None:
         return
     rt.seen[key] = str((body.get("metadata") or {}).get("resourceVersion"))
     record, wake = rt.store.observe(body)
-    if wake and not record.deleting:
+    if wake and (record.finalized or not record.deleting):
         rt.scheduler.wake(key)
 
 
@@ -220,49 +221,6 @@ async def cluster_credentials_event(body: kopf.Body, type: str | None, memo: kop
 async def namespace_event(body: kopf.Body, type: str | None, memo: kopf.Memo, **_: Any) -> None:
     if memo.runtime.credentials is not None:
         memo.runtime.credentials.on_namespace(body, type)
-
-
-@kopf.on.delete(GROUP, VERSION, PLURAL)
-async def pipeline_delete(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    rt: Runtime = memo.runtime
-    key = object_key(body)
-    uid = str((body.get("metadata") or {}).get("uid") or "")
-    while True:
-        if rt.election is not None and not await _wait_admitted(rt, rt.election, key, uid):
-            return  # gone while this replica waited: the holder finished the deletion
-        async with rt.scheduler.exclusive(key):
-            try:
-                await rt.controller.delete(body)
-                break
-            except Fenced:
-                continue  # the Lease was lost meanwhile: wait for it again (kopf writes nothing meanwhile)
-            except DeleteLater as later:
-                raise kopf.TemporaryError(later.message, delay=later.delay) from None
-    rt.scheduler.forget(key)
-
-
-async def _wait_admitted(rt: Runtime, election: Election, key: ObjectKey, uid: str) -> bool:
-    """Wait until this replica may write `key` (True), or the object is gone (False).
-
-    The watch events of this object queue behind its running deletion handler in kopf, so whether it is
-    gone is asked from the apiserver (one GET every few retry periods), not from the store.
-    """
-    step = election.timing.retry_period / 10
-    waited = 0.0
-    while not election.admits(key):
-        await asyncio.sleep(step)
-        waited += step
-        if waited >= 3 * election.timing.retry_period and rt.get_object is not None:
-            waited = 0.0
-            try:
-                current = await rt.get_object(*key)
-            except NotFound:
-                return False
-            except KubeError:
-                continue
-            if str((current.get("metadata") or {}).get("uid") or "") != uid:
-                return False
-    return True
 
 
 async def probe(rt: Runtime) -> str:

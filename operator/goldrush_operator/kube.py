@@ -46,6 +46,7 @@ log = logging.getLogger("goldrush_operator.kube")
 METADATA_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
 METADATA_WATCH = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
 MERGE_PATCH = "application/merge-patch+json"
+JSON_PATCH = "application/json-patch+json"
 
 
 @dataclass(frozen=True)
@@ -329,7 +330,7 @@ class Kube:
 
     # ------------------------------------------------------------------------------------------ writes
 
-    def _send_json(self, method: str, path: str, body: Mapping[str, Any], content_type: str) -> None:
+    def _send_json(self, method: str, path: str, body: Mapping[str, Any] | list[Any], content_type: str) -> None:
         """One write with a JSON body straight through the client's connection pool (its TLS and auth).
 
         The generated client's model (de)serialisation costs more CPU than the write itself; the operator
@@ -350,7 +351,7 @@ class Kube:
                 reason = ""
             raise (NotFound if status == 404 else KubeError)(f"Kubernetes API {status} {reason}".strip(), status)
 
-    async def _write(self, method: str, path: str, body: Mapping[str, Any], content_type: str) -> None:
+    async def _write(self, method: str, path: str, body: Mapping[str, Any] | list[Any], content_type: str) -> None:
         guard = self.write_guard
 
         def send() -> None:
@@ -368,10 +369,29 @@ class Kube:
         ns, nm = urllib.parse.quote(namespace), urllib.parse.quote(name)
         return f"/apis/{GROUP}/{VERSION}/namespaces/{ns}/{PLURAL}/{nm}" + (f"/{subresource}" if subresource else "")
 
-    async def patch_annotations(self, namespace: str, name: str, annotations: Mapping[str, str | None]) -> None:
-        """Merge-patch `metadata.annotations` (None removes a key); never touches spec."""
+    async def patch_annotations(
+        self, namespace: str, name: str, annotations: Mapping[str, str | None], *,
+        finalizers: list[str] | None = None, resource_version: str | None = None,
+    ) -> None:
+        """Merge-patch `metadata.annotations` (None removes a key); never touches spec.
+
+        `finalizers`: the whole new finalizer list, sent with `resource_version` as the precondition (a merge
+        patch replaces the list, so it must be the list of that very version: 409 when the object changed).
+        """
+        meta: dict[str, Any] = {"annotations": dict(annotations)} if annotations else {}
+        if finalizers is not None:
+            meta["finalizers"] = list(finalizers)
+            if resource_version:
+                meta["resourceVersion"] = resource_version
+        await self._write("PATCH", self._pipeline_path(namespace, name), {"metadata": meta}, MERGE_PATCH)
+
+    async def remove_finalizer(self, namespace: str, name: str, index: int, finalizer: str) -> None:
+        """Remove `finalizer` at `index` of `metadata.finalizers`: a JSON patch that first tests that entry, so
+        another controller's finalizer is never touched (422 when the list changed meanwhile)."""
+        path = f"/metadata/finalizers/{int(index)}"
         await self._write("PATCH", self._pipeline_path(namespace, name),
-                          {"metadata": {"annotations": dict(annotations)}}, MERGE_PATCH)
+                          [{"op": "test", "path": path, "value": finalizer}, {"op": "remove", "path": path}],
+                          JSON_PATCH)
 
     async def patch_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
         """Merge-patch the `status` subresource with `status` (lists are replaced whole)."""

@@ -126,7 +126,13 @@ class _Reader:
             raise NotFound(f"ConfigMap {name!r}: no cluster to read it from", 404)
         return await self.kube.get_configmap_data(namespace, name)
 
-    async def patch_annotations(self, namespace: str, name: str, annotations: Mapping[str, str | None]) -> None:
+    async def patch_annotations(
+        self, namespace: str, name: str, annotations: Mapping[str, str | None], *,
+        finalizers: list[str] | None = None, resource_version: str | None = None,
+    ) -> None:
+        raise RuntimeError("plan never writes")
+
+    async def remove_finalizer(self, namespace: str, name: str, index: int, finalizer: str) -> None:
         raise RuntimeError("plan never writes")
 
     async def patch_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:

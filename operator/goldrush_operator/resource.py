@@ -38,6 +38,9 @@ ANNOTATION_FLUX_REQUESTED_AT: Final = "reconcile.fluxcd.io/requestedAt"
 ANNOTATION_ADOPT: Final = "goldrush.dev/adopt"
 ANNOTATION_CREATE_PENDING: Final = "goldrush.dev/create-pending"
 FINALIZER: Final = "goldrush.dev/finalizer"
+# The finalizer name kopf is configured with; no kopf handler requires one, so kopf never adds it (and never
+# removes `FINALIZER`, which the operator manages itself).
+KOPF_FINALIZER: Final = "goldrush.dev/kopf"
 
 DestinationType = Literal["postgres", "clickhouse", "kafka", "object_storage", "sqs", "webhook"]
 DESTINATION_TYPES: Final[tuple[str, ...]] = (

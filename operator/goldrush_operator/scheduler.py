@@ -1,10 +1,10 @@
 """One scheduler for every object: a heap of due times, a bounded pool of workers, and the read budget.
 
-Replaces a task per object. `handlers.py` wakes objects on watch events (`wake`) and drops deleted ones
-(`forget`); the deletion handler takes an object away from the workers for the time of its work
-(`exclusive`). Each worker runs `run_pass(key)` (the controller's pass), which returns the delay until
-the object is due again (None: drop it). An object is run by at most one worker at a time; a wake that
-arrives while it runs makes it run again right after.
+Replaces a task per object. `handlers.py` wakes objects on watch events (`wake`, also an object being
+deleted: its pass is the finalizer's work) and drops deleted ones (`forget`). Each worker runs
+`run_pass(key)` (the controller's pass), which returns the delay until the object is due again (None: drop
+it). An object is run by at most one worker at a time; a wake that arrives while it runs makes it run again
+right after.
 
 Polls of stable pipelines are paid from a read budget (`ReadBudget`, a share of the API rate limit): the
 cadence (`Cadence`) spreads the status reads evenly over the objects, never faster than the fast poll and
@@ -29,7 +29,7 @@ import heapq
 import itertools
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from goldrush_operator.state import ObjectKey
@@ -123,7 +123,6 @@ class Scheduler:
         self._seq = itertools.count()
         self._running: dict[ObjectKey, asyncio.Event] = {}
         self._again: set[ObjectKey] = set()
-        self._held: dict[ObjectKey, int] = {}
         self._changed = asyncio.Event()
         self._ready: asyncio.Queue[ObjectKey] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
@@ -166,23 +165,6 @@ class Scheduler:
     def scheduled(self) -> int:
         return len(self._due)
 
-    @contextlib.asynccontextmanager
-    async def exclusive(self, key: ObjectKey) -> AsyncIterator[None]:
-        """Hold `key` away from the workers (waiting for a running pass to end) for the block's time."""
-        self._held[key] = self._held.get(key, 0) + 1
-        try:
-            running = self._running.get(key)
-            while running is not None:
-                await running.wait()
-                running = self._running.get(key)
-            yield
-        finally:
-            left = self._held[key] - 1
-            if left:
-                self._held[key] = left
-            else:
-                del self._held[key]
-
     async def run(self) -> None:
         """Dispatch due objects to the workers until cancelled."""
         self._tasks = [asyncio.create_task(self._worker(), name=f"goldrush-worker-{i}") for i in range(self._workers)]
@@ -213,8 +195,8 @@ class Scheduler:
                 due, _, key = heapq.heappop(self._heap)
                 if self._due.get(key) != due:
                     continue  # superseded by a later schedule or forgotten
-                if key in self._held or key in self._running:
-                    # Busy: run it when the pass or the hold ends (checked again shortly).
+                if key in self._running:
+                    # Busy: run it when the pass ends (checked again shortly).
                     self._due[key] = now + 0.05
                     heapq.heappush(self._heap, (now + 0.05, next(self._seq), key))
                     continue

@@ -24,6 +24,7 @@ from goldrush_operator.resource import (
     ANNOTATION_PAUSE_RECONCILIATION,
     ANNOTATION_PIPELINE_ID,
     ANNOTATION_RECONCILE_REQUESTED_AT,
+    FINALIZER,
     GROUP,
 )
 
@@ -59,6 +60,7 @@ def snapshot_of(body: Mapping[str, Any]) -> dict[str, Any]:
             "generation": meta.get("generation"),
             "resourceVersion": meta.get("resourceVersion"),
             "deletionTimestamp": meta.get("deletionTimestamp"),
+            "finalizers": [str(f) for f in meta.get("finalizers") or []],
             "annotations": _kept_annotations(meta.get("annotations") or {}),
         },
         "spec": _plain(body.get("spec") or {}),
@@ -87,6 +89,7 @@ class ObjectRecord:
     _snapshot: bytes = b"{}"
     wake_key: tuple[Any, ...] = ()
     deleting: bool = False
+    finalized: bool = False  # the object carries the operator's finalizer (`resource.FINALIZER`)
     pipeline_id: str | None = None
     create_pending: str | None = None
     pending_hashes: dict[str, str] | None = None
@@ -104,6 +107,7 @@ class ObjectRecord:
     backoff: float = 0.0
     last_event_reason: str | None = None
     delete_sent: bool = False
+    remote_done: bool = False  # the deletion's remote part is done (deleted or left); only the finalizer remains
     fresh: bool = True
     announced: frozenset[str] = frozenset()  # dry run: the changes already announced (`decide.Call.key`)
     # A difference kept unwritten (policies, dry run): (inputs fingerprint, Synced reason or None when in sync,
@@ -173,6 +177,7 @@ class Store:
             self.records[key] = record
         record.set_snapshot(snap)
         record.deleting = bool(snap["metadata"].get("deletionTimestamp"))
+        record.finalized = FINALIZER in snap["metadata"]["finalizers"]
         wake = wake_key(snap)
         changed = new or wake != record.wake_key
         record.wake_key = wake

@@ -209,8 +209,8 @@ def test_apiserver_outage_longer_than_the_renew_deadline_fences_the_holder(
         assert [leader_metric(a), leader_metric(b)].count(1.0) == 1
         time.sleep(0.5)
 
-    # Deletion with both replicas up: the holder deletes each remote once; the standby's deletion handler
-    # waits, sends nothing, and lets go once the object is gone.
+    # Deletion with both replicas up: the holder deletes each remote once and removes the finalizer; the
+    # standby runs no pass (its deletion passes are parked like every other) and sends nothing.
     kubectl("delete", "goldrushpipelines", "--all", "--timeout=60s")
     inv.mark_deleted(*names)
     inv.check(writes={"create": len(names), "patch": 2 * len(ids), "delete": len(ids)}, timeout=60, quiet=3)

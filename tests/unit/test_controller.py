@@ -17,7 +17,8 @@ from goldrush_operator import conditions as c
 from goldrush_operator.config import ServiceKeySource, Settings
 from goldrush_operator.controller.loop import Controller, DeleteLater
 from goldrush_operator.goldrush_api import GoldRushClient, SharedState
-from goldrush_operator.kube import NotFound
+from goldrush_operator.kube import KubeError, NotFound
+from goldrush_operator.resource import FINALIZER
 from goldrush_operator.state import Store
 
 KEY = "cqt_service_key_for_tests"
@@ -42,15 +43,31 @@ class FakeKube:
     async def get_configmap_data(self, namespace: str, name: str) -> dict[str, str]:
         raise NotFound("Kubernetes API 404 Not Found", 404)
 
-    async def patch_annotations(self, namespace: str, name: str, annotations: Mapping[str, str | None]) -> None:
+    async def patch_annotations(
+        self, namespace: str, name: str, annotations: Mapping[str, str | None], *,
+        finalizers: list[str] | None = None, resource_version: str | None = None,
+    ) -> None:
         self.annotation_writes += 1
         meta = self.objects[(namespace, name)]["metadata"]
+        if finalizers is not None:
+            if resource_version is not None and resource_version != meta.get("resourceVersion"):
+                raise KubeError("Kubernetes API 409 Conflict", 409)
+            meta["finalizers"] = list(finalizers)
         current = meta.setdefault("annotations", {})
         for k, v in annotations.items():
             if v is None:
                 current.pop(k, None)
             else:
                 current[k] = v
+
+    async def remove_finalizer(self, namespace: str, name: str, index: int, finalizer: str) -> None:
+        obj = self.objects[(namespace, name)]
+        finalizers = obj["metadata"].get("finalizers") or []
+        if index >= len(finalizers) or finalizers[index] != finalizer:
+            raise KubeError("Kubernetes API 422 Invalid", 422)
+        del finalizers[index]
+        if not finalizers and obj["metadata"].get("deletionTimestamp"):
+            del self.objects[(namespace, name)]  # the apiserver lets it go
 
     async def patch_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
         self.status_writes += 1
@@ -161,7 +178,8 @@ class World:
         old = self.kube.objects.get(key)
         if old is not None:
             body = {**body, "status": old.get("status", {})}
-            body["metadata"] = {**body["metadata"], "annotations": old["metadata"].get("annotations", {})}
+            body["metadata"] = {**body["metadata"], "annotations": old["metadata"].get("annotations", {}),
+                                "finalizers": old["metadata"].get("finalizers", [])}
         self.kube.objects[key] = copy.deepcopy(body)
         self.sync()
 
@@ -359,6 +377,46 @@ async def test_delete_removes_the_remote_and_forgets_the_object(world: World) ->
     del world.api.fail[("DELETE", "delete")]
     await world.controller.delete(body)
     assert pid not in world.api.pipelines and world.store.get(("ns", "p1")) is None
+
+
+async def test_the_finalizer_is_the_operators_own_from_the_intent_mark_to_the_deletion(world: World) -> None:
+    """The create adds the finalizer in the intent-mark patch (no write of its own; another controller's
+    finalizer stays); a deleted object's pass deletes the remote, retries a failure, then removes only its
+    own finalizer, and the object goes."""
+    world.apply(pipeline())
+    world.obj()["metadata"]["finalizers"] = ["other.io/keep"]
+    world.sync()
+    await world.run()
+    assert world.obj()["metadata"]["finalizers"] == ["other.io/keep", FINALIZER]
+    assert world.kube.annotation_writes == 2  # the intent mark (with the finalizer), the id
+    pid = world.obj()["status"]["pipelineId"]
+    world.obj()["metadata"]["deletionTimestamp"] = "2099-01-01T00:00:00Z"
+    world.sync()
+    world.api.fail[("DELETE", "delete")] = 503
+    assert (await world.run()) is not None  # retried after a delay; the finalizer stays
+    assert world.obj()["metadata"]["finalizers"] == ["other.io/keep", FINALIZER] and pid in world.api.pipelines
+    del world.api.fail[("DELETE", "delete")]
+    assert (await world.run()) is None
+    assert pid not in world.api.pipelines
+    assert world.obj()["metadata"]["finalizers"] == ["other.io/keep"]
+    # The object waits for the other controller now; the operator is done with it (no further pass).
+    record = world.store.get(("ns", "p1"))
+    assert record is not None and not record.finalized
+    assert (await world.run()) is None and world.api.writes().count(("DELETE", "delete")) == 2
+
+
+async def test_an_object_changed_under_the_intent_mark_is_not_created_yet(world: World) -> None:
+    """The finalizer patch is guarded by the observed resourceVersion: a 409 sends no POST, and the next pass
+    (with the newer object) creates once."""
+    body = pipeline()
+    body["metadata"]["resourceVersion"] = "1"
+    world.apply(body)
+    world.obj()["metadata"]["resourceVersion"] = "2"  # changed by someone; the watch has not delivered it yet
+    delay = await world.controller.run_pass(("ns", "p1"))
+    assert delay is not None and delay < 1 and world.api.writes().count(("POST", "create")) == 0
+    world.sync()
+    await world.run()
+    assert world.api.writes().count(("POST", "create")) == 1 and FINALIZER in world.obj()["metadata"]["finalizers"]
 
 
 async def test_read_budget_spreads_polls(world: World) -> None:

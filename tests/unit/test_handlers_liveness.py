@@ -138,35 +138,17 @@ async def test_takeover_only_touches_admitted_objects_and_gives_up_waiting(rt: A
     assert rt.scheduler.due_in(("ns", "b")) is None and rt.scheduler.due_in(("ns", "a")) is not None
 
 
-async def test_a_standbys_deletion_waits_for_the_lease_or_for_the_object_to_go(rt: Any) -> None:
-    """The deletion handler of a replica without the Lease sends nothing; it proceeds once it holds the
-    Lease, and gives up once the apiserver says the object (that uid) is gone."""
-    from test_lease import TIMING, Clock, FakeLeases
+async def test_a_deleted_object_is_woken_only_while_it_carries_the_operators_finalizer(rt: Any) -> None:
+    """Deletion has no kopf handler: the object's pass is the finalizer's work, so an object being deleted
+    is woken when (and only when) it carries `goldrush.dev/finalizer`; another controller's does not count."""
+    from goldrush_operator.resource import FINALIZER
 
-    from goldrush_operator.election import Election
-    from goldrush_operator.kube import NotFound
-    from goldrush_operator.lease import LeaseTiming
+    def deleting(name: str, finalizers: list[str]) -> Any:
+        return {"metadata": {"namespace": "ns", "name": name, "resourceVersion": "7", "uid": "u-" + name,
+                             "deletionTimestamp": "2099-01-01T00:00:00Z", "finalizers": finalizers}}
 
-    leases = FakeLeases()
-    fast = LeaseTiming(duration=0.3, renew_deadline=0.2, retry_period=0.01)
-    holder = Election(leases, "ops", "a", TIMING, lambda key: None, clock=Clock())
-    await holder.step()
-    standby = Election(leases, "ops", "b", fast, lambda key: None)
-    await standby.step()
-    answers: list[Any] = [{"metadata": {"uid": "u-1"}}, NotFound("Kubernetes API 404", 404)]
-
-    async def get_object(namespace: str, name: str) -> dict[str, Any]:
-        answer = answers[0] if len(answers) == 1 else answers.pop(0)
-        if isinstance(answer, Exception):
-            raise answer
-        return dict(answer)
-
-    rt.get_object = get_object
-    assert await handlers._wait_admitted(rt, standby, ("ns", "a"), "u-1") is False  # gone: nothing sent
-    answers[:] = [{"metadata": {"uid": "u-2"}}]  # recreated under the same name: not ours either
-    assert await handlers._wait_admitted(rt, standby, ("ns", "a"), "u-1") is False
-    await standby.release()
-    standby2 = Election(leases, "ops", "b", fast, lambda key: None)
-    await holder.release()
-    await standby2.step()
-    assert await handlers._wait_admitted(rt, standby2, ("ns", "a"), "u-1") is True
+    handlers.on_pipeline(rt, deleting("ours", ["other.io/keep", FINALIZER]), "MODIFIED")
+    handlers.on_pipeline(rt, deleting("foreign", ["other.io/keep"]), "MODIFIED")
+    assert rt.scheduler.due_in(("ns", "ours")) is not None
+    assert rt.scheduler.due_in(("ns", "foreign")) is None
+    assert rt.store.get(("ns", "ours")).finalized and not rt.store.get(("ns", "foreign")).finalized

@@ -73,42 +73,6 @@ async def test_due_times_and_forget() -> None:
     assert "later" in runs and "gone" not in runs and runs.count("again") >= 3
 
 
-async def test_exclusive_waits_for_the_running_pass_and_keeps_workers_away() -> None:
-    started, release = asyncio.Event(), asyncio.Event()
-    runs = 0
-
-    async def run_pass(key: tuple[str, str]) -> float | None:
-        nonlocal runs
-        runs += 1
-        started.set()
-        await release.wait()
-        return 0.01
-
-    scheduler = Scheduler(run_pass, workers=2)
-    task = asyncio.create_task(scheduler.run())
-    scheduler.wake(("ns", "a"))
-    await started.wait()
-    entered = asyncio.Event()
-
-    async def hold() -> None:
-        async with scheduler.exclusive(("ns", "a")):
-            entered.set()
-            await asyncio.sleep(0.1)
-
-    holder = asyncio.create_task(hold())
-    await asyncio.sleep(0.05)
-    assert not entered.is_set()  # the pass still runs
-    release.set()
-    await asyncio.wait_for(entered.wait(), 1)
-    count = runs
-    await asyncio.sleep(0.05)
-    assert runs == count  # no pass while held
-    await holder
-    await asyncio.sleep(0.1)
-    task.cancel()
-    assert runs > count
-
-
 def test_read_budget_pays_a_burst_then_spreads() -> None:
     now = [100.0]
     budget = ReadBudget(2.0, burst=4, clock=lambda: now[0])

@@ -42,7 +42,7 @@ The ServiceAccount as an RBAC subject.
 The operator's rules on its own objects (shared by the ClusterRole and the per-namespace Roles).
 */}}
 {{- define "goldrush-operator.objectRules" -}}
-# The custom resource: kopf lists and watches it and patches metadata (finalizer, annotations).
+# The custom resource: kopf lists and watches it; the operator patches metadata (its finalizer, annotations).
 - apiGroups: ["goldrush.dev"]
   resources: ["goldrushpipelines"]
   verbs: ["list", "watch", "patch"]

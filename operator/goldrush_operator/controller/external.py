@@ -2,6 +2,8 @@
 
 Called by `loop.Controller` (passes and deletion). Each write is fenced by crash points (`crash.STEPS`).
 Rules (design.md section 5):
+- finalizer: the operator's own (`goldrush.dev/finalizer`, not kopf's), added in the same patch as the intent
+  mark (or alone before an adoption records an id), removed by `release` when the deletion is done;
 - create: the intent mark (`goldrush.dev/create-pending` with the keyed hashes of the secrets it sends) is
   written before the POST, the id right after it (status first, then the annotation); a pending mark
   without an id is resolved by looking the pipeline up (name + project + topic, created after the mark),
@@ -39,8 +41,8 @@ from goldrush_operator.controller.status import Pass, StatusWriter
 from goldrush_operator.crash import crash_point
 from goldrush_operator.credentials import ResolvedSecrets, get_dotted
 from goldrush_operator.goldrush_api import GoldRushClient, NotFoundError, Pipeline
-from goldrush_operator.kube import KubeError
-from goldrush_operator.resource import ANNOTATION_ADOPT, ANNOTATION_CREATE_PENDING, ANNOTATION_PIPELINE_ID
+from goldrush_operator.kube import KubeError, NotFound
+from goldrush_operator.resource import ANNOTATION_ADOPT, ANNOTATION_CREATE_PENDING, ANNOTATION_PIPELINE_ID, FINALIZER
 from goldrush_operator.secret_values import MASK
 
 log = logging.getLogger("goldrush_operator.controller")
@@ -192,6 +194,40 @@ class External:
 
     # ------------------------------------------------------------------------------------------ create
 
+    @staticmethod
+    def _finalizer_patch(p: Pass) -> dict[str, Any]:
+        """The keyword arguments of `patch_annotations` that add the finalizer (none when it is there)."""
+        if p.record.finalized:
+            return {}
+        meta = p.body.get("metadata") or {}
+        return {"finalizers": [*(meta.get("finalizers") or []), FINALIZER],
+                "resource_version": str(meta.get("resourceVersion") or "") or None}
+
+    async def ensure_finalizer(self, p: Pass) -> None:
+        """Add the finalizer before anything remote is recorded on the object (create, adopt, observe).
+
+        One merge patch guarded by the observed `resourceVersion` (another controller's finalizers stay); a
+        409 waits for the watch to deliver the newer object. The create adds it with its intent mark instead.
+        """
+        if p.record.finalized:
+            return
+        try:
+            await self._kube.patch_annotations(p.namespace, p.name, {}, **self._finalizer_patch(p))
+        except KubeError as exc:
+            if exc.status == 409:
+                raise Wait(0.5) from None
+            raise
+        p.record.finalized = True
+
+    async def release(self, p: Pass) -> None:
+        """Remove the finalizer (the deletion is done): the object goes away. Gone already counts as done."""
+        finalizers = list((p.body.get("metadata") or {}).get("finalizers") or [])
+        if FINALIZER not in finalizers:
+            return
+        with contextlib.suppress(NotFound):
+            await self._kube.remove_finalizer(p.namespace, p.name, finalizers.index(FINALIZER), FINALIZER)
+        p.record.finalized = False
+
     async def record_id(
         self, p: Pass, pipeline_id: str, secrets: list[dict[str, str]] | None, *, complete: bool = False
     ) -> None:
@@ -202,6 +238,7 @@ class External:
         `complete`: the pass's whole status so far (conditions included) goes with the id, so that the pass's
         own status write after it finds nothing left to change.
         """
+        await self.ensure_finalizer(p)  # adoption paths; a create added it with its intent mark
         fields: dict[str, Any] = {"pipelineId": pipeline_id}
         if secrets is not None:
             fields["secrets"] = secrets
@@ -259,11 +296,15 @@ class External:
             raise WouldWrite(decide.create_call(d.payload))
         crash_point("create.before-intent")
         mark = now_iso()
-        await self._kube.patch_annotations(
-            p.namespace, p.name,
-            {ANNOTATION_CREATE_PENDING: mark,
-             ANNOTATION_CREATE_PENDING_SECRETS: json.dumps(d.resolved.hashes, sort_keys=True)},
-        )
+        marks = {ANNOTATION_CREATE_PENDING: mark,
+                 ANNOTATION_CREATE_PENDING_SECRETS: json.dumps(d.resolved.hashes, sort_keys=True)}
+        try:
+            await self._kube.patch_annotations(p.namespace, p.name, marks, **self._finalizer_patch(p))
+        except KubeError as exc:
+            if exc.status == 409:  # the object changed since it was observed: look again once the watch has it
+                raise Wait(0.5) from None
+            raise
+        record.finalized = True
         record.create_pending, record.pending_hashes = mark, dict(d.resolved.hashes)
         crash_point("create.after-intent")
         remote = await client.create_pipeline(d.payload)

@@ -4,10 +4,12 @@ Whether the remote goes follows Crossplane's rule (`resource.deletes_remote`): m
 `["*"]` decide alone (Delete in the list or not), `["*"]` follows `deletionPolicy`. In dry-run mode the DELETE
 is announced once (`WouldDelete`) and the finalizer stays.
 
-Called by `loop.Controller.delete`, which the kopf deletion handler runs while the scheduler keeps the
-object away from its workers. Failures go through `outcome.classify` like a pass's: a retry becomes
-`DeleteLater` with the backoff, a stall `DeleteLater` with a long delay (kopf retries; the finalizer stays).
-An interrupted create is looked up so that deleting the object never orphans what it created.
+Called by `loop.Controller` as the pass of an object being deleted that carries the operator's finalizer
+(the scheduler's workers run it like any pass, under the same Lease gate). When the work is done the
+finalizer is removed (`External.release`) and the object goes away. Failures go through `outcome.classify`
+like a pass's: a retry becomes `DeleteLater` with the backoff, a stall `DeleteLater` with a long delay (the
+pass runs again then; the finalizer stays). An interrupted create is looked up so that deleting the object
+never orphans what it created.
 """
 
 from __future__ import annotations
@@ -69,8 +71,11 @@ class Finalizer:
         with about(key):
             p = Pass.of(record)
             try:
-                await self._delete(p)
-            except (DeleteLater, Fenced):  # the deletion handler waits for the Lease again on `Fenced`
+                if not record.remote_done:
+                    await self._delete(p)
+                    record.remote_done = True  # a failed finalizer removal does not delete (or announce) twice
+                await self.external.release(p)
+            except (DeleteLater, Fenced):  # the scheduler parks the object on `Fenced` until the Lease is back
                 raise
             except Exception as exc:
                 outcome = classify(exc, p.scrub)

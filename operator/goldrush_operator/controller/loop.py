@@ -1,7 +1,8 @@
 """One reconcile pass: inputs -> observe -> plan -> act -> status; and the finalizer's deletion.
 
 `Controller.run_pass(key)` is what the scheduler's workers run (it returns the delay until the object is
-due again); `Controller.delete(body)`, what the kopf deletion handler runs, is `finalize.Finalizer.delete`.
+due again); for an object being deleted that carries the operator's finalizer, the pass is the finalizer's
+work (`finalize.Finalizer.delete`, also `Controller.delete(body)`), repeated until it is done.
 Every failure of either goes through `outcome.classify`, and only `status.StatusWriter` writes status.
 
 Per-pipeline metrics: after every pass the phase and destination health it saw go to `Metrics`
@@ -118,8 +119,10 @@ class Controller:
     async def run_pass(self, key: ObjectKey) -> float | None:
         """One pass over the object `key`; the delay until it is due again (None: it is gone or going)."""
         record = self.store.get(key)
-        if record is None or record.deleting:
+        if record is None:
             return None
+        if record.deleting:  # nothing to do without the operator's finalizer: the object is going away
+            return await self._finalize(record) if record.finalized else None
         started, result = self.clock(), "error"
         with about(key):
             p = Pass.of(record)
@@ -225,6 +228,8 @@ class Controller:
                 record.held_on, record.held_reason = None, None
         try:
             return await self._converge(p, d, self.client_for(d.service_key), token_new, held)
+        except Wait as undecided:  # the finalizer could not be added yet (the object changed meanwhile)
+            return undecided.delay, "create_wait"
         except (InputProblem, GoldRushError) as exc:
             outcome = classify(exc, p.scrub)
             if isinstance(outcome, Stall) and outcome.reason in HOLD_UNTIL_CHANGE:
@@ -270,6 +275,8 @@ class Controller:
         pipeline_id = self._pipeline_id(p)
         applied = (record.applied_hashes if record.applied_hashes is not None
                    else applied_hashes_from_status(p.current.get("secrets")))
+        if pipeline_id and not record.finalized:
+            await self.external.ensure_finalizer(p)  # e.g. adopted by annotation, or removed by hand
         if pipeline_id and not record.pipeline_id and (
             p.annotations.get(ANNOTATION_PIPELINE_ID) != pipeline_id
             or ANNOTATION_CREATE_PENDING in p.annotations or ANNOTATION_CREATE_PENDING_SECRETS in p.annotations
@@ -565,6 +572,19 @@ class Controller:
     async def delete(self, body: Mapping[str, Any]) -> None:
         """Finalizer work (see `finalize.Finalizer.delete`); raises `DeleteLater` while work remains."""
         await self.finalizer.delete(body)
+
+    async def _finalize(self, record: ObjectRecord) -> float | None:
+        """The pass of an object being deleted: the finalizer's work, again after a delay until it is done."""
+        with about(record.key):
+            try:
+                await self.finalizer.delete(record.snapshot())
+            except Fenced as fenced:
+                log.info("%s", fenced)
+                return self.settings.poll_fast_seconds
+            except DeleteLater as later:
+                log.info("%s; again in %.0fs", later.message, later.delay)
+                return later.delay
+        return None
 
     # ------------------------------------------------------------------------------------------ key
 
