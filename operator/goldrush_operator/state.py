@@ -29,6 +29,8 @@ from goldrush_operator.resource import (
 )
 
 ObjectKey = tuple[str, str]  # (namespace, name)
+# The one empty frozenset records share (each `frozenset()` call allocates a new one).
+NOTHING: frozenset[Any] = frozenset()
 
 _WAKE_ANNOTATIONS = (
     ANNOTATION_PIPELINE_ID,
@@ -98,8 +100,8 @@ class ObjectRecord:
     _last_status: bytes | None = None
     held_on: str | None = None
     held_reason: tuple[str, str] | None = None  # (reason, message) of the stall that holds the writes
-    handled_tokens: frozenset[str] = frozenset()
-    secret_keys: frozenset[ObjectKey] = frozenset()  # (namespace, name) of every Secret it references
+    handled_tokens: frozenset[str] = NOTHING
+    secret_keys: frozenset[ObjectKey] = NOTHING  # (namespace, name) of every Secret it references
     next_full_check: float = 0.0
     poll_reserved: int = 0  # reads booked from the read budget for the next poll
     metrics_paid: bool = False  # a metrics read is booked from the read budget and not sent yet
@@ -109,7 +111,7 @@ class ObjectRecord:
     delete_sent: bool = False
     remote_done: bool = False  # the deletion's remote part is done (deleted or left); only the finalizer remains
     fresh: bool = True
-    announced: frozenset[str] = frozenset()  # dry run: the changes already announced (`decide.Call.key`)
+    announced: frozenset[str] = NOTHING  # dry run: the changes already announced (`decide.Call.key`)
     # A difference kept unwritten (policies, dry run): (inputs fingerprint, Synced reason or None when in sync,
     # message, remote pause intent); the status polls keep reporting it until the inputs change.
     not_applied: tuple[str, str | None, str, bool | None] | None = None
@@ -201,7 +203,7 @@ class Store:
     ) -> None:
         """The Secrets `record` references: `secret_names` in its namespace, `others` anywhere (a key Secret of
         a ClusterGoldRushCredentials lives in the operator's namespace)."""
-        keys = frozenset((record.key[0], name) for name in secret_names) | others
+        keys = (frozenset((record.key[0], name) for name in secret_names) | others) or NOTHING
         for key in record.secret_keys - keys:
             users = self._by_secret.get(key)
             if users is not None:

@@ -473,6 +473,24 @@ async def test_the_name_listing_is_renewed_ahead_of_time(world: World) -> None:
     assert lists() == 3 and world.api.writes().count(("POST", "create")) == 4
 
 
+async def test_an_outdated_name_listing_is_not_kept(world: World) -> None:
+    """A listing past its age limit is never read again: it is dropped (with 10,000 remote pipelines it would
+    otherwise hold 10,000 models for the life of the process)."""
+    world.controller.external.listing_kept = 0.05
+    world.apply(pipeline("p1"))
+    await world.run("p1")  # listed before its POST: the listing is empty
+    world.now += 11
+    world.apply(pipeline("p2"))
+    await world.run("p2")  # a new listing (it holds p1), then p2 is created
+    directory = next(iter(world.controller.external._directories.values()))
+    assert len(directory.items) == 1
+    await asyncio.sleep(0.2)
+    assert len(directory.items) == 1  # still young on the controller's clock: kept
+    world.now += 11
+    await asyncio.sleep(0.2)
+    assert directory.items == [] and directory.expiry is None
+
+
 async def test_a_poll_steps_aside_while_writes_flow() -> None:
     """Right after a write took a rate-limit token a poll is not sent: the pass ends at once (its worker
     is free for the next create) and the poll runs on a later pass, once the writes have passed."""

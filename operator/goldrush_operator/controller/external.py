@@ -97,6 +97,7 @@ class _Directory:
     items: list[Pipeline] = field(default_factory=list)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     refresh: asyncio.Task[None] | None = None  # a listing fetched ahead of time (see `External.listing`)
+    expiry: asyncio.TimerHandle | None = None  # drops `items` once no caller can use them any more
 
 
 def adopted_secrets_note(trusted: Mapping[str, str]) -> str:
@@ -135,6 +136,7 @@ class External:
         self._fast = fast
         self._clock = clock
         self._directories: dict[str, _Directory] = {}
+        self.listing_kept = LOOKUP_TTL_SECONDS + 1.0  # seconds (event-loop time) a fetched listing is kept
 
     async def event(self, p: Pass, reason: str, message: str, *, warning: bool = False) -> None:
         """A scrubbed Event, also logged; a failure to record it is logged, never raised."""
@@ -181,6 +183,17 @@ class External:
         began = self._clock()
         directory.items = [item async for item in client.list_pipelines(urgent=True)]
         directory.fetched_at = began
+        # Past its age limit a listing is never read again (the next caller fetches a new one): keeping it
+        # would hold a model of every remote pipeline of the key for as long as the process runs.
+        if directory.expiry is not None:
+            directory.expiry.cancel()
+        directory.expiry = asyncio.get_running_loop().call_later(self.listing_kept, self._expire, directory)
+
+    def _expire(self, directory: _Directory) -> None:
+        if self._clock() - directory.fetched_at > LOOKUP_TTL_SECONDS:
+            directory.items, directory.expiry = [], None
+        else:  # still young (renewed meanwhile): look again later
+            directory.expiry = asyncio.get_running_loop().call_later(self.listing_kept, self._expire, directory)
 
     async def _renew(self, client: GoldRushClient, directory: _Directory) -> None:
         try:

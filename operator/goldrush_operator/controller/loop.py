@@ -61,7 +61,7 @@ from goldrush_operator.resource import (
     ANNOTATION_RECONCILE_REQUESTED_AT,
 )
 from goldrush_operator.scheduler import FULL_CHECK_EXTRA_READS, Cadence, ReadBudget
-from goldrush_operator.state import ObjectKey, ObjectRecord, Store
+from goldrush_operator.state import NOTHING, ObjectKey, ObjectRecord, Store
 
 log = logging.getLogger("goldrush_operator.controller")
 
@@ -194,7 +194,7 @@ class Controller:
         new = [t for t in tokens if t not in handled]
         if new:
             p.out["lastHandledReconcileAt"] = new[-1]
-        p.record.handled_tokens = frozenset(tokens)
+        p.record.handled_tokens = frozenset(tokens) if tokens else NOTHING
         return bool(new)
 
     async def _pass(self, p: Pass) -> tuple[float, str]:
@@ -412,7 +412,7 @@ class Controller:
         plan = decide.config_calls(pipeline_id, diff, d.spec, remote_json.get("status"))
         if plan.blocked or (client.dry_run and plan.calls):
             return self._not_applied(p, d, pipeline_id, plan)
-        record.announced = frozenset()
+        record.announced = NOTHING
         if not d.spec.allows("Update"):
             p.out["pipelineName"] = d.payload["name"]
             record.synced_generation = p.generation
