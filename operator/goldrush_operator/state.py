@@ -6,7 +6,8 @@ compact snapshot, not kopf's body) and of a referenced Secret to `Store.secret_e
 applied, backoff, hold). Nothing here talks to an API.
 
 Why memory beyond the snapshot: a watch event can lag our own writes by a round-trip, so what we wrote last
-(the remote id, the create-pending mark, the status) is remembered here and wins over an older snapshot.
+(the remote id, the create-pending mark, the status) is remembered here and wins over an older snapshot;
+the remembered status is dropped once a watch event shows exactly it (one copy per object, not two).
 After a restart the records are empty and the objects (a fresh LIST) are authoritative.
 """
 
@@ -178,6 +179,8 @@ class Store:
             record = ObjectRecord(key=key, uid=uid)
             self.records[key] = record
         record.set_snapshot(snap)
+        if record._last_status is not None and record._last_status == _encode(snap["status"]):
+            record._last_status = None  # the watch caught up with the last write: one copy is enough
         record.deleting = bool(snap["metadata"].get("deletionTimestamp"))
         record.finalized = FINALIZER in snap["metadata"]["finalizers"]
         wake = wake_key(snap)

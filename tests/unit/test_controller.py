@@ -506,3 +506,15 @@ async def test_a_poll_steps_aside_while_writes_flow() -> None:
     world.now += 2
     await world.run()
     assert ("GET", "status") in world.api.journal[reads:]
+
+
+async def test_the_record_keeps_one_copy_of_the_status_once_the_watch_caught_up(world: World) -> None:
+    """What the operator wrote last is remembered until a watch event shows exactly it; then the snapshot is
+    the only copy, and the next pass still sees the same status (no write)."""
+    await _running(world)
+    record = world.store.get(("ns", "p1"))
+    assert record is not None and record.last_status_raw is None  # `run` mirrored the object (the watch)
+    writes = world.kube.status_writes
+    world.now += 3
+    await world.controller.run_pass(("ns", "p1"))
+    assert world.kube.status_writes == writes
