@@ -142,7 +142,8 @@ class PrometheusMetrics:
         self.drift = Counter("goldrush_drift_corrections_total", "Out-of-band changes corrected.", registry=r)
         self.rotations = Counter("goldrush_secret_rotations_total", "Secret rotations applied.", registry=r)
         self.loop_lag_seconds = Histogram(
-            "goldrush_event_loop_lag_seconds", "How late the event loop wakes up (sampled every 0.1 s).",
+            "goldrush_event_loop_lag_seconds",
+            "How late the event loop wakes up (sampled every 0.1 s while busy, up to 1 s while idle).",
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0), registry=r,
         )
         self.pipeline_metrics_refresh = Gauge(

@@ -18,7 +18,7 @@ from goldrush_operator.goldrush_api.errors import (
 )
 from goldrush_operator.kube import KubeError
 from goldrush_operator.payload import MaskedValueError
-from goldrush_operator.scheduler import Cadence, ReadBudget, Scheduler
+from goldrush_operator.scheduler import Cadence, LoopLag, ReadBudget, Scheduler
 
 
 async def test_one_pass_per_object_at_a_time_and_wake_during_a_pass_reruns() -> None:
@@ -121,3 +121,16 @@ def test_every_error_has_one_outcome_with_its_own_reason(exc: Exception, kind: t
     assert "s3cret" not in outcome.message
     if isinstance(exc, RateLimitedError):
         assert isinstance(outcome, Retry) and outcome.delay == 3.0
+
+
+def test_loop_lag_samples_fast_while_busy_and_slowly_while_idle() -> None:
+    """The lag probe wakes the loop every 0.1 s only while samples are late; an idle loop is sampled ever less
+    often, up to once a second (each wake-up of an idle operator is CPU)."""
+    seen: list[float] = []
+    lag = LoopLag(seen.append, interval=0.1, idle_interval=1.0, busy=0.002)
+    intervals = []
+    for sample in [0.0, 0.0, 0.0, 0.0, 0.0, 0.05, 0.0]:
+        lag.observe(sample)
+        intervals.append(lag.next_interval)
+    assert intervals == [0.2, 0.4, 0.8, 1.0, 1.0, 0.1, 0.2]
+    assert seen == [0.0, 0.0, 0.0, 0.0, 0.0, 0.05, 0.0]  # every sample is reported
