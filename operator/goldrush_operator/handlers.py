@@ -19,8 +19,9 @@
   A standby keeps watching (its records stay warm) and its liveness probe is the same watch check.
 
 `cli.run` builds the `Runtime` and passes it to `start` (kopf's `memo`). kopf's own Event posting is off
-(every Event the operator emits is scrubbed and sent by the controller); kopf keeps its progress in
-annotations under the `goldrush.dev` prefix and no diff-base.
+(every Event the operator emits is scrubbed and sent by the controller); kopf keeps no diff-base, and
+with no change or deletion handlers it writes no progress annotations either (its progress storage is set
+to the `goldrush.dev` prefix all the same, should a handler ever need one).
 """
 
 from __future__ import annotations
