@@ -383,3 +383,20 @@ def test_a_replica_exports_only_the_series_of_the_objects_it_reconciles() -> Non
     assert {dict(k)["name"] for k in samples(m, "goldrush_pipeline_destination_healthy")} == {"a"}
     m.pipelines.visible = lambda key: False  # a standby
     assert pipeline_series(m) == 0
+
+
+def test_the_metrics_endpoint_serves_the_registry_over_http() -> None:
+    """`serve` starts prometheus_client's WSGI app on the port (a daemon thread) and answers a scrape."""
+    import socket
+    import urllib.request
+
+    from goldrush_operator.metrics import PrometheusMetrics
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    metrics = PrometheusMetrics()
+    metrics.reconcile_done("ok", 0.01)
+    metrics.serve(port)
+    body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    assert 'goldrush_reconciles_total{result="ok"} 1.0' in body
