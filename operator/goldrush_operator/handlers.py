@@ -178,7 +178,7 @@ async def take_over(rt: Runtime, admitted: Callable[[ObjectKey], bool], within: 
     for key, record in list(rt.store.records.items()):
         if admitted(key):
             rt.store.records[key] = _memory_reset(record)
-            if record.finalized or not record.deleting:
+            if record.wanted:
                 rt.scheduler.wake(key)
 
 
@@ -197,7 +197,7 @@ def on_pipeline(rt: Runtime, body: Any, event_type: str | None) -> None:
         return
     rt.seen[key] = str((body.get("metadata") or {}).get("resourceVersion"))
     record, wake = rt.store.observe(body)
-    if wake and (record.finalized or not record.deleting):
+    if wake and record.wanted:
         rt.scheduler.wake(key)
 
 

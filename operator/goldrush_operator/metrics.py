@@ -14,27 +14,15 @@ pipeline costs a few hundred bytes instead of a dozen gauge children; a new pipe
 
 from __future__ import annotations
 
-import threading
 from collections import Counter as _Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
-from typing import Any
-from wsgiref.simple_server import WSGIRequestHandler, make_server
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.core import GaugeMetricFamily
-from prometheus_client.exposition import ThreadingWSGIServer
 from prometheus_client.registry import Collector
 
 from goldrush_operator.goldrush_api import PipelineMetrics
-
-
-class _QuietHandler(WSGIRequestHandler):
-    """No access log line per scrape."""
-
-    def log_message(self, format: str, *args: Any) -> None:
-        return None
-
 
 PHASES = ("PENDING", "DEPLOYING", "RUNNING", "PAUSED", "FAILED", "STOPPING", "STOPPED")
 PIPELINE_LABELS = ("namespace", "name", "pipeline_id")
@@ -176,16 +164,8 @@ class PrometheusMetrics:
                                   registry=r)
 
     def serve(self, port: int) -> None:
-        """Start the HTTP endpoint (a daemon thread).
-
-        prometheus_client's own server, as `start_http_server` builds it, but served with a long poll interval:
-        the interval only bounds how soon `shutdown()` is noticed (never called: the thread dies with the
-        process), and the default 0.5 s wakes an idle operator twice a second for nothing.
-        """
-        httpd = make_server("0.0.0.0", port, make_wsgi_app(self.registry), ThreadingWSGIServer,
-                            handler_class=_QuietHandler)
-        threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 3600.0}, daemon=True,
-                         name="goldrush-metrics").start()
+        """Start the HTTP endpoint (a daemon thread)."""
+        start_http_server(port, registry=self.registry)
 
     def on_request(self, method: str, route: str, outcome: str) -> None:
         self.api_requests.labels(route, method, outcome).inc()

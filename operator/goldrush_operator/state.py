@@ -117,6 +117,11 @@ class ObjectRecord:
     # message, remote pause intent); the status polls keep reporting it until the inputs change.
     not_applied: tuple[str, str | None, str, bool | None] | None = None
 
+    @property
+    def wanted(self) -> bool:
+        """Whether a pass has anything to do: a live object, or one being deleted that carries the finalizer."""
+        return self.finalized or not self.deleting
+
     def snapshot(self) -> dict[str, Any]:
         """A fresh dict copy of the last observed object (see `snapshot_of`)."""
         parsed: dict[str, Any] = json.loads(self._snapshot)

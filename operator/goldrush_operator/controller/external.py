@@ -207,30 +207,32 @@ class External:
 
     # ------------------------------------------------------------------------------------------ create
 
-    @staticmethod
-    def _finalizer_patch(p: Pass) -> dict[str, Any]:
-        """The keyword arguments of `patch_annotations` that add the finalizer (none when it is there)."""
-        if p.record.finalized:
-            return {}
-        meta = p.body.get("metadata") or {}
-        return {"finalizers": [*(meta.get("finalizers") or []), FINALIZER],
-                "resource_version": str(meta.get("resourceVersion") or "") or None}
+    async def _patch_metadata(self, p: Pass, annotations: Mapping[str, str | None]) -> None:
+        """Patch annotations and, unless the object carries it, add the finalizer in the same write.
 
-    async def ensure_finalizer(self, p: Pass) -> None:
-        """Add the finalizer before anything remote is recorded on the object (create, adopt, observe).
-
-        One merge patch guarded by the observed `resourceVersion` (another controller's finalizers stay); a
-        409 waits for the watch to deliver the newer object. The create adds it with its intent mark instead.
+        The finalizer list goes with the observed `resourceVersion` as precondition (another controller's
+        finalizers stay); a 409 raises `Wait`: look again once the watch has delivered the newer object.
         """
-        if p.record.finalized:
-            return
+        extra: dict[str, Any] = {}
+        if not p.record.finalized:
+            meta = p.body.get("metadata") or {}
+            extra = {"finalizers": [*(meta.get("finalizers") or []), FINALIZER],
+                     "resource_version": str(meta.get("resourceVersion") or "") or None}
         try:
-            await self._kube.patch_annotations(p.namespace, p.name, {}, **self._finalizer_patch(p))
+            await self._kube.patch_annotations(p.namespace, p.name, annotations, **extra)
         except KubeError as exc:
             if exc.status == 409:
                 raise Wait(0.5) from None
             raise
         p.record.finalized = True
+
+    async def ensure_finalizer(self, p: Pass) -> None:
+        """Add the finalizer before anything remote is recorded on the object (create, adopt, observe).
+
+        The create adds it with its intent mark instead (`_patch_metadata`).
+        """
+        if not p.record.finalized:
+            await self._patch_metadata(p, {})
 
     async def release(self, p: Pass) -> None:
         """Remove the finalizer (the deletion is done): the object goes away. Gone already counts as done."""
@@ -311,13 +313,7 @@ class External:
         mark = now_iso()
         marks = {ANNOTATION_CREATE_PENDING: mark,
                  ANNOTATION_CREATE_PENDING_SECRETS: json.dumps(d.resolved.hashes, sort_keys=True)}
-        try:
-            await self._kube.patch_annotations(p.namespace, p.name, marks, **self._finalizer_patch(p))
-        except KubeError as exc:
-            if exc.status == 409:  # the object changed since it was observed: look again once the watch has it
-                raise Wait(0.5) from None
-            raise
-        record.finalized = True
+        await self._patch_metadata(p, marks)
         record.create_pending, record.pending_hashes = mark, dict(d.resolved.hashes)
         crash_point("create.after-intent")
         remote = await client.create_pipeline(d.payload)

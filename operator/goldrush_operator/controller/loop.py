@@ -119,10 +119,10 @@ class Controller:
     async def run_pass(self, key: ObjectKey) -> float | None:
         """One pass over the object `key`; the delay until it is due again (None: it is gone or going)."""
         record = self.store.get(key)
-        if record is None:
-            return None
-        if record.deleting:  # nothing to do without the operator's finalizer: the object is going away
-            return await self._finalize(record) if record.finalized else None
+        if record is None or not record.wanted:
+            return None  # gone, or going without the operator's finalizer: nothing to do
+        if record.deleting:
+            return await self._finalize(record)
         started, result = self.clock(), "error"
         with about(key):
             p = Pass.of(record)
