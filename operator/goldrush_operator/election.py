@@ -90,6 +90,7 @@ class Election:
         self._failing: set[str] = set()  # Leases whose last call failed (their warnings go to debug)
         self._terms = [0] * self.shards  # per shard: how often this replica acquired it (a takeover's term)
         self._takeover: asyncio.Task[None] | None = None
+        self._lapsed: set[int] = set()  # taken-over shards whose objects were refused while a renewal was late
         self.takeover_slice = timing.retry_period  # how long one step waits for a running takeover
 
     def configure_takeover(
@@ -111,8 +112,17 @@ class Election:
                 and self.shard_states[shard].holds(now))
 
     def admits(self, key: ObjectKey) -> bool:
-        """Whether this replica reconciles `key` now (the scheduler's admission)."""
-        return self._may(self.shard_of_key(key), self._clock())
+        """Whether this replica reconciles `key` now (the scheduler's admission).
+
+        A refusal only because the hold of a taken-over shard has run past its renew deadline while its
+        renewal is still on the way is remembered: if that renewal lands (the same term, so no takeover
+        follows), `_publish` readmits what the scheduler parked meanwhile."""
+        shard, now = self.shard_of_key(key), self._clock()
+        if self._may(shard, now):
+            return True
+        if shard is not None and shard in self.active and not self.stopping:
+            self._lapsed.add(shard)
+        return False
 
     def check_write(self) -> None:
         """Raise `Fenced` unless this replica may write about the object the running task works on now."""
@@ -165,6 +175,7 @@ class Election:
         for i, st in enumerate(self.shard_states):
             if st.expire(now):
                 self.active.discard(i)
+                self._lapsed.discard(i)  # a new term: its takeover readmits
                 log.error("could not renew Lease %s/%s within the renew deadline (%gs): stopped writing; "
                           "another replica may take over after %gs", self.namespace, st.name,
                           self.timing.renew_deadline, self.timing.duration)
@@ -315,6 +326,7 @@ class Election:
             return False
         self._failing.discard(st.name)
         st.written(written, sent_at)
+        self._publish()  # a renewal that landed after its deadline readmits what was parked meanwhile
         return True
 
     async def _ours_still(self, st: LeaseState) -> bool:
@@ -333,6 +345,7 @@ class Election:
     def _lost(self, st: LeaseState, why: str) -> None:
         if st in self.shard_states:
             self.active.discard(self.shard_states.index(st))
+            self._lapsed.discard(self.shard_states.index(st))
         log.error("lost Lease %s/%s (%s): stopped writing", self.namespace, st.name, why)
         self._publish()
 
@@ -367,6 +380,16 @@ class Election:
                     break
 
     def _publish(self) -> None:
+        """Report leadership and shards owned when they changed; readmit parked objects of shards that are
+        writable again without a takeover (a renewal that landed late, see `admits`)."""
+        if self._lapsed:
+            now = self._clock()
+            back = {i for i in self._lapsed if self._may(i, now)}
+            if back:
+                self._lapsed -= back
+                log.warning("renewal of Lease(s) %s landed after the renew deadline: writing again",
+                            ",".join(self.shard_states[i].name for i in sorted(back)))
+                self._on_admitted()
         state = (self.leader, len([i for i in self.owned() if i in self.active]))
         if state != self._reported:
             self._reported = state
