@@ -90,7 +90,7 @@ class Election:
         self._failing: set[str] = set()  # Leases whose last call failed (their warnings go to debug)
         self._terms = [0] * self.shards  # per shard: how often this replica acquired it (a takeover's term)
         self._takeover: asyncio.Task[None] | None = None
-        self._lapsed: set[int] = set()  # taken-over shards whose objects were refused while a renewal was late
+        self._writable: set[int] = set()  # shards whose objects `_publish` last saw admitted (see `_publish`)
         self.takeover_slice = timing.retry_period  # how long one step waits for a running takeover
 
     def configure_takeover(
@@ -114,14 +114,14 @@ class Election:
     def admits(self, key: ObjectKey) -> bool:
         """Whether this replica reconciles `key` now (the scheduler's admission).
 
-        A refusal only because the hold of a taken-over shard has run past its renew deadline while its
-        renewal is still on the way is remembered: if that renewal lands (the same term, so no takeover
-        follows), `_publish` readmits what the scheduler parked meanwhile."""
+        A refusal for a shard last published as writable (its hold ran past the renew deadline while the
+        renewal is still on the way) takes it out of `_writable`, so that `_publish` readmits what the
+        scheduler parks meanwhile once the shard is writable again, takeover or not."""
         shard, now = self.shard_of_key(key), self._clock()
         if self._may(shard, now):
             return True
-        if shard is not None and shard in self.active and not self.stopping:
-            self._lapsed.add(shard)
+        if shard is not None:
+            self._writable.discard(shard)
         return False
 
     def check_write(self) -> None:
@@ -175,7 +175,6 @@ class Election:
         for i, st in enumerate(self.shard_states):
             if st.expire(now):
                 self.active.discard(i)
-                self._lapsed.discard(i)  # a new term: its takeover readmits
                 log.error("could not renew Lease %s/%s within the renew deadline (%gs): stopped writing; "
                           "another replica may take over after %gs", self.namespace, st.name,
                           self.timing.renew_deadline, self.timing.duration)
@@ -277,8 +276,7 @@ class Election:
         # Only shards held without a break since the takeover began (a Lease lost and acquired again meanwhile
         # is a new term: its objects get a takeover of their own).
         self.active |= {i for i in gained if self.shard_states[i].holds(now) and self._terms[i] == terms[i]}
-        self._publish()
-        self._on_admitted()
+        self._publish()  # readmits the objects of the shards taken over
 
     # ------------------------------------------------------------------------------------------ calls
 
@@ -304,7 +302,7 @@ class Election:
         record = record or st.next_write(self._clock())
         if record is None:
             return False
-        sent_at = self._clock()
+        sent_at, fence = self._clock(), st.fenced_at()
         try:
             if st.exists and record.resource_version is not None:
                 written = await self.leases.update_lease(self.namespace, st.name, record)
@@ -326,6 +324,9 @@ class Election:
             return False
         self._failing.discard(st.name)
         st.written(written, sent_at)
+        if fence is not None and self._clock() >= fence and st.holds(self._clock()):
+            log.warning("renewal of Lease %s/%s landed after the renew deadline: writing again", self.namespace,
+                        st.name)
         self._publish()  # a renewal that landed after its deadline readmits what was parked meanwhile
         return True
 
@@ -345,7 +346,6 @@ class Election:
     def _lost(self, st: LeaseState, why: str) -> None:
         if st in self.shard_states:
             self.active.discard(self.shard_states.index(st))
-            self._lapsed.discard(self.shard_states.index(st))
         log.error("lost Lease %s/%s (%s): stopped writing", self.namespace, st.name, why)
         self._publish()
 
@@ -380,16 +380,15 @@ class Election:
                     break
 
     def _publish(self) -> None:
-        """Report leadership and shards owned when they changed; readmit parked objects of shards that are
-        writable again without a takeover (a renewal that landed late, see `admits`)."""
-        if self._lapsed:
-            now = self._clock()
-            back = {i for i in self._lapsed if self._may(i, now)}
-            if back:
-                self._lapsed -= back
-                log.warning("renewal of Lease(s) %s landed after the renew deadline: writing again",
-                            ",".join(self.shard_states[i].name for i in sorted(back)))
-                self._on_admitted()
+        """Report leadership and shards owned when they changed, and run `on_admitted` (the scheduler's
+        `readmit`) whenever a shard has become writable since the last call: after a takeover, and after a
+        renewal that landed past the renew deadline in the same term (no takeover follows that one; what the
+        scheduler parked while it was on the way would otherwise stay parked)."""
+        now = self._clock()
+        writable = {i for i in range(self.shards) if self._may(i, now)}
+        gained, self._writable = writable - self._writable, writable
+        if gained:
+            self._on_admitted()
         state = (self.leader, len([i for i in self.owned() if i in self.active]))
         if state != self._reported:
             self._reported = state
