@@ -37,6 +37,7 @@ from typing import Any
 import kopf
 
 from goldrush_operator.controller.creds import CredentialsController
+from goldrush_operator.controller.failure import watch_service_key
 from goldrush_operator.controller.loop import Controller
 from goldrush_operator.election import Election
 from goldrush_operator.kube import KubeError
@@ -113,7 +114,8 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     rt: Runtime = memo.runtime
     rt.tasks = [
         asyncio.create_task(rt.scheduler.run(), name="goldrush-scheduler"),
-        asyncio.create_task(rt.controller.watch_service_key(rt.scheduler.wake), name="goldrush-key-watch"),
+        asyncio.create_task(watch_service_key(rt.controller.key_source, rt.store, rt.scheduler.wake),
+                            name="goldrush-key-watch"),
         asyncio.create_task(LoopLag(rt.on_loop_lag).run(), name="goldrush-loop-lag"),
     ]
     if rt.credentials is not None:

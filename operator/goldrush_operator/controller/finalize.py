@@ -4,17 +4,18 @@ Whether the remote goes follows Crossplane's rule (`resource.deletes_remote`): m
 `["*"]` decide alone (Delete in the list or not), `["*"]` follows `deletionPolicy`. In dry-run mode the DELETE
 is announced once (`WouldDelete`) and the finalizer stays.
 
-Called by `loop.Controller` as the pass of an object being deleted that carries the operator's finalizer
-(the scheduler's workers run it like any pass, under the same Lease gate). When the work is done the
-finalizer is removed (`External.release`) and the object goes away. Failures go through `outcome.classify`
-like a pass's: a retry becomes `DeleteLater` with the backoff, a stall `DeleteLater` with a long delay (the
-pass runs again then; the finalizer stays). An interrupted create is looked up so that deleting the object
-never orphans what it created.
+`Finalizer.run` is called by `loop.Controller` as the pass of an object being deleted that carries the
+operator's finalizer (the scheduler's workers run it like any pass, under the same Lease gate). When the work
+is done the finalizer is removed (`External.release`) and the object goes away. Failures go through
+`outcome.classify` like a pass's: a retry becomes `DeleteLater` with the backoff, a stall `DeleteLater` with a
+long delay (the pass runs again then; the finalizer stays). An interrupted create is looked up so that
+deleting the object never orphans what it created.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -36,6 +37,8 @@ from goldrush_operator.resource import (
 )
 from goldrush_operator.state import ObjectRecord, Store, object_key, snapshot_of
 
+log = logging.getLogger("goldrush_operator.controller")
+
 
 class DeleteLater(Exception):
     """The deletion must run again after `delay` seconds; `message` is scrubbed."""
@@ -56,6 +59,19 @@ class Finalizer:
     ) -> None:
         self.settings, self.store, self.inputs, self.external = settings, store, inputs, external
         self.client_for, self.key_source, self.metrics, self._backoff = client_for, key_source, metrics, backoff
+
+    async def run(self, record: ObjectRecord) -> float | None:
+        """The pass of an object being deleted: the delay until it runs again, or None when it is done."""
+        with about(record.key):
+            try:
+                await self.delete(record.snapshot())
+            except Fenced as fenced:
+                log.info("%s", fenced)
+                return self.settings.poll_fast_seconds
+            except DeleteLater as later:
+                log.info("%s; again in %.0fs", later.message, later.delay)
+                return later.delay
+        return None
 
     async def delete(self, body: Mapping[str, Any]) -> None:
         """Finalizer work: delete the remote pipeline (policy Delete) and wait until it is gone.

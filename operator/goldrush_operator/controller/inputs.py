@@ -25,9 +25,13 @@ from goldrush_operator.credentials import ResolvedSecrets, resolve_destination_s
 from goldrush_operator.keyring import CredKey, Keyring, NotYetKnown, ObjectKey, Refused
 from goldrush_operator.kube import NotFound
 from goldrush_operator.payload import desired_payload, parse_abi_file
-from goldrush_operator.resource import PipelineSpec
+from goldrush_operator.resource import (
+    ANNOTATION_FLUX_REQUESTED_AT,
+    ANNOTATION_RECONCILE_REQUESTED_AT,
+    PipelineSpec,
+)
 from goldrush_operator.secret_values import object_hmac_key
-from goldrush_operator.state import Store
+from goldrush_operator.state import NOTHING, Store
 
 CONFIGMAP_NOT_FOUND = "ConfigMapNotFound"
 
@@ -65,6 +69,18 @@ def parse_spec(p: Pass) -> PipelineSpec:
     except ValidationError as exc:
         msg = "; ".join(f"spec.{'.'.join(str(x) for x in e['loc'])}: {e['msg']}" for e in exc.errors())
         raise InputProblem(Stall(cond.INVALID_SPEC, f"invalid spec: {msg}")) from None
+
+
+def reconcile_requested(p: Pass) -> bool:
+    """Whether an on-demand reconcile was requested since the last pass (a user's or Flux's annotation)."""
+    tokens = [t for t in (p.annotations.get(ANNOTATION_RECONCILE_REQUESTED_AT),
+                          p.annotations.get(ANNOTATION_FLUX_REQUESTED_AT)) if t]
+    handled = {*p.record.handled_tokens, p.current.get("lastHandledReconcileAt")}
+    new = [t for t in tokens if t not in handled]
+    if new:
+        p.out["lastHandledReconcileAt"] = new[-1]
+    p.record.handled_tokens = frozenset(tokens) if tokens else NOTHING
+    return bool(new)
 
 
 @dataclass(frozen=True)
