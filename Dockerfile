@@ -28,6 +28,14 @@ WORKDIR /src
 # operator/goldrush_operator arrive here (the simulator, operator/goldrush_sim, never does).
 COPY . .
 
+# jemalloc, the process's allocator at run time (see the runtime stage): Debian's library, copied
+# into the virtual environment so that the runtime stage still receives that one directory.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends libjemalloc2=5.3.0-1 \
+    && rm -rf /var/lib/apt/lists/* \
+    && mkdir -p /opt/venv/lib \
+    && cp /usr/lib/*/libjemalloc.so.2 /opt/venv/lib/libjemalloc.so.2
+
 # Build the wheel (build isolation fetches the declared build backend), install the locked
 # dependencies (hashes required) and the wheel into /opt/venv, check the set is consistent, then
 # drop the installers that the runtime does not need.
@@ -46,7 +54,11 @@ LABEL org.opencontainers.image.title="goldrush-operator" \
       org.opencontainers.image.licenses="Apache-2.0"
 
 # Nothing is written at run time except under /tmp: no bytecode caches, HOME points at /tmp.
+# Every allocation goes to jemalloc (pymalloc off): the heap a burst of creates fragments costs about a
+# fifth less resident memory per object than with pymalloc and glibc (bench/README, finding 22).
 ENV PATH=/opt/venv/bin:$PATH \
+    LD_PRELOAD=/opt/venv/lib/libjemalloc.so.2 \
+    PYTHONMALLOC=malloc \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     HOME=/tmp \

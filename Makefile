@@ -13,6 +13,7 @@ SIM_PORT ?= 18080
 export PYTHONPATH := $(CURDIR)/operator:$(CURDIR)/tests
 
 .PHONY: help venv lint fmt test test-unit test-sim test-packaging test-e2e test-deps ensure-control-plane ensure-tools \
+        ensure-jemalloc \
         cluster-up cluster-down crd chart-files lock dev dev-down bench bench-quick clean
 
 help:
@@ -57,7 +58,12 @@ ensure-control-plane:
 ensure-tools: $(STAMP)
 	$(BIN)/python -m support.gotools
 
-test: lint ensure-control-plane ensure-tools test-deps
+# The image's allocator (Dockerfile): the packaging test and the benchmarks run the operator with it.
+ensure-jemalloc:
+	@ls /usr/lib/*/libjemalloc.so.2 >/dev/null 2>&1 || (apt-get update -qq \
+	  && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libjemalloc2)
+
+test: lint ensure-control-plane ensure-tools ensure-jemalloc test-deps
 	$(BIN)/pytest -p no:cacheprovider tests/unit tests/sim tests/packaging tests/e2e
 
 # The unit and sim tiers against the lowest and the newest dependency versions pyproject allows.
@@ -67,7 +73,7 @@ test-deps: $(STAMP)
 test-unit: $(STAMP) $(CHECKOV_STAMP) ensure-tools
 	$(BIN)/pytest -p no:cacheprovider tests/unit
 
-test-packaging: $(STAMP)
+test-packaging: $(STAMP) ensure-jemalloc
 	$(BIN)/pytest -p no:cacheprovider tests/packaging
 
 test-sim: $(STAMP)
@@ -104,10 +110,10 @@ dev-down: $(STAMP)
 	-$(BIN)/python -m support.devenv down --dir $(DEV_DIR)
 	$(BIN)/python -m support.ctlplane down --dir $(DEV_DIR)
 
-bench: $(STAMP) ensure-control-plane
+bench: $(STAMP) ensure-control-plane ensure-jemalloc
 	$(BIN)/python -m bench.run
 
-bench-quick: $(STAMP) ensure-control-plane
+bench-quick: $(STAMP) ensure-control-plane ensure-jemalloc
 	$(BIN)/python -m bench.run --quick
 
 clean: cluster-down

@@ -202,8 +202,21 @@ def start_sim(*extra: str) -> SimProcess:
                             "--journal-size", "2000000", "--log-level", "warning", *extra, timeout=30)
 
 
+# Set by `bench.run --allocator`: the allocator variables every measured operator process starts with.
+ALLOCATOR_ENV: dict[str, str] = {}
+
+
+def jemalloc_env() -> dict[str, str]:
+    """The operator's memory allocator as the image sets it: jemalloc for every allocation (pymalloc off)."""
+    found = sorted(Path("/usr/lib").glob("*/libjemalloc.so.2")) + sorted(Path("/usr/lib").glob("libjemalloc.so.2"))
+    if not found:
+        raise RuntimeError("libjemalloc.so.2 is missing (Debian package libjemalloc2)")
+    return {"LD_PRELOAD": str(found[0]), "PYTHONMALLOC": "malloc"}
+
+
 def operator_env(**overrides: str) -> dict[str, str]:
     env = {
+        **ALLOCATOR_ENV,
         "GOLDRUSH_POLL_FAST_SECONDS": "2",
         "GOLDRUSH_POLL_SLOW_SECONDS": "900",
         "GOLDRUSH_RATE_LIMIT": "200",

@@ -545,6 +545,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="B4 scale points beyond N, comma list (default 10000, quick 1000)")
     parser.add_argument("--rate-limit", type=int, default=200, help="operator GOLDRUSH_RATE_LIMIT (not B2)")
     parser.add_argument("--concurrency", type=int, default=50, help="operator GOLDRUSH_MAX_CONCURRENCY (not B2)")
+    parser.add_argument("--allocator", choices=["jemalloc", "default"], default="jemalloc",
+                        help="the measured operator's allocator: jemalloc for every allocation, as the image "
+                        "runs it (LD_PRELOAD of libjemalloc.so.2, PYTHONMALLOC=malloc; the default), or "
+                        "Python's own (pymalloc and glibc)")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs)")
     parser.add_argument("--no-write", action="store_true", help="do not write bench/results")
     args = parser.parse_args(argv)
@@ -553,6 +557,9 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown scenarios: {', '.join(sorted(unknown))}")
     n = args.objects or (200 if args.quick else 1000)
+    env.ALLOCATOR_ENV.clear()
+    if args.allocator == "jemalloc":
+        env.ALLOCATOR_ENV.update(env.jemalloc_env())
     scale = [int(x) for x in args.scale.split(",")] if args.scale else ([1000] if args.quick else [10000])
     workdir = Path(tempfile.mkdtemp(prefix="goldrush-bench-"))
     ctx = Ctx(quick=args.quick, n=n, idle_seconds=args.idle_seconds or (120.0 if args.quick else 600.0),
@@ -583,7 +590,8 @@ def main(argv: list[str] | None = None) -> int:
             "GOLDRUSH_MAX_CONCURRENCY": f"{args.concurrency} (B2, B3, B6, B11: 10)",
             "GOLDRUSH_POLL_FAST_SECONDS": "2", "GOLDRUSH_POLL_SLOW_SECONDS": "900",
             "GOLDRUSH_POLL_BUDGET_SHARE": "0.1", "GOLDRUSH_POLL_STATUS_MAX_SECONDS": "60",
-            "GOLDRUSH_WORKERS": str(WORKERS), "B3 idle window": f"{ctx.idle_seconds:g} s",
+            "GOLDRUSH_WORKERS": str(WORKERS), "operator allocator": args.allocator,
+            "B3 idle window": f"{ctx.idle_seconds:g} s",
             "B4 scale points": ", ".join(str(p) for p in scale), "B14 objects": ctx.b14_objects,
             "B10 pipelines / unrelated Secrets": f"{ctx.b10_objects} / {ctx.b10_secrets}",
             "B12 objects": ctx.b12_objects, "B13 objects per run": ctx.b13_objects,

@@ -127,6 +127,30 @@ def test_final_stage_copies_only_the_venv_and_runs_as_numeric_non_root() -> None
     assert not [rest for keyword, rest in stage if keyword == "CMD"]
 
 
+JEMALLOC_IN_IMAGE = "/opt/venv/lib/libjemalloc.so.2"
+
+
+def system_jemalloc() -> Path:
+    """Debian's libjemalloc.so.2 on this machine (`make test` installs the package libjemalloc2)."""
+    found = sorted(Path("/usr/lib").glob("*/libjemalloc.so.2"))
+    assert found, "libjemalloc.so.2 is missing: `make test` installs it (Debian package libjemalloc2)"
+    return found[0]
+
+
+def test_the_runtime_allocates_with_jemalloc_shipped_inside_the_venv() -> None:
+    """Every allocation goes to jemalloc (bench/README finding 22); the library travels in the one COPY."""
+    text = DOCKERFILE.read_text()
+    parsed = instructions(text)
+    froms = [i for i, (keyword, _) in enumerate(parsed) if keyword == "FROM"]
+    build_runs = " ".join(rest for keyword, rest in parsed[: froms[1]] if keyword == "RUN")
+    assert re.search(r"apt-get install -y --no-install-recommends libjemalloc2=\S+", build_runs)
+    assert f"cp /usr/lib/*/libjemalloc.so.2 {JEMALLOC_IN_IMAGE}" in build_runs
+    assert "rm -rf /var/lib/apt/lists/*" in build_runs
+    runtime = env_of(final_stage(text))
+    assert runtime["LD_PRELOAD"] == JEMALLOC_IN_IMAGE
+    assert runtime["PYTHONMALLOC"] == "malloc"
+
+
 def test_dependencies_come_from_the_hashed_lock() -> None:
     """Two builds a week apart install the same dependency versions: the lock, hashes required."""
     parsed = instructions(DOCKERFILE.read_text())
@@ -331,6 +355,8 @@ def test_image_install_steps_work_as_non_root(world_readable_dir: Path) -> None:
     assert top_level == ["goldrush_operator"]
     assert (dist_info / "licenses" / "LICENSE").read_text() == (ROOT / "LICENSE").read_text()
     assert not (venv / "bin" / "pip").exists()
+    # RUN ... cp /usr/lib/*/libjemalloc.so.2 /opt/venv/lib/libjemalloc.so.2
+    shutil.copy(system_jemalloc(), venv / "lib" / "libjemalloc.so.2")
 
     # The runtime stage: root-owned, non-writable venv; USER 65532; HOME=/tmp; no bytecode writes.
     for path in [work, *work.rglob("*")]:
@@ -343,6 +369,8 @@ def test_image_install_steps_work_as_non_root(world_readable_dir: Path) -> None:
         "PYTHONUNBUFFERED": "1",
         "HOME": "/tmp",
         "TMPDIR": "/tmp",
+        "LD_PRELOAD": str(venv / "lib" / "libjemalloc.so.2"),
+        "PYTHONMALLOC": "malloc",
     }
     proc = subprocess.run(
         [*_as_unprivileged(), str(venv / "bin" / "goldrush-operator"), "--help"],
@@ -355,6 +383,7 @@ def test_image_install_steps_work_as_non_root(world_readable_dir: Path) -> None:
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     output = proc.stdout + proc.stderr
+    assert "ld.so" not in output, output  # the preload was found and loaded
     assert "usage" in output.lower()
     assert "goldrush-operator" in output
     assert "run" in output
@@ -383,6 +412,18 @@ def test_image_install_steps_work_as_non_root(world_readable_dir: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "ok"
+    # jemalloc is the process's allocator (its own entry point resolves), and pymalloc is off.
+    allocator = (
+        "import ctypes, sys; ctypes.CDLL(None).mallctl; "
+        "maps = open('/proc/self/maps').read(); assert 'libjemalloc.so.2' in maps; "
+        "import os; print(os.environ['PYTHONMALLOC'])"
+    )
+    proc = subprocess.run(
+        [*_as_unprivileged(), venv_python, "-c", allocator],
+        capture_output=True, text=True, timeout=60, check=False, env=runtime_env, cwd="/tmp",
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "malloc"
     proc = subprocess.run(
         [*_as_unprivileged(), venv_python, "-c", "import goldrush_sim"],
         capture_output=True, text=True, timeout=60, check=False, env=runtime_env, cwd="/tmp",
