@@ -373,9 +373,9 @@ async def test_delete_removes_the_remote_and_forgets_the_object(world: World) ->
     body["metadata"]["deletionTimestamp"] = "2099-01-01T00:00:00Z"
     world.api.fail[("DELETE", "delete")] = 503
     with pytest.raises(DeleteLater):
-        await world.controller.delete(body)
+        await world.controller.finalizer.delete(body)
     del world.api.fail[("DELETE", "delete")]
-    await world.controller.delete(body)
+    await world.controller.finalizer.delete(body)
     assert pid not in world.api.pipelines and world.store.get(("ns", "p1")) is None
 
 
@@ -422,7 +422,7 @@ async def test_an_object_changed_under_the_intent_mark_is_not_created_yet(world:
 async def test_read_budget_spreads_polls(world: World) -> None:
     await _running(world)
     # 1 object, 2 reads/s budget: the status interval is the fast poll; the budget pays at once.
-    status_every, full_every = world.controller.intervals()
+    status_every, full_every = world.controller.timing.intervals()
     assert status_every == 2.0 and full_every == 900.0
 
 
@@ -431,7 +431,7 @@ async def test_every_read_sent_is_paid_from_the_budget(world: World) -> None:
     await _running(world)
     record = world.store.get(("ns", "p1"))
     assert record is not None
-    world.controller.budget.reserve(100)  # the budget is booked 50 s ahead (2 reads/s)
+    world.controller.timing.budget.reserve(100)  # the budget is booked 50 s ahead (2 reads/s)
     world.now += 3
     world.api.journal.clear()
     wait = await world.run()

@@ -167,7 +167,7 @@ async def test_observe_only_mirrors_by_name_and_never_writes(world: World) -> No
     assert delay is not None and delay >= 2.0
     body = world.obj()
     body["metadata"]["deletionTimestamp"] = "2099-01-01T00:00:00Z"
-    await world.controller.delete(body)
+    await world.controller.finalizer.delete(body)
     assert world.api.writes() == [] and pid in world.api.pipelines
     assert any(r == "Orphaned" and "do not include Delete" in m for r, m in world.kube.events)
 
@@ -197,7 +197,7 @@ async def test_subset_without_delete_creates_and_updates_but_never_deletes(world
     assert world.api.writes() == [("POST", "create"), ("PATCH", "patch")]
     body = world.obj()
     body["metadata"]["deletionTimestamp"] = "2099-01-01T00:00:00Z"
-    await world.controller.delete(body)
+    await world.controller.finalizer.delete(body)
     assert ("DELETE", "delete") not in world.api.writes() and pid in world.api.pipelines
 
 
@@ -278,7 +278,7 @@ async def test_dry_run_announces_each_change_once_and_sends_nothing(world: World
     body["metadata"]["deletionTimestamp"] = "2099-01-01T00:00:00Z"
     for _ in range(2):
         with pytest.raises(DeleteLater):
-            await world.controller.delete(body)
+            await world.controller.finalizer.delete(body)
     assert _would(world)[-1] == "WouldDelete" and _would(world).count("WouldDelete") == 1
     assert world.api.writes() == [] and pid in world.api.pipelines
 
@@ -306,3 +306,22 @@ def test_argo_cd_judges_an_unwritten_difference_by_ready(reason: str) -> None:
             condition.update(status="False", reason="NotFound", message="no remote pipeline")
     obj["status"]["phase"] = "PENDING"
     assert run_health(obj)["status"] == "Progressing"
+
+
+@pytest.mark.parametrize(("policies", "next_step"), [
+    (["*"], "creating it again"), (["Observe", "Update"], "looking it up by name"),
+])
+async def test_a_remote_deleted_out_of_band_is_forgotten_as_the_policies_say(
+    world: World, policies: list[str], next_step: str,
+) -> None:
+    pid = _remote(world)
+    world.apply(pipeline(managementPolicies=policies, description="made in the UI"))
+    world.kube.objects[("ns", "p1")]["metadata"]["annotations"] = {"goldrush.dev/pipeline-id": pid}
+    world.sync()
+    await world.run()
+    assert world.obj()["status"]["pipelineId"] == pid
+    del world.api.pipelines[pid]
+    world.now += 1000
+    await world.run()
+    assert ("RemoteDeleted", f"remote pipeline {pid} no longer exists; {next_step}") in world.kube.events
+    assert world.obj()["status"].get("pipelineId") is None

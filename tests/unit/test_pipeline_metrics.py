@@ -257,7 +257,7 @@ async def test_a_budgeted_poll_reads_the_metrics_once_per_interval_and_writes_no
 async def test_metrics_reads_are_booked_in_the_read_budget() -> None:
     world, _ = metrics_world(rate_limit=10.0)  # budget 1 read/s
     await running(world)
-    world.controller.budget = ReadBudget(1.0, burst=0, clock=lambda: world.now)  # no burst: every read waits
+    world.controller.timing.budget = ReadBudget(1.0, burst=0, clock=lambda: world.now)  # no burst: every read waits
     world.now += 10
     sent = len(world.api.journal)
     delay = await world.run()
@@ -329,7 +329,7 @@ async def test_series_go_when_reconciliation_is_paused_and_when_the_object_is_de
     assert pipeline_series(m) > 0
     body = world.obj()
     body["metadata"]["deletionTimestamp"] = "2099-01-01T00:00:00Z"
-    await world.controller.delete(body)
+    await world.controller.finalizer.delete(body)
     assert pipeline_series(m) == 0
     assert sum(samples(m, "goldrush_pipelines").values()) == 0
     # An object that leaves the watch without the finalizer (DELETED event) loses its series too.

@@ -1,7 +1,9 @@
 """The controller: one reconcile pass per object along the managed-resource contract.
 
-`loop.Controller.run_pass` (called by the scheduler's workers) and `loop.Controller.delete` (called by the
-kopf deletion handler) are the entry points. A pass reads its inputs (`inputs`), observes and changes the
-remote pipeline (`external`), lets `outcome.classify` turn any failure into a retry or a stall, and writes
-status through `status`, the only status writer. `ports` names what the controller needs from outside.
+`loop.Controller.run_pass` (called by the scheduler's workers) is the entry point; an object being deleted
+that carries the operator's finalizer gets `finalize.Finalizer.run` as its pass. A pass reads its inputs
+(`inputs`), creates or adopts the remote pipeline (`external`), applies the configuration (`act`), observes
+the runtime (`observe`), and writes status through `status`, the only status writer; `timing` says when the
+object is due again, and every failure goes through `outcome.classify` and `failure`. `ports` names what the
+controller needs from outside.
 """

@@ -31,10 +31,9 @@ class Act:
 
     def __init__(
         self, external: External, writer: StatusWriter, metrics: Metrics, observer: Observer, timing: Timing,
-        status_max_seconds: float,
     ) -> None:
         self.external, self.writer, self.metrics, self.observer = external, writer, metrics, observer
-        self.timing, self.status_max_seconds = timing, status_max_seconds
+        self.timing = timing
 
     async def apply_config(
         self, p: Pass, d: Desired, client: GoldRushClient, pipeline_id: str, remote: Any,
@@ -49,7 +48,7 @@ class Act:
             try:
                 remote = await client.get_pipeline(pipeline_id)
             except NotFoundError:
-                await self.observer.remote_gone(p, pipeline_id)
+                await self.observer.remote_gone(p, d, pipeline_id)
                 return None
         if adopting:
             applied = trusted_hashes(d.resolved, remote.destination_config)
@@ -123,7 +122,7 @@ class Act:
         p.out["phase"] = "PENDING"
         await self.external.warn_once(p, cond.NOT_FOUND, msg)
         await self.writer.write(p)
-        return max(self.timing.intervals()[0], self.status_max_seconds), "not_found"
+        return max(self.timing.intervals()[0], self.timing.settings.poll_status_max_seconds), "not_found"
 
     async def would_create(self, p: Pass, call: decide.Call) -> tuple[float, str]:
         """Dry run: the create is announced (once), not sent; nothing is marked on the object."""

@@ -17,8 +17,7 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable
 
 from goldrush_operator import conditions as cond
 from goldrush_operator.config import ServiceKeySource, Settings
@@ -44,7 +43,6 @@ from goldrush_operator.resource import (
     ANNOTATION_PAUSE_RECONCILIATION,
     ANNOTATION_PIPELINE_ID,
 )
-from goldrush_operator.scheduler import ReadBudget
 from goldrush_operator.state import ObjectKey, Store
 
 log = logging.getLogger("goldrush_operator.controller")
@@ -72,24 +70,10 @@ class Controller:
         exported = metrics is not None and bool(settings.metrics_port)  # metrics reads only when they are exported
         self.timing = Timing(settings, store, clock, metrics_enabled=exported)
         self.observer = Observer(settings, self.external, self.status, self.metrics, self.timing, clock)
-        self.act = Act(self.external, self.status, self.metrics, self.observer, self.timing,
-                       settings.poll_status_max_seconds)
+        self.act = Act(self.external, self.status, self.metrics, self.observer, self.timing)
         self.failures = Failures(self.external, self.status, self.timing)
         self.finalizer = Finalizer(settings, store, self.inputs, self.external, client_for, key_source,
                                    self.metrics, self.timing.backoff)
-
-    @property
-    def budget(self) -> ReadBudget:
-        """The global read budget the polls of stable pipelines are paid from."""
-        return self.timing.budget
-
-    @budget.setter
-    def budget(self, budget: ReadBudget) -> None:
-        self.timing.budget = budget
-
-    def intervals(self) -> tuple[float, float]:
-        """(status-poll interval, full-check interval) for the objects managed now."""
-        return self.timing.intervals()
 
     # ------------------------------------------------------------------------------------------ pass
 
@@ -254,11 +238,5 @@ class Controller:
         if poll.metrics_due and result == "ok":
             await self.observer.read_metrics(p, client, pipeline_id)
         return delay, result
-
-    # ------------------------------------------------------------------------------------------ delete
-
-    async def delete(self, body: Mapping[str, Any]) -> None:
-        """Finalizer work (see `finalize.Finalizer.delete`); raises `DeleteLater` while work remains."""
-        await self.finalizer.delete(body)
 
 __all__ = ["Controller", "DeleteLater", "KubePort"]

@@ -49,7 +49,7 @@ class Observer:
         try:
             runtime: RuntimeStatus = await client.get_status(pipeline_id)
         except NotFoundError:
-            await self.remote_gone(p, pipeline_id)
+            await self.remote_gone(p, d, pipeline_id)
             return 0.0, "recreate"
         phase, prev_phase = runtime.status, p.current.get("phase")
         p.out.update(phase=phase, replicas=runtime.replicas, readyReplicas=runtime.ready)
@@ -125,10 +125,9 @@ class Observer:
             return
         self.metrics.pipeline_metrics(record.key, pipeline_id, metrics)
 
-    async def remote_gone(self, p: Pass, pipeline_id: str) -> None:
+    async def remote_gone(self, p: Pass, d: Desired, pipeline_id: str) -> None:
         """The remote pipeline vanished out of band: forget the id so the next pass creates it again."""
-        policies = (p.body.get("spec") or {}).get("managementPolicies") or ["*"]
-        again = "creating it again" if "*" in policies or "Create" in policies else "looking it up by name"
+        again = "creating it again" if d.spec.allows("Create") else "looking it up by name"
         msg = f"remote pipeline {pipeline_id} no longer exists; {again}"
         log.warning(msg)
         await self.external.forget_id(p)
