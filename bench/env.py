@@ -206,14 +206,6 @@ def start_sim(*extra: str) -> SimProcess:
 ALLOCATOR_ENV: dict[str, str] = {}
 
 
-def jemalloc_env() -> dict[str, str]:
-    """The operator's memory allocator as the image sets it: jemalloc for every allocation (pymalloc off)."""
-    found = sorted(Path("/usr/lib").glob("*/libjemalloc.so.2")) + sorted(Path("/usr/lib").glob("libjemalloc.so.2"))
-    if not found:
-        raise RuntimeError("libjemalloc.so.2 is missing (Debian package libjemalloc2)")
-    return {"LD_PRELOAD": str(found[0]), "PYTHONMALLOC": "malloc"}
-
-
 def operator_env(**overrides: str) -> dict[str, str]:
     env = {
         **ALLOCATOR_ENV,

@@ -53,6 +53,7 @@ from bench.detect import b11
 from bench.ha import b12, b13
 from bench.kube import KubeClient, Watcher
 from bench.unrelated import b10
+from support.operator import jemalloc_env
 from support.sim import SimProcess
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -559,7 +560,7 @@ def main(argv: list[str] | None = None) -> int:
     n = args.objects or (200 if args.quick else 1000)
     env.ALLOCATOR_ENV.clear()
     if args.allocator == "jemalloc":
-        env.ALLOCATOR_ENV.update(env.jemalloc_env())
+        env.ALLOCATOR_ENV.update(jemalloc_env())
     scale = [int(x) for x in args.scale.split(",")] if args.scale else ([1000] if args.quick else [10000])
     workdir = Path(tempfile.mkdtemp(prefix="goldrush-bench-"))
     ctx = Ctx(quick=args.quick, n=n, idle_seconds=args.idle_seconds or (120.0 if args.quick else 600.0),

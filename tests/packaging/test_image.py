@@ -24,6 +24,8 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+from support.operator import jemalloc_env
+
 pytestmark = pytest.mark.unit
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -128,13 +130,6 @@ def test_final_stage_copies_only_the_venv_and_runs_as_numeric_non_root() -> None
 
 
 JEMALLOC_IN_IMAGE = "/opt/venv/lib/libjemalloc.so.2"
-
-
-def system_jemalloc() -> Path:
-    """Debian's libjemalloc.so.2 on this machine (`make test` installs the package libjemalloc2)."""
-    found = sorted(Path("/usr/lib").glob("*/libjemalloc.so.2"))
-    assert found, "libjemalloc.so.2 is missing: `make test` installs it (Debian package libjemalloc2)"
-    return found[0]
 
 
 def test_the_runtime_allocates_with_jemalloc_shipped_inside_the_venv() -> None:
@@ -356,7 +351,7 @@ def test_image_install_steps_work_as_non_root(world_readable_dir: Path) -> None:
     assert (dist_info / "licenses" / "LICENSE").read_text() == (ROOT / "LICENSE").read_text()
     assert not (venv / "bin" / "pip").exists()
     # RUN ... cp /usr/lib/*/libjemalloc.so.2 /opt/venv/lib/libjemalloc.so.2
-    shutil.copy(system_jemalloc(), venv / "lib" / "libjemalloc.so.2")
+    shutil.copy(jemalloc_env()["LD_PRELOAD"], venv / "lib" / "libjemalloc.so.2")
 
     # The runtime stage: root-owned, non-writable venv; USER 65532; HOME=/tmp; no bytecode writes.
     for path in [work, *work.rglob("*")]:

@@ -18,6 +18,17 @@ def operator_executable() -> str:
     return str(Path(sys.executable).parent / "goldrush-operator")
 
 
+def jemalloc_env() -> dict[str, str]:
+    """The allocator variables the image sets (Dockerfile), pointing at Debian's libjemalloc.so.2 here.
+
+    `make test` and `make bench` install the package libjemalloc2 when it is missing.
+    """
+    found = sorted(Path("/usr/lib").glob("*/libjemalloc.so.2"))
+    if not found:
+        raise RuntimeError("libjemalloc.so.2 is missing: `make test` installs it (Debian package libjemalloc2)")
+    return {"LD_PRELOAD": str(found[0]), "PYTHONMALLOC": "malloc"}
+
+
 class OperatorProcess:
     """One operator process; `stop()` (SIGTERM, then SIGKILL) or `kill()` (SIGKILL at once)."""
 
