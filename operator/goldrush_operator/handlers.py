@@ -11,6 +11,8 @@
   create's intent mark, removed when the remote is gone), and an object being deleted that carries it is woken
   like any other: its pass is the finalizer's work, under the same Lease gate as every write (kopf's own
   finalizer setting names one that no handler requires, so kopf never adds or removes a finalizer);
+- kopf keeps no memory per object between events (`_NoObjectMemories`): the records in `state.Store` are the
+  only per-object state;
 - start-up configures kopf and starts the scheduler, the key watcher and the loop-lag monitor; the liveness
   probe compares a quiet watch with a fresh LIST.
 - with leader election (`Runtime.election`), the election task runs too; `take_over` prepares the objects
@@ -35,6 +37,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import kopf
+from kopf._core.reactor.inventory import ResourceMemories, ResourceMemory  # no public name (kopf 1.x)
 
 from goldrush_operator.controller.creds import CredentialsController
 from goldrush_operator.controller.failure import watch_service_key
@@ -97,6 +100,29 @@ class _NoDiffBaseStorage(kopf.DiffBaseStorage):
 
     def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
         return None
+
+
+class _NoObjectMemories(ResourceMemories):
+    """kopf keeps no memory per object between events.
+
+    kopf's own `ResourceMemories` keeps a `ResourceMemory` for every object of every watched resource for
+    the object's life: a copy of the memo, an error throttler, daemon and index state, about 1 KB in a dozen
+    small allocations per object, made in the middle of a creation burst (bench/README.md, finding 23). It
+    serves daemons, timers, change/resume handlers and indexes, none of which the operator registers (a unit
+    test checks the registry); its event handlers keep their own slim records (`state.Store`). So every
+    recall is ephemeral: the memory lives for the one event being processed.
+    """
+
+    async def recall(
+        self,
+        raw_body: kopf.RawBody,
+        *,
+        memobase: Any = None,
+        noticed_by_listing: bool = False,
+        ephemeral: bool = False,
+    ) -> ResourceMemory:
+        return await super().recall(raw_body, memobase=memobase, noticed_by_listing=noticed_by_listing,
+                                    ephemeral=True)
 
 
 @kopf.on.startup()
@@ -268,5 +294,6 @@ def start(runtime: Runtime, namespaces: tuple[str, ...], liveness_endpoint: str 
         clusterwide=not namespaces,
         namespaces=list(namespaces),
         liveness_endpoint=liveness_endpoint,
+        memories=_NoObjectMemories(),
         memo=kopf.Memo(runtime=runtime),
     )

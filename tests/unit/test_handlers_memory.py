@@ -1,0 +1,44 @@
+"""kopf keeps no per-object memory (handlers._NoObjectMemories): safe only while the operator registers no
+daemon, timer, change/resume handler, index or webhook, which is what these tests pin down."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kopf
+import pytest
+
+from goldrush_operator import handlers
+
+
+def _body(name: str) -> Any:
+    return {"apiVersion": "goldrush.dev/v1alpha1", "kind": "GoldRushPipeline",
+            "metadata": {"namespace": "ns", "name": name, "uid": "uid-" + name}}
+
+
+def test_the_operator_registers_nothing_that_needs_kopfs_object_memory() -> None:
+    registry = kopf.get_default_registry()
+    assert registry._watching.get_all_handlers(), "the event handlers are registered"
+    assert not registry._spawning.get_all_handlers(), "daemons and timers keep state in kopf's object memory"
+    assert not registry._changing.get_all_handlers(), "change/resume handlers keep state in kopf's object memory"
+    assert not registry._indexing.get_all_handlers(), "indexes keep state in kopf's object memory"
+    assert not registry._webhooks.get_all_handlers()
+
+
+async def test_each_event_gets_a_fresh_memory_and_none_is_kept() -> None:
+    memories = handlers._NoObjectMemories()
+    memo = kopf.Memo(runtime="rt")
+    first = await memories.recall(_body("a"), memobase=memo)
+    again = await memories.recall(_body("a"), memobase=memo)
+    assert first is not again
+    assert dict(first.memo) == {"runtime": "rt"}  # type: ignore[call-overload]  # the handlers still get the operator's memo
+    assert list(memories.iter_all_daemon_memories()) == []
+
+
+def test_kopf_runs_with_the_memoryless_inventory(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: dict[str, Any] = {}
+    monkeypatch.setattr(kopf, "run", lambda **kwargs: seen.update(kwargs))
+    runtime: Any = type("R", (), {})()
+    handlers.start(runtime, ("ns",), None)
+    assert isinstance(seen["memories"], handlers._NoObjectMemories)
+    assert seen["memo"]["runtime"] is runtime
