@@ -55,9 +55,12 @@ LABEL org.opencontainers.image.title="goldrush-operator" \
 
 # Nothing is written at run time except under /tmp: no bytecode caches, HOME points at /tmp.
 # Every allocation goes to jemalloc (pymalloc off): the heap a burst of creates fragments costs about a
-# fifth less resident memory per object than with pymalloc and glibc (bench/README, finding 22).
+# fifth less resident memory per object than with pymalloc and glibc (bench/README, finding 22). Without
+# thread caches, the long-lived allocations of a burst fill the lowest free slots instead of the ones freed
+# last, which saves another quarter (finding 23).
 ENV PATH=/opt/venv/bin:$PATH \
     LD_PRELOAD=/opt/venv/lib/libjemalloc.so.2 \
+    MALLOC_CONF=tcache:false \
     PYTHONMALLOC=malloc \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \

@@ -144,6 +144,7 @@ def test_the_runtime_allocates_with_jemalloc_shipped_inside_the_venv() -> None:
     runtime = env_of(final_stage(text))
     assert runtime["LD_PRELOAD"] == JEMALLOC_IN_IMAGE
     assert runtime["PYTHONMALLOC"] == "malloc"
+    assert runtime["MALLOC_CONF"] == "tcache:false"  # finding 23
 
 
 def test_dependencies_come_from_the_hashed_lock() -> None:
@@ -366,6 +367,7 @@ def test_image_install_steps_work_as_non_root(world_readable_dir: Path) -> None:
         "TMPDIR": "/tmp",
         "LD_PRELOAD": str(venv / "lib" / "libjemalloc.so.2"),
         "PYTHONMALLOC": "malloc",
+        "MALLOC_CONF": "tcache:false",
     }
     proc = subprocess.run(
         [*_as_unprivileged(), str(venv / "bin" / "goldrush-operator"), "--help"],
@@ -407,18 +409,21 @@ def test_image_install_steps_work_as_non_root(world_readable_dir: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "ok"
-    # jemalloc is the process's allocator (its own entry point resolves), and pymalloc is off.
+    # jemalloc is the process's allocator (its own entry point resolves), pymalloc is off, and jemalloc
+    # read its options (no thread caches).
     allocator = (
-        "import ctypes, sys; ctypes.CDLL(None).mallctl; "
+        "import ctypes, os; lib = ctypes.CDLL(None); "
         "maps = open('/proc/self/maps').read(); assert 'libjemalloc.so.2' in maps; "
-        "import os; print(os.environ['PYTHONMALLOC'])"
+        "on = ctypes.c_bool(True); size = ctypes.c_size_t(1); "
+        "assert lib.mallctl(b'opt.tcache', ctypes.byref(on), ctypes.byref(size), None, 0) == 0; "
+        "print(os.environ['PYTHONMALLOC'], 'tcache' if on.value else 'no-tcache')"
     )
     proc = subprocess.run(
         [*_as_unprivileged(), venv_python, "-c", allocator],
         capture_output=True, text=True, timeout=60, check=False, env=runtime_env, cwd="/tmp",
     )
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip() == "malloc"
+    assert proc.stdout.strip() == "malloc no-tcache"
     proc = subprocess.run(
         [*_as_unprivileged(), venv_python, "-c", "import goldrush_sim"],
         capture_output=True, text=True, timeout=60, check=False, env=runtime_env, cwd="/tmp",
