@@ -3,6 +3,7 @@ daemon, timer, change/resume handler, index or webhook, which is what these test
 
 from __future__ import annotations
 
+import gc
 from typing import Any
 
 import kopf
@@ -35,10 +36,16 @@ async def test_each_event_gets_a_fresh_memory_and_none_is_kept() -> None:
     assert list(memories.iter_all_daemon_memories()) == []
 
 
-def test_kopf_runs_with_the_memoryless_inventory(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_kopf_runs_with_the_memoryless_inventory_and_the_start_up_objects_frozen(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     seen: dict[str, Any] = {}
-    monkeypatch.setattr(kopf, "run", lambda **kwargs: seen.update(kwargs))
+    monkeypatch.setattr(kopf, "run", lambda **kwargs: seen.update(kwargs, frozen=gc.get_freeze_count()))
     runtime: Any = type("R", (), {})()
-    handlers.start(runtime, ("ns",), None)
+    try:
+        handlers.start(runtime, ("ns",), None)
+    finally:
+        gc.unfreeze()
     assert isinstance(seen["memories"], handlers._NoObjectMemories)
     assert seen["memo"]["runtime"] is runtime
+    assert seen["frozen"] > 1000  # what was built before kopf starts is out of the collector's reach
