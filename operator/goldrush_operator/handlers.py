@@ -204,6 +204,7 @@ async def take_over(rt: Runtime, admitted: Callable[[ObjectKey], bool], within: 
         await asyncio.sleep(0.05)
     else:
         log.warning("takeover: the watch is still behind a fresh list after %gs; continuing", within)
+    rt.controller.external.became_writer()  # creates the previous holder may have left in flight
     for key, record in list(rt.store.records.items()):
         if admitted(key):
             rt.store.records[key] = _memory_reset(record)

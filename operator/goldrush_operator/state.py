@@ -95,6 +95,7 @@ class ObjectRecord:
     finalized: bool = False  # the object carries the operator's finalizer (`resource.FINALIZER`)
     pipeline_id: str | None = None
     create_pending: str | None = None
+    create_call_ended: float | None = None  # when this process's POST for `create_pending` returned or failed
     pending_hashes: dict[str, str] | None = None
     applied_hashes: dict[str, str] | None = None
     synced_generation: int | None = None

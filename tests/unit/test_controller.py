@@ -18,7 +18,7 @@ from goldrush_operator.config import ServiceKeySource, Settings
 from goldrush_operator.controller.loop import Controller, DeleteLater
 from goldrush_operator.goldrush_api import GoldRushClient, SharedState
 from goldrush_operator.kube import KubeError, NotFound
-from goldrush_operator.resource import FINALIZER
+from goldrush_operator.resource import ANNOTATION_CREATE_PENDING, FINALIZER
 from goldrush_operator.state import Store
 
 KEY = "cqt_service_key_for_tests"
@@ -518,3 +518,82 @@ async def test_the_record_keeps_one_copy_of_the_status_once_the_watch_caught_up(
     world.now += 3
     await world.controller.run_pass(("ns", "p1"))
     assert world.kube.status_writes == writes
+
+
+def _marked_by_another_process(world: World) -> None:
+    """An object as a killed process left it: the intent mark (long ago) and the finalizer, no id."""
+    body = pipeline()
+    body["metadata"]["annotations"] = {ANNOTATION_CREATE_PENDING: "2020-01-01T00:00:00Z"}
+    body["metadata"]["finalizers"] = [FINALIZER]
+    world.apply(body)
+
+
+async def test_a_create_another_process_marked_waits_until_its_post_cannot_land(world: World) -> None:
+    """The killed process may have sent its POST just before it died, however old its mark (the POST can
+    wait for a token or a Retry-After gate after the mark is written): it is repeated only once the request
+    timeout (30 s) + 5 s have passed since this process became the writer."""
+    _marked_by_another_process(world)
+    await world.run()
+    world.now += 34.0
+    await world.run()
+    assert world.api.writes() == []
+    world.now += 2.0
+    await world.run()
+    assert world.api.writes() == [("POST", "create")]
+    assert world.cond("Ready") is not None and world.obj()["status"]["pipelineId"]
+
+
+async def test_a_create_marked_before_a_takeover_waits_from_the_takeover(world: World) -> None:
+    """The replica that held the Lease may have sent the POST just before it stopped writing."""
+    world.now += 3600.0
+    world.controller.external.became_writer()
+    _marked_by_another_process(world)
+    world.now += 34.0
+    await world.run()
+    assert world.api.writes() == []
+    world.now += 2.0
+    await world.run()
+    assert world.api.writes() == [("POST", "create")]
+
+
+async def test_an_own_create_with_an_unknown_outcome_waits_from_the_end_of_its_call(world: World) -> None:
+    """A POST answered 500 may still have created the pipeline: it is repeated only once it could no longer
+    land, counted from the end of the call (not from the mark)."""
+    world.now += 3600.0  # long after the process started
+    world.apply(pipeline())
+    world.api.fail[("POST", "create")] = 500
+    await world.run()
+    assert world.api.writes() == [("POST", "create")]
+    del world.api.fail[("POST", "create")]
+    world.now += 34.0
+    await world.run()
+    assert world.api.writes() == [("POST", "create")]
+    world.now += 2.0
+    await world.run()
+    assert world.api.writes() == [("POST", "create"), ("POST", "create")] and len(world.api.pipelines) == 1
+
+
+async def test_deleting_an_object_whose_create_may_still_land_keeps_the_finalizer(world: World) -> None:
+    """Deleted while a POST of the killed process may still land: the finalizer stays until it has landed
+    (then the pipeline is deleted) or no longer can; nothing is left behind."""
+    _marked_by_another_process(world)
+    world.obj()["metadata"]["deletionTimestamp"] = "2099-01-01T00:00:00Z"
+    world.sync()
+    with pytest.raises(DeleteLater, match="may still land"):
+        await world.controller.finalizer.delete(world.obj())
+    assert FINALIZER in world.obj()["metadata"]["finalizers"]
+    spec = world.obj()["spec"]
+    world.api.pipelines["pipe_late"] = {"id": "pipe_late", "name": "ns-p1", "project": spec["project"],
+                                        "topic": spec["topic"], "created_at": "2099-01-01T00:00:00Z"}
+    world.now += 2.0  # the next look, a fresh listing
+    await world.controller.finalizer.delete(world.obj())
+    assert world.api.pipelines == {} and ("DELETE", "delete") in world.api.writes()
+
+
+async def test_deleting_a_marked_object_once_no_create_can_land_lets_it_go(world: World) -> None:
+    _marked_by_another_process(world)
+    world.now += 36.0
+    world.obj()["metadata"]["deletionTimestamp"] = "2099-01-01T00:00:00Z"
+    world.sync()
+    await world.controller.finalizer.delete(world.obj())
+    assert world.api.writes() == [] and world.store.get(("ns", "p1")) is None

@@ -36,9 +36,13 @@ async def _no_pass(key: tuple[str, str]) -> float | None:
 @pytest.fixture
 def rt() -> Any:
     kube = FakeKube()
-    runtime = handlers.Runtime(controller=SimpleNamespace(forget=lambda key: None), store=Store(),  # type: ignore[arg-type]
+    takeovers: list[bool] = []
+    external = SimpleNamespace(became_writer=lambda: takeovers.append(True))
+    runtime = handlers.Runtime(controller=SimpleNamespace(forget=lambda key: None, external=external),  # type: ignore[arg-type]
+                               store=Store(),
                                scheduler=Scheduler(_no_pass), list_versions=kube.list_pipeline_versions)
     runtime.kube = kube  # type: ignore[attr-defined]
+    runtime.takeovers = takeovers  # type: ignore[attr-defined]
     return runtime
 
 
@@ -122,6 +126,7 @@ async def test_takeover_waits_for_the_watch_then_forgets_the_earlier_terms_memor
     await asyncio.wait_for(task, 2)
     fresh = rt.store.get(("ns", "a"))
     assert fresh.pipeline_id is None and fresh.create_pending is None and fresh.uid == "u-a"
+    assert rt.takeovers == [True]  # creates the previous holder left pending wait from now (External)
     assert fresh.snapshot()["metadata"]["resourceVersion"] == "6"
     assert rt.scheduler.due_in(("ns", "a")) is not None and rt.scheduler.due_in(("ns", "b")) is not None
 

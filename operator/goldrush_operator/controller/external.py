@@ -44,10 +44,14 @@ from goldrush_operator.goldrush_api import GoldRushClient, NotFoundError, Pipeli
 from goldrush_operator.kube import KubeError, NotFound
 from goldrush_operator.resource import ANNOTATION_ADOPT, ANNOTATION_CREATE_PENDING, ANNOTATION_PIPELINE_ID, FINALIZER
 from goldrush_operator.secret_values import MASK
+from goldrush_operator.state import ObjectRecord
 
 log = logging.getLogger("goldrush_operator.controller")
 
 LOOKUP_TTL_SECONDS = 10.0
+# How long after a POST's request timeout the API may still commit the create it received (an assumption:
+# the API documents none; bench/README "B14's floor").
+LANDING_MARGIN_SECONDS = 5.0
 # Written with the create-pending mark: the keyed hashes of the secret values the POST sends, so that a
 # pipeline adopted after an interrupted create is not PATCHed with the same secrets again.
 ANNOTATION_CREATE_PENDING_SECRETS = "goldrush.dev/create-pending-secrets"
@@ -137,6 +141,24 @@ class External:
         self._clock = clock
         self._directories: dict[str, _Directory] = {}
         self.listing_kept = LOOKUP_TTL_SECONDS + 1.0  # seconds (event-loop time) a fetched listing is kept
+        self.writer_since = clock()  # when this process last became a writer (start, or a Lease taken over)
+
+    def became_writer(self) -> None:
+        """This process just took over objects another process wrote (`handlers.take_over`)."""
+        self.writer_since = self._clock()
+
+    def create_may_land_for(self, record: ObjectRecord, pending: str) -> float:
+        """Seconds during which a POST of the create marked `pending` may still land at the API (0: none can).
+
+        A POST may land until the request timeout plus `LANDING_MARGIN_SECONDS` after it left. One sent by
+        this process left before its create call ended (`record.create_call_ended`); one sent by another
+        process (an earlier run, or the replica that held the Lease) left before this process became the
+        object's writer (`writer_since`). The mark's own age bounds neither: a POST can wait for a rate-limit
+        token, a concurrency slot or a Retry-After gate long after its mark was written.
+        """
+        own = record.create_pending == pending and record.create_call_ended is not None
+        left = record.create_call_ended if own and record.create_call_ended is not None else self.writer_since
+        return max(0.0, left + self._request_timeout + LANDING_MARGIN_SECONDS - self._clock())
 
     async def event(self, p: Pass, reason: str, message: str, *, warning: bool = False) -> None:
         """A scrubbed Event, also logged; a failure to record it is logged, never raised."""
@@ -315,8 +337,12 @@ class External:
                  ANNOTATION_CREATE_PENDING_SECRETS: json.dumps(d.resolved.hashes, sort_keys=True)}
         await self._patch_metadata(p, marks)
         record.create_pending, record.pending_hashes = mark, dict(d.resolved.hashes)
+        record.create_call_ended = None
         crash_point("create.after-intent")
-        remote = await client.create_pipeline(d.payload)
+        try:
+            remote = await client.create_pipeline(d.payload)
+        finally:
+            record.create_call_ended = self._clock()
         crash_point("create.after-post")
         # The id goes into the first full status of the new pipeline: one status write, not two.
         rules.created(p, remote.id)
@@ -373,9 +399,8 @@ class External:
             msg = f"an interrupted create left several matching pipelines ({ids}); set {ANNOTATION_PIPELINE_ID}"
             await self.warn_once(p, cond.CREATE_INCOMPLETE, msg)
             raise InputProblem(Stall(cond.CREATE_INCOMPLETE, msg))
-        age = (dt.datetime.now(dt.UTC) - mark).total_seconds() if mark else 1e9
-        if age < self._request_timeout + 5:
-            raise Wait(self._fast)  # the earlier POST may still be in flight: look again before deciding
+        if self.create_may_land_for(p.record, pending) > 0:
+            raise Wait(self._fast)  # an earlier POST may still land: look again before deciding
         return None
 
     # ------------------------------------------------------------------------------------------ update
