@@ -1,5 +1,6 @@
-"""kopf keeps no per-object memory (handlers._NoObjectMemories): safe only while the operator registers no
-daemon, timer, change/resume handler, index or webhook, which is what these tests pin down."""
+"""kopf keeps no per-object memory (handlers._NoObjectMemories) and builds no essence of the bodies
+(handlers._NoDiffBaseStorage): safe only while the operator registers no daemon, timer, change/resume
+handler, index or webhook, which is what these tests pin down."""
 
 from __future__ import annotations
 
@@ -49,3 +50,10 @@ def test_kopf_runs_with_the_memoryless_inventory_and_the_start_up_objects_frozen
     assert isinstance(seen["memories"], handlers._NoObjectMemories)
     assert seen["memo"]["runtime"] is runtime
     assert seen["frozen"] > 1000  # what was built before kopf starts is out of the collector's reach
+
+
+def test_kopf_builds_no_essence_of_the_bodies() -> None:
+    storage = handlers._NoDiffBaseStorage()
+    body = kopf.Body(_body("a") | {"spec": {"project": "p"}})
+    assert storage.build(body=body) == {}
+    assert storage.fetch(body=body) is None
