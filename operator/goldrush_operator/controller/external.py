@@ -156,8 +156,8 @@ class External:
         object's writer (`writer_since`). The mark's own age bounds neither: a POST can wait for a rate-limit
         token, a concurrency slot or a Retry-After gate long after its mark was written.
         """
-        own = record.create_pending == pending and record.create_call_ended is not None
-        left = record.create_call_ended if own and record.create_call_ended is not None else self.writer_since
+        own_call_ended = record.create_call_ended if record.create_pending == pending else None
+        left = own_call_ended if own_call_ended is not None else self.writer_since
         return max(0.0, left + self._request_timeout + LANDING_MARGIN_SECONDS - self._clock())
 
     async def event(self, p: Pass, reason: str, message: str, *, warning: bool = False) -> None:
@@ -337,7 +337,6 @@ class External:
                  ANNOTATION_CREATE_PENDING_SECRETS: json.dumps(d.resolved.hashes, sort_keys=True)}
         await self._patch_metadata(p, marks)
         record.create_pending, record.pending_hashes = mark, dict(d.resolved.hashes)
-        record.create_call_ended = None
         crash_point("create.after-intent")
         try:
             remote = await client.create_pipeline(d.payload)
