@@ -145,6 +145,10 @@ def test_the_runtime_allocates_with_jemalloc_shipped_inside_the_venv() -> None:
     assert runtime["LD_PRELOAD"] == JEMALLOC_IN_IMAGE
     assert runtime["PYTHONMALLOC"] == "malloc"
     assert runtime["MALLOC_CONF"] == "tcache:false"  # finding 23
+    # The benchmarks and the replay below run the operator with the image's allocator settings.
+    local = jemalloc_env()
+    assert {k: local[k] for k in ("PYTHONMALLOC", "MALLOC_CONF")} == {
+        k: runtime[k] for k in ("PYTHONMALLOC", "MALLOC_CONF")}
 
 
 def test_dependencies_come_from_the_hashed_lock() -> None:
@@ -365,9 +369,8 @@ def test_image_install_steps_work_as_non_root(world_readable_dir: Path) -> None:
         "PYTHONUNBUFFERED": "1",
         "HOME": "/tmp",
         "TMPDIR": "/tmp",
-        "LD_PRELOAD": str(venv / "lib" / "libjemalloc.so.2"),
-        "PYTHONMALLOC": "malloc",
-        "MALLOC_CONF": "tcache:false",
+        **jemalloc_env(),
+        "LD_PRELOAD": str(venv / "lib" / "libjemalloc.so.2"),  # the copy inside the venv, as in the image
     }
     proc = subprocess.run(
         [*_as_unprivileged(), str(venv / "bin" / "goldrush-operator"), "--help"],
