@@ -374,7 +374,8 @@ class ControlPlane:
 
 
 def stop_pids(pids: list[int], grace: float = 10.0) -> None:
-    """SIGTERM each PID (and its process group), wait up to `grace` seconds, then SIGKILL survivors."""
+    """SIGTERM each PID (and its process group), wait up to `grace` seconds, then SIGKILL survivors and wait
+    (up to 5 s each) until they are gone."""
     for pid in pids:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, signal.SIGTERM)
@@ -385,6 +386,9 @@ def stop_pids(pids: list[int], grace: float = 10.0) -> None:
         if alive(pid):
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGKILL)
+            gone_by = time.monotonic() + 5.0  # a SIGKILL takes effect asynchronously: wait until it has
+            while time.monotonic() < gone_by and alive(pid):
+                time.sleep(0.05)
         with contextlib.suppress(ChildProcessError, OSError):
             os.waitpid(pid, os.WNOHANG)
 
