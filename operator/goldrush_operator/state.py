@@ -94,6 +94,9 @@ class ObjectRecord:
     deleting: bool = False
     finalized: bool = False  # the object carries the operator's finalizer (`resource.FINALIZER`)
     pipeline_id: str | None = None
+    # The id of a remote pipeline found deleted out of band: a snapshot the watch has not yet updated may still
+    # carry it (status, annotation); it is never taken for the object's pipeline again.
+    forgotten_id: str | None = None
     create_pending: str | None = None
     create_call_ended: float | None = None  # when this process's POST for `create_pending` returned or failed
     pending_hashes: dict[str, str] | None = None

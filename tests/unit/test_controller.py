@@ -597,3 +597,29 @@ async def test_deleting_a_marked_object_once_no_create_can_land_lets_it_go(world
     world.sync()
     await world.controller.finalizer.delete(world.obj())
     assert world.api.writes() == [] and world.store.get(("ns", "p1")) is None
+
+
+async def test_a_pipeline_deleted_out_of_band_is_reported_once_even_before_the_watch_catches_up(
+    world: World,
+) -> None:
+    """The pass after `remote_gone` runs at once, usually before the watch shows the id annotation removed:
+    the stale snapshot's id is the one just forgotten, not a user's pointer to another pipeline. It is neither
+    polled again nor reported twice; the pipeline is created once more."""
+    pid = await _running(world)
+    del world.api.pipelines[pid]
+    world.now += 3
+    reads = len(world.api.journal)
+    delay = await world.controller.run_pass(("ns", "p1"))  # no sync: the watch has not delivered anything yet
+    assert delay == 0.0
+    assert [r for r, _ in world.kube.events].count("RemoteDeleted") == 1
+    await world.controller.run_pass(("ns", "p1"))  # the snapshot still carries the old id annotation
+    assert [r for r, _ in world.kube.events].count("RemoteDeleted") == 1
+    assert world.api.journal[reads:].count(("GET", "status")) == 1
+    assert world.api.writes() == [("POST", "create"), ("POST", "create")]
+    new_id = world.obj()["status"]["pipelineId"]
+    assert new_id != pid and world.obj()["metadata"]["annotations"]["goldrush.dev/pipeline-id"] == new_id
+    world.sync()
+    world.now += 2
+    await world.run()
+    assert world.api.writes() == [("POST", "create"), ("POST", "create")]
+    assert [r for r, _ in world.kube.events].count("RemoteDeleted") == 1

@@ -32,7 +32,6 @@ from goldrush_operator.logcontext import about
 from goldrush_operator.resource import (
     ANNOTATION_CREATE_PENDING,
     ANNOTATION_PAUSE_RECONCILIATION,
-    ANNOTATION_PIPELINE_ID,
     deletes_remote,
 )
 from goldrush_operator.state import ObjectRecord, Store, object_key, snapshot_of
@@ -107,7 +106,7 @@ class Finalizer:
             raise DeleteLater("reconciliation is paused; the remote pipeline is left alone until it is resumed",
                               self.settings.poll_slow_seconds)
         spec_raw = p.body.get("spec") or {}
-        pipeline_id = record.pipeline_id or p.current.get("pipelineId") or p.annotations.get(ANNOTATION_PIPELINE_ID)
+        pipeline_id = p.known_id()
         policies = spec_raw.get("managementPolicies") or ["*"]
         if not deletes_remote(policies, spec_raw.get("deletionPolicy")):
             if pipeline_id:

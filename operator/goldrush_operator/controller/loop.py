@@ -146,12 +146,12 @@ class Controller:
             raise
 
     def _pipeline_id(self, p: Pass) -> str | None:
-        record = p.record
-        known = record.pipeline_id or p.current.get("pipelineId") or p.annotations.get(ANNOTATION_PIPELINE_ID)
-        user_id = p.annotations.get(ANNOTATION_PIPELINE_ID)
-        if user_id and user_id != known and not record.create_pending:
+        """The object's remote id (`Pass.known_id`); a user's annotation naming another pipeline wins."""
+        known = p.known_id()
+        user_id = p.live_id(p.annotations.get(ANNOTATION_PIPELINE_ID))
+        if user_id and user_id != known and not p.record.create_pending:
             return user_id  # a user points the object at another pipeline: adopt it
-        return str(known) if known else None
+        return known
 
     async def _converge(
         self, p: Pass, d: Desired, client: GoldRushClient, token_new: bool, held: Stall | None

@@ -133,6 +133,7 @@ class Observer:
         await self.external.forget_id(p)
         await self.writer.record(p, {"pipelineId": None, "phase": "PENDING"})
         record = p.record
+        record.forgotten_id = pipeline_id
         record.pipeline_id = record.applied_hashes = record.synced_generation = record.not_applied = None
         record.last_status = None
         await self.external.event(p, "RemoteDeleted", msg, warning=True)

@@ -25,6 +25,7 @@ from goldrush_operator.controller.outcome import Outcome, Retry
 from goldrush_operator.controller.ports import KubePort
 from goldrush_operator.crash import crash_point
 from goldrush_operator.phases import Judgement
+from goldrush_operator.resource import ANNOTATION_PIPELINE_ID
 from goldrush_operator.secret_values import Scrubber
 from goldrush_operator.state import ObjectRecord
 
@@ -82,6 +83,16 @@ class Pass:
             last = self.record.last_status
             self._current = (raw, last if last is not None else self.status_in)
         return self._current[1]
+
+    def live_id(self, value: object) -> str | None:
+        """`value` as a remote pipeline id, None when empty or the id of a pipeline found deleted out of band
+        (a snapshot the watch has not yet updated may still carry that one)."""
+        return str(value) if value and value != self.record.forgotten_id else None
+
+    def known_id(self) -> str | None:
+        """The object's remote pipeline id as recorded: memory, then the stored status, then the annotation."""
+        return (self.record.pipeline_id or self.live_id(self.current.get("pipelineId"))
+                or self.live_id(self.annotations.get(ANNOTATION_PIPELINE_ID)))
 
     def scrub(self, text: str) -> str:
         if not text:
