@@ -147,6 +147,11 @@ class ObjectRecord:
         self._last_status = None if value is None else _encode(value)
 
     @property
+    def snapshot_raw(self) -> bytes:
+        """The compact form of `snapshot` (a new object after every watch event: an identity check suffices)."""
+        return self._snapshot
+
+    @property
     def last_status_raw(self) -> bytes | None:
         """The compact form of `last_status` (a new object after every write: an identity check suffices)."""
         return self._last_status

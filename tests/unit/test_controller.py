@@ -623,3 +623,27 @@ async def test_a_pipeline_deleted_out_of_band_is_reported_once_even_before_the_w
     await world.run()
     assert world.api.writes() == [("POST", "create"), ("POST", "create")]
     assert [r for r, _ in world.kube.events].count("RemoteDeleted") == 1
+
+
+async def test_a_watch_event_of_the_own_write_during_the_pass_costs_no_second_write(world: World) -> None:
+    """The watch delivers the create's status write while the pass still runs (here: as it posts the Event).
+    The record then drops its copy of that write; the pass's closing write must compare with the stored
+    status, not with the snapshot it started from, or it sends the same status a second time (1,000 extra
+    Kubernetes writes in a burst of 1,000 creates)."""
+    world.apply(pipeline())
+    post_event = world.kube.post_event
+
+    async def event_then_watch(obj: Any, reason: str, message: str, *, warning: bool = False) -> None:
+        await post_event(obj, reason, message, warning=warning)
+        world.sync()
+
+    world.kube.post_event = event_then_watch  # type: ignore[method-assign]
+    await world.controller.run_pass(("ns", "p1"))
+    assert [r for r, _ in world.kube.events] == ["Created"]
+    record = world.store.get(("ns", "p1"))
+    assert record is not None and record.last_status_raw is None  # the watch caught up during the pass
+    assert world.kube.status_writes == 1
+    world.sync()
+    world.now += 2
+    await world.run()
+    assert world.obj()["status"]["phase"] == "DEPLOYING" and world.kube.status_writes == 2

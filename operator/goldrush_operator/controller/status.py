@@ -54,6 +54,7 @@ class Pass:
     _scrubber: Scrubber | None = field(default=None, repr=False)
     _scrubbed_for: tuple[str, ...] = field(default=(), repr=False)
     _current: tuple[bytes | None, dict[str, Any]] | None = field(default=None, repr=False)
+    _snapshot_raw: bytes | None = field(default=None, repr=False)  # the record's snapshot the pass started from
 
     @classmethod
     def of(cls, record: ObjectRecord) -> Pass:
@@ -70,18 +71,32 @@ class Pass:
             annotations=dict(meta.get("annotations") or {}),
             status_in=status_in,
             conditions=list((last if last is not None else status_in).get("conditions") or []),
+            _snapshot_raw=record.snapshot_raw,
         )
 
     @property
     def current(self) -> dict[str, Any]:
-        """The status as stored: what this process wrote last, else what the object carries.
+        """The status as stored: what this process wrote last, else what the latest watch event carries.
 
+        The latest event, not the pass's own snapshot: when the watch catches up with this process's write
+        during the pass, the record drops its copy of that write (`Store.observe`), and the snapshot the pass
+        started from no longer says what is stored (its status would make the next write look needed).
         Decoded once per stored version (the record keeps it compact); callers must not modify it.
         """
-        raw = self.record.last_status_raw
+        record = self.record
+        raw = record.last_status_raw
+        if raw is None:
+            raw = record.snapshot_raw
+            if raw is self._snapshot_raw:
+                raw = None  # still the pass's own snapshot: `status_in`
         if self._current is None or self._current[0] is not raw:
-            last = self.record.last_status
-            self._current = (raw, last if last is not None else self.status_in)
+            if raw is None:
+                current = self.status_in
+            elif raw is record.last_status_raw:
+                current = record.last_status or {}
+            else:
+                current = dict(record.snapshot().get("status") or {})
+            self._current = (raw, current)
         return self._current[1]
 
     def live_id(self, value: object) -> str | None:
