@@ -53,15 +53,15 @@ class Pass:
     # Per-pass caches: the scrubber of `secrets`, and the decoded stored status (`current`).
     _scrubber: Scrubber | None = field(default=None, repr=False)
     _scrubbed_for: tuple[str, ...] = field(default=(), repr=False)
-    _current: tuple[bytes | None, dict[str, Any]] | None = field(default=None, repr=False)
-    _snapshot_raw: bytes | None = field(default=None, repr=False)  # the record's snapshot the pass started from
+    # The stored status (`current`), decoded, with the compact form it was decoded from (identity-checked).
+    _current: tuple[bytes, dict[str, Any]] | None = field(default=None, repr=False)
 
     @classmethod
     def of(cls, record: ObjectRecord) -> Pass:
         body = record.snapshot()
         meta = body.get("metadata") or {}
         status_in = dict(body.get("status") or {})
-        last = record.last_status
+        last_raw, last = record.last_status_raw, record.last_status
         return cls(
             record=record,
             body=body,
@@ -71,32 +71,24 @@ class Pass:
             annotations=dict(meta.get("annotations") or {}),
             status_in=status_in,
             conditions=list((last if last is not None else status_in).get("conditions") or []),
-            _snapshot_raw=record.snapshot_raw,
+            _current=(record.snapshot_raw, status_in) if last is None or last_raw is None else (last_raw, last),
         )
 
     @property
     def current(self) -> dict[str, Any]:
         """The status as stored: what this process wrote last, else what the latest watch event carries.
 
-        The latest event, not the pass's own snapshot: when the watch catches up with this process's write
-        during the pass, the record drops its copy of that write (`Store.observe`), and the snapshot the pass
-        started from no longer says what is stored (its status would make the next write look needed).
-        Decoded once per stored version (the record keeps it compact); callers must not modify it.
+        The latest event, not the snapshot the pass started from: when the watch catches up with this
+        process's write during the pass, the record drops its copy of that write (`Store.observe`), and the
+        pass's own snapshot would make the next write look needed. Decoded once per stored version; callers
+        must not modify it.
         """
         record = self.record
-        raw = record.last_status_raw
-        if raw is None:
-            raw = record.snapshot_raw
-            if raw is self._snapshot_raw:
-                raw = None  # still the pass's own snapshot: `status_in`
+        last_raw = record.last_status_raw
+        raw = last_raw if last_raw is not None else record.snapshot_raw
         if self._current is None or self._current[0] is not raw:
-            if raw is None:
-                current = self.status_in
-            elif raw is record.last_status_raw:
-                current = record.last_status or {}
-            else:
-                current = dict(record.snapshot().get("status") or {})
-            self._current = (raw, current)
+            value = record.last_status if raw is last_raw else record.snapshot().get("status")
+            self._current = (raw, dict(value or {}))
         return self._current[1]
 
     def live_id(self, value: object) -> str | None:
