@@ -100,14 +100,16 @@ def test_sigkill_of_the_leader_mid_burst_no_duplicate_and_all_ready(
 ) -> None:
     inv = Invariants(kubectl, sim)
     kubectl.apply(secret_manifest())
-    env = {"GOLDRUSH_REQUEST_TIMEOUT_SECONDS": "60"}  # the leader never gives up on a create by itself
+    # The leader never gives up on a create by itself; 4 requests in flight keep the burst slow enough for the kill to
+    # land mid-burst on any machine.
+    env = {"GOLDRUSH_REQUEST_TIMEOUT_SECONDS": "60", "GOLDRUSH_MAX_CONCURRENCY": "4"}
     a = start_replica(start_operator, inv, namespace, "replica-a", env)
     wait_for(lambda: holder(kubectl) == "replica-a", 60, message="replica-a holding the Lease")
     b = start_replica(start_operator, inv, namespace, "replica-b", env)
     wait_for(lambda: standby(b), 60, message="replica-b up as a standby")
     # Slow answers, and two creates that commit but whose answers never reach the leader: the kill lands
     # while those are interrupted (committed remotely, id not recorded yet).
-    sim.faults(latency_ms=200, delay_after_commit={"route": "create", "method": "POST", "count": 2, "seconds": 120})
+    sim.faults(latency_ms=300, delay_after_commit={"route": "create", "method": "POST", "count": 2, "seconds": 120})
     names = [f"p{i:02d}" for i in range(30)]
     apply_many(kubectl, names)
     wait_for(lambda: committed_writes(sim)["create"] >= 6, 90, interval=0.1, message="the first creates")

@@ -52,10 +52,13 @@ def test_sigkill_while_50_objects_are_created_then_restart(
 ) -> None:
     inv = Invariants(kubectl, sim)
     kubectl.apply(secret_manifest())
-    sim.faults(latency_ms=100)
-    op = start_debug(start_operator, inv)
+    # Slow answers and 4 requests in flight keep the burst at about 8 creates a second, so the kill lands mid-burst
+    # however fast the operator or slow the machine is (at 100 ms and the default 10 in flight the whole burst
+    # once committed before the test saw the tenth create).
+    sim.faults(latency_ms=500)
+    op = start_debug(start_operator, inv, env={"GOLDRUSH_MAX_CONCURRENCY": "4"})
     _apply_many(kubectl, [f"p{i:02d}" for i in range(50)])
-    wait_for(lambda: committed_writes(sim)["create"] >= 10, 60, message="10 creates")
+    wait_for(lambda: committed_writes(sim)["create"] >= 10, 60, interval=0.1, message="10 creates")
     op.kill()
     before = committed_writes(sim)["create"]
     assert before < 50, "the kill came too late to prove anything"
