@@ -40,7 +40,6 @@ from goldrush_operator.payload import compute_diff
 from goldrush_operator.resource import (
     ANNOTATION_ADOPT,
     ANNOTATION_PAUSE_RECONCILIATION,
-    ANNOTATION_PIPELINE_ID,
     API_VERSION,
     KIND,
 )
@@ -220,11 +219,7 @@ class Planner:
             d = await inputs.read(p, spec.model_copy(update={"management_policies": ["Observe"]}))
             d.spec = spec
         client = self.client(d.service_key)
-        pipeline_id = p.current.get("pipelineId") or p.annotations.get(ANNOTATION_PIPELINE_ID)
-        user_id = p.annotations.get(ANNOTATION_PIPELINE_ID)
-        if user_id and user_id != pipeline_id:
-            pipeline_id = user_id
-        out.pipeline_id = str(pipeline_id) if pipeline_id else None
+        pipeline_id = out.pipeline_id = p.target_id()  # the controller's rule (a fresh record: no memory)
         if delete:
             self._plan_delete(spec.deletes_remote(), out)
             return

@@ -143,3 +143,25 @@ def test_cli_plan_needs_a_file(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         cli.main(["plan"])
     assert "-f" in capsys.readouterr().err
+
+
+async def test_plan_follows_a_user_pointing_the_object_at_another_pipeline(world: World) -> None:
+    """The id annotation naming another pipeline than the status: the plan works on that one, as the controller
+    then does (one rule, `Pass.target_id`)."""
+    body = pipeline()
+    world.apply(body)
+    await world.run()
+    pid = world.obj()["status"]["pipelineId"]
+    world.api.phase[pid] = "RUNNING"
+    await world.run()
+    other = copy.deepcopy(world.api.pipelines[pid]) | {"id": "pipe_y"}
+    world.api.pipelines["pipe_y"] = other
+    pointed = copy.deepcopy(world.obj())
+    pointed["metadata"]["annotations"]["goldrush.dev/pipeline-id"] = "pipe_y"
+    plan = await _plan(world, pointed)
+    assert plan.pipeline_id == "pipe_y" and calls(plan) == []
+    world.kube.objects[("ns", "p1")] = pointed
+    world.sync()
+    await world.run()
+    assert world.obj()["status"]["pipelineId"] == "pipe_y"
+    assert world.api.writes() == [("POST", "create")]

@@ -145,20 +145,12 @@ class Controller:
                 self.on_auth_failed(d.credentials)
             raise
 
-    def _pipeline_id(self, p: Pass) -> str | None:
-        """The object's remote id (`Pass.known_id`); a user's annotation naming another pipeline wins."""
-        known = p.known_id()
-        user_id = p.live_id(p.annotations.get(ANNOTATION_PIPELINE_ID))
-        if user_id and user_id != known and not p.record.create_pending:
-            return user_id  # a user points the object at another pipeline: adopt it
-        return known
-
     async def _converge(
         self, p: Pass, d: Desired, client: GoldRushClient, token_new: bool, held: Stall | None
     ) -> tuple[float, str]:
         """Plan and act; with `held` (a stall on a rejected write) only observe the remote."""
         record, now = p.record, self.clock()
-        pipeline_id = self._pipeline_id(p)
+        pipeline_id = p.target_id()
         applied = (record.applied_hashes if record.applied_hashes is not None
                    else applied_hashes_from_status(p.current.get("secrets")))
         if pipeline_id and not record.finalized:

@@ -101,6 +101,16 @@ class Pass:
         return (self.record.pipeline_id or self.live_id(self.current.get("pipelineId"))
                 or self.live_id(self.annotations.get(ANNOTATION_PIPELINE_ID)))
 
+    def target_id(self) -> str | None:
+        """The pipeline this pass works on: `known_id`, unless the id annotation names another live pipeline
+        and no create of this object may be in flight (a user points the object at that pipeline: adopt it).
+        The controller's loop and the dry-run planner both ask this."""
+        known = self.known_id()
+        user_id = self.live_id(self.annotations.get(ANNOTATION_PIPELINE_ID))
+        if user_id and user_id != known and not self.record.create_pending:
+            return user_id
+        return known
+
     def scrub(self, text: str) -> str:
         if not text:
             return text
