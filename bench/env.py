@@ -93,9 +93,9 @@ def start_control_plane(workdir: Path, audit_secret_reads: bool = False) -> Cont
     )
     plane.start()
     Kubectl(plane.kubeconfig)("apply", "-k", str(REPO / "crds"))
-    for plural in ("goldrushpipelines", "goldrushcredentials", "clustergoldrushcredentials"):
-        Kubectl(plane.kubeconfig)("wait", "--for=condition=Established", f"crd/{plural}.goldrush.dev",
-                                  "--timeout=60s")
+    Kubectl(plane.kubeconfig).wait_established(
+        *(f"{plural}.goldrush.dev" for plural in ("goldrushpipelines", "goldrushcredentials",
+                                                  "clustergoldrushcredentials")), timeout=60)
     return plane
 
 

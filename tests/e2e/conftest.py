@@ -107,8 +107,7 @@ def crd_installed(kubeconfig: Path) -> None:
     k = Kubectl(kubeconfig)
     for plural in CRD_PLURALS:
         k("apply", "-f", str(REPO / "crds" / f"goldrush.dev_{plural}.yaml"))
-    for plural in CRD_PLURALS:
-        k("wait", "--for=condition=Established", f"crd/{plural}.goldrush.dev", "--timeout=30s")
+    k.wait_established(*(f"{plural}.goldrush.dev" for plural in CRD_PLURALS))
 
 
 @pytest.fixture

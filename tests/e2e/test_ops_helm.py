@@ -62,8 +62,7 @@ def release_status(plane: ControlPlane) -> dict[str, Any]:
 def test_helm_install_then_upgrade(plane: ControlPlane, tmp_path: Path) -> None:
     k = Kubectl(plane.kubeconfig)
     k("apply", "-f", str(MONITORING_CRDS))
-    k("wait", "--for=condition=Established", "crd/servicemonitors.monitoring.coreos.com",
-      "crd/prometheusrules.monitoring.coreos.com", "--timeout=30s")
+    k.wait_established("servicemonitors.monitoring.coreos.com", "prometheusrules.monitoring.coreos.com")
     for ns in ("team-a", "team-b"):
         k("create", "namespace", ns)
 
@@ -74,7 +73,7 @@ def test_helm_install_then_upgrade(plane: ControlPlane, tmp_path: Path) -> None:
     status = release_status(plane)
     assert status["info"]["status"] == "deployed" and status["version"] == 1
 
-    k("wait", "--for=condition=Established", "crd/goldrushpipelines.goldrush.dev", "--timeout=30s")
+    k.wait_established("goldrushpipelines.goldrush.dev")
     crd = k.json("get", "crd", "goldrushpipelines.goldrush.dev")
     assert crd["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
     assert crd["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "Helm"

@@ -62,7 +62,7 @@ def audited_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlP
     ]) as plane:
         admin = Kubectl(plane.kubeconfig)
         admin("apply", "-f", str(REPO / "crds" / "goldrush.dev_goldrushpipelines.yaml"))
-        admin("wait", "--for=condition=Established", "crd/goldrushpipelines.goldrush.dev", "--timeout=30s")
+        admin.wait_established("goldrushpipelines.goldrush.dev")
         yield plane
 
 

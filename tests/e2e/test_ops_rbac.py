@@ -118,8 +118,8 @@ def install(admin: Kubectl, overlay: str) -> list[dict[str, Any]]:
     admin.apply({"apiVersion": "v1", "kind": "List", "items": namespaces})
     crds = [o for o in objects if o["kind"] == "CustomResourceDefinition"]
     admin.apply({"apiVersion": "v1", "kind": "List", "items": crds})
-    for plural in ("goldrushpipelines", "goldrushcredentials", "clustergoldrushcredentials"):
-        admin("wait", "--for=condition=Established", f"crd/{plural}.goldrush.dev", "--timeout=30s")
+    admin.wait_established(*(f"{plural}.goldrush.dev" for plural in
+                             ("goldrushpipelines", "goldrushcredentials", "clustergoldrushcredentials")))
     admin.apply({"apiVersion": "v1", "kind": "List", "items": objects})
     return objects
 

@@ -25,7 +25,7 @@ HERE = Path(__file__).parent
 def install_widgets(kubeconfig: Path) -> None:
     k = Kubectl(kubeconfig)
     k("apply", "-f", str(HERE / "testdata" / "widgets-crd.yaml"))
-    k("wait", "--for=condition=Established", "crd/widgets.smoke.goldrush.dev", "--timeout=30s")
+    k.wait_established("widgets.smoke.goldrush.dev")
 
 
 def test_version_and_namespaces(control_plane: ControlPlane, kubeconfig: Path) -> None:

@@ -66,8 +66,8 @@ def up(directory: Path, sim_port: int) -> int:
     api_url = f"{root}/platform/pipeline-api/"
 
     kubectl("apply", "-k", str(REPO / "crds"))
-    for plural in ("goldrushpipelines", "goldrushcredentials", "clustergoldrushcredentials"):
-        kubectl("wait", "--for=condition=Established", f"crd/{plural}.goldrush.dev", "--timeout=30s")
+    kubectl.wait_established(*(f"{plural}.goldrush.dev" for plural in
+                               ("goldrushpipelines", "goldrushcredentials", "clustergoldrushcredentials")))
     if kubectl("get", "namespace", NAMESPACE, check=False).returncode != 0:
         kubectl("create", "namespace", NAMESPACE)
 

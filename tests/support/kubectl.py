@@ -9,6 +9,7 @@ import json
 import shutil
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,19 @@ class Kubectl:
     def apply(self, manifest: str | dict[str, Any], *extra: str) -> subprocess.CompletedProcess[str]:
         text = manifest if isinstance(manifest, str) else json.dumps(manifest)
         return self("apply", "-f", "-", *extra, input=text)
+
+    def wait_established(self, *crds: str, timeout: float = 30.0) -> None:
+        """Wait until each CustomResourceDefinition (by name) reports `Established=True`.
+
+        Not `kubectl wait --for=condition=Established`: that fails at once ("accessor error: <nil> is of the
+        type <nil>"), instead of waiting, while a just-created CRD has no `status.conditions` yet."""
+        deadline = time.monotonic() + timeout
+        query = 'jsonpath={.status.conditions[?(@.type=="Established")].status}'
+        for crd in crds:
+            while (proc := self("get", "crd", crd, "-o", query, check=False)).stdout.strip() != "True":
+                if time.monotonic() >= deadline:
+                    raise AssertionError(f"CRD {crd} not Established after {timeout}s: {proc.stdout}{proc.stderr}")
+                time.sleep(0.1)
 
     def in_namespace(self, namespace: str) -> Kubectl:
         return Kubectl(self.kubeconfig, namespace)
