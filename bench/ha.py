@@ -391,6 +391,8 @@ async def _run_b13(ctx: Ctx, sim: SimProcess, namespace: str, replicas_wanted: i
             return sum(env.metric_sum(env.scrape(r.op) or {}, "goldrush_reconciles_total") for r in replicas) >= n
 
         out["restart_all_observed"] = await until(observed, 180, 0.5)
+        out["watch_mode"] = sorted({m for r in replicas for m in ("server-side", "client-side")
+                                    if f"sharded watch: {m}" in r.op.log_path.read_text(errors="replace")})
         await asyncio.sleep(SETTLE)
         steady = {r.name: _rss(r) for r in replicas}
         out["rss_after_restart_mib"] = steady
@@ -444,8 +446,11 @@ async def b13(ctx: Ctx) -> None:
         ctx.add("B13", f"single replica, all {n} objects, {label}: RSS added above its empty baseline",
                 round(single_added, 1), "MiB", "information", None)
         ctx.add("B13", f"{SHARDS} replicas, {label}: the largest RSS added above its own empty baseline / the "
-                "single replica's", share if share is not None else "n/a", "x", "<= 0.4" if steady else
-                "information", (share is not None and share <= 0.4) if steady else None)
+                f"single replica's (MiB added per replica {sharded[field]})", share if share is not None else "n/a",
+                "x", "<= 0.4" if steady else "information", (share is not None and share <= 0.4) if steady else None)
+    ctx.add("B13", "sharded watch of the replicas (server-side: the apiserver's ShardedListAndWatch, on in this "
+            "benchmark's control plane; client-side: every replica watches every object)",
+            ",".join(sharded.get("watch_mode") or ["n/a"]), "", "information", None)
     api_even = _even(sharded["api_writes_by_replica"])
     kube_even = _even(sharded["kubernetes_writes_by_replica"])
     ctx.add("B13", f"API writes per replica, largest / smallest {sharded['api_writes_by_replica']}",

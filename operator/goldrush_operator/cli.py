@@ -242,6 +242,7 @@ def run(
     metrics = PrometheusMetrics()
     if settings.metrics_port:
         metrics.serve(settings.metrics_port)
+    metrics.watched.set_function(lambda: len(store.records))
     kube = Kube()
     election = _election(kube, store, metrics)
     write_guard = election.check_write if election is not None else None
@@ -280,6 +281,8 @@ def run(
         kube.lease_timeout = min(5.0, timing.renew_deadline / 2)
         election.configure_takeover(
             lambda admitted: handlers.take_over(runtime, admitted, timing.renew_deadline / 3), scheduler.readmit)
+        if election.shards > 1:
+            runtime.sharded_watch = handlers.ShardedWatch(election.shards, kube.serves_shard_selectors)
     if liveness is None and settings.health_port:
         liveness = f"http://0.0.0.0:{settings.health_port}/healthz"
     logging.getLogger("goldrush_operator").info(

@@ -12,7 +12,9 @@ before every pipeline write and by the GoldRush client before every API write) a
 `admits`: only objects of shards this replica holds *and has taken over* are reconciled. A takeover first runs
 `on_acquired` (the handlers reset the controller's memory of those objects and wait until the watch has
 caught up with a fresh LIST), so a new holder never acts on what it remembered from an earlier term; it runs
-in a task of its own, so that the loop keeps renewing meanwhile.
+in a task of its own, so that the loop keeps renewing meanwhile. With `on_shards` (server-side sharded
+watches, `handlers.ShardedWatch`), each step first tells it the shards held whenever they changed, so that
+the watch delivers the objects of exactly those shards before a takeover lists them.
 `release()` (graceful stop) stops writing, then gives every Lease up so a standby takes over at once.
 """
 
@@ -92,12 +94,19 @@ class Election:
         self._takeover: asyncio.Task[None] | None = None
         self._writable: set[int] = set()  # shards whose objects `_publish` last saw admitted (see `_publish`)
         self.takeover_slice = timing.retry_period  # how long one step waits for a running takeover
+        self._on_shards: Callable[[frozenset[int]], Awaitable[None]] | None = None
+        self._followed: frozenset[int] | None = None  # the shards `on_shards` was last told of
+        self._replicas_seen: set[str] = set()  # the replicas the last step saw (this one included)
 
     def configure_takeover(
         self, on_acquired: Callable[[Callable[[ObjectKey], bool]], Awaitable[None]], on_admitted: Callable[[], None]
     ) -> None:
         """`on_acquired(admitted)` runs before the objects of new Leases are admitted; `on_admitted` after."""
         self._on_acquired, self._on_admitted = on_acquired, on_admitted
+
+    def configure_watch(self, on_shards: Callable[[frozenset[int]], Awaitable[None]]) -> None:
+        """`on_shards(held)` runs in a step whenever the shards held changed (before their takeover)."""
+        self._on_shards, self._followed = on_shards, None
 
     # ------------------------------------------------------------------------------------------ the gate
 
@@ -187,6 +196,13 @@ class Election:
         replicas = await self._membership()
         target = self._target(replicas)
         held = len(self.owned())
+        # A replica just seen (or this one's first step) takes its own share in its next step: until then this
+        # one acquires no more (one, if it holds none), so replicas started together do not first take what
+        # they release a moment later (with server-side sharded watches each such shard's objects would be
+        # listed and reconciled in vain).
+        joined = not replicas <= self._replicas_seen
+        self._replicas_seen = replicas
+        limit = target if not joined else (1 if held == 0 else held)
         for i, st in enumerate(self.shard_states):
             now = self._clock()
             self._expire(now)
@@ -199,15 +215,23 @@ class Election:
                 continue
             if not await self._read(st):
                 continue
-            if held < target and st.free(self._clock()) and await self._write(st):
+            if held < min(target, limit) and st.free(self._clock()) and await self._write(st):
                 held += 1
                 self._terms[i] += 1
                 log.info("acquired Lease %s/%s as %s", self.namespace, st.name, self.identity)
+        await self._follow_shards()
         # Held but not yet taken over (just acquired, or an earlier takeover failed): take over now.
         pending = [i for i in self.owned() if i not in self.active]
         if pending and not self.stopping:
             await self._take_over_for_a_while(pending)
         self._publish()
+
+    async def _follow_shards(self) -> None:
+        held = frozenset(self.owned())
+        if self._on_shards is None or self.stopping or held == self._followed:
+            return
+        await self._on_shards(held)
+        self._followed = held
 
     async def _take_over_for_a_while(self, pending: list[int]) -> None:
         """Run (or go on with) the takeover of `pending` for at most one retry period, so that the loop keeps

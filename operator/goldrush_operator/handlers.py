@@ -19,6 +19,9 @@
   of a newly acquired Lease; the cleanup handler stops writing and releases the Leases (graceful stop: a
   standby takes over at once).
   A standby keeps watching (its records stay warm) and its liveness probe is the same watch check.
+- with shards, when the apiserver serves sharded lists and watches (`ShardedWatch`), the pipeline watch asks
+  for the objects of the shards this replica holds only, and follows the shards held: a replica then holds
+  in memory only the objects it reconciles (a standby none); otherwise every replica watches every object.
 
 `cli.run` builds the `Runtime` and passes it to `start` (kopf's `memo`). kopf's own Event posting is off
 (every Event the operator emits is scrubbed and sent by the controller); kopf keeps no diff-base, and
@@ -38,6 +41,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import kopf
+from kopf._cogs.structs.references import Insights  # no public name (kopf 1.x)
 from kopf._core.reactor.inventory import ResourceMemories, ResourceMemory  # no public name (kopf 1.x)
 
 from goldrush_operator.controller.creds import CredentialsController
@@ -45,6 +49,7 @@ from goldrush_operator.controller.failure import watch_service_key
 from goldrush_operator.controller.loop import Controller
 from goldrush_operator.election import Election
 from goldrush_operator.kube import KubeError
+from goldrush_operator.lease import shard_of, shard_selector
 from goldrush_operator.resource import GROUP, KOPF_FINALIZER, PLURAL, VERSION
 from goldrush_operator.resource_credentials import (
     KIND_CLUSTER_CREDENTIALS,
@@ -60,6 +65,48 @@ log = logging.getLogger("goldrush_operator.handlers")
 
 
 @dataclass
+class ShardedWatch:
+    """The pipeline watch of a sharded replica, filtered by the apiserver (`ShardedListAndWatch`, alpha in
+    Kubernetes 1.36): `settings.watching.shard_selectors` of kopf carries `lease.shard_selector` of the shards
+    held, and kopf's watch is restarted (a fresh list with the new selector) whenever they change.
+
+    kopf reads the selector when a watch stream starts and re-lists only after an error, so the restart goes
+    through kopf's orchestrator: the pipeline resource leaves kopf's `insights` (the watch stops, its queued
+    events are processed) and comes back (a new watch lists the objects of the new selector). `serves` asks
+    the apiserver once at start-up; without the feature the selector is never set (client-side shards).
+    """
+
+    shards: int
+    serves: Callable[[str], Any]  # `kube.Kube.serves_shard_selectors` (of the operator's namespace)
+    insights: Insights = field(default_factory=Insights)  # given to kopf.run
+    settings: kopf.OperatorSettings | None = None  # set by `configure` when the apiserver serves the feature
+    selector: str = ""  # what the pipeline watch and the takeover's listing ask for now ("" = everything)
+    held: frozenset[int] | None = None  # the shards selected (None: not sharded server-side)
+
+    def select(self, held: frozenset[int]) -> None:
+        assert self.settings is not None
+        self.held = held
+        self.selector = shard_selector(held, self.shards)
+        self.settings.watching.shard_selectors[GROUP, PLURAL] = self.selector
+
+    async def restart(self) -> None:
+        """Restart kopf's pipeline watch(es) so that they list again with the current selector."""
+        insights = self.insights
+        resource = next((r for r in insights.watched_resources if r.group == GROUP and r.plural == PLURAL), None)
+        if resource is None:
+            return  # kopf does not watch it yet: its first watch starts with the selector
+        async with insights.revised:
+            insights.watched_resources.discard(resource)
+            insights.revised.notify_all()
+        # kopf's orchestrator takes the condition's lock on its way out of `wait()` and stops the watch while it
+        # holds it, so once it has the lock the next `async with` below waits until the old watch is gone.
+        await asyncio.sleep(0.1)
+        async with insights.revised:
+            insights.watched_resources.add(resource)
+            insights.revised.notify_all()
+
+
+@dataclass
 class Runtime:
     """What the handlers need (kopf's memo); built by `cli.run`.
 
@@ -72,7 +119,7 @@ class Runtime:
     controller: Controller
     store: Store
     scheduler: Scheduler
-    list_versions: Callable[[tuple[str, ...]], Any]
+    list_versions: Callable[[tuple[str, ...], str], Any]  # `kube.Kube.list_pipeline_versions`
     secret_watch: SecretWatch | None = None
     credentials: CredentialsController | None = None
     operator_namespace: str = ""
@@ -86,6 +133,16 @@ class Runtime:
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     election: Election | None = None
     election_task: asyncio.Task[None] | None = None
+    sharded_watch: ShardedWatch | None = None
+
+    def outside(self, uid: str) -> bool:
+        """An object of a shard the sharded watch did not select (an event the old watch still delivered)."""
+        sw = self.sharded_watch
+        return sw is not None and sw.held is not None and bool(uid) and shard_of(uid, sw.shards) not in sw.held
+
+    def watch_selector(self) -> str:
+        """The `shardSelector` the pipeline watch uses ("" when it watches every object)."""
+        return self.sharded_watch.selector if self.sharded_watch is not None else ""
 
 
 class _NoDiffBaseStorage(kopf.DiffBaseStorage):
@@ -158,7 +215,44 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
             watched = (*watched, rt.operator_namespace)  # key Secrets of ClusterGoldRushCredentials
         rt.tasks.append(asyncio.create_task(rt.secret_watch.run(watched), name="goldrush-secret-watch"))
     if rt.election is not None:
+        await _configure_sharded_watch(rt, settings)
         rt.election_task = asyncio.create_task(rt.election.run(), name="goldrush-election")
+
+
+async def _configure_sharded_watch(rt: Runtime, settings: kopf.OperatorSettings) -> None:
+    """Before the first watch: with shards, filter it server-side if the apiserver can (see `ShardedWatch`)."""
+    sw, election = rt.sharded_watch, rt.election
+    if sw is None or election is None:
+        return
+    if not await sw.serves(election.namespace):
+        rt.sharded_watch = None
+        log.info("sharded watch: client-side (the apiserver does not filter by shardSelector; feature gate "
+                 "ShardedListAndWatch): every replica watches every pipeline and reconciles those of its shards")
+        return
+    sw.settings = settings
+    sw.select(frozenset())  # a replica holding no shard yet lists none
+
+    async def follow(held: frozenset[int]) -> None:
+        await follow_shards(rt, held)
+
+    election.configure_watch(follow)
+    log.info("sharded watch: server-side (ShardedListAndWatch): this replica watches only the pipelines of the "
+             "shards it holds")
+
+
+async def follow_shards(rt: Runtime, held: frozenset[int]) -> None:
+    """The shards held changed (`Election.configure_watch`): restart the watch with the selector of those
+    held, then forget the objects of the shards given up."""
+    sw = rt.sharded_watch
+    if sw is None:
+        return
+    sw.select(held)
+    log.info("sharded watch: shards %s -> %s", ",".join(map(str, sorted(held))) or "none", sw.selector)
+    await sw.restart()
+    # After the old watch is gone: the events it still had queued were processed on its way out.
+    for key, record in list(rt.store.records.items()):
+        if rt.outside(record.uid):
+            _forget(rt, key)
 
 
 @kopf.on.cleanup()
@@ -196,11 +290,13 @@ async def take_over(rt: Runtime, admitted: Callable[[ObjectKey], bool], within: 
     """Prepare the objects of a newly acquired Lease before the first pass: wait (up to `within` seconds)
     until the watch has delivered at least what a fresh LIST shows (the previous holder's last writes), then
     drop the controller's memory of those objects (it may be from an earlier term) and wake them."""
+    before = set(rt.seen)
     try:
-        listed = {k: v for k, v in (await rt.list_versions(rt.namespaces)).items() if admitted(k)}
+        present = await rt.list_versions(rt.namespaces, rt.watch_selector())
     except KubeError as exc:
         log.warning("takeover: cannot list the pipelines (%s); relying on the watch", exc)
-        listed = {}
+        present = None
+    listed = {k: v for k, v in (present or {}).items() if admitted(k)}
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
         behind = [k for k, v in listed.items() if not _caught_up(rt.seen.get(k), v)]
@@ -209,6 +305,10 @@ async def take_over(rt: Runtime, admitted: Callable[[ObjectKey], bool], within: 
         await asyncio.sleep(0.05)
     else:
         log.warning("takeover: the watch is still behind a fresh list after %gs; continuing", within)
+    if rt.sharded_watch is not None and present is not None:
+        # A restarted watch lists what exists, but cannot tell what was deleted while it restarted.
+        for key in before - set(present):
+            _forget(rt, key)
     rt.controller.external.became_writer()  # creates the previous holder may have left in flight
     for key, record in list(rt.store.records.items()):
         if admitted(key):
@@ -217,18 +317,26 @@ async def take_over(rt: Runtime, admitted: Callable[[ObjectKey], bool], within: 
                 rt.scheduler.wake(key)
 
 
+def _forget(rt: Runtime, key: ObjectKey) -> None:
+    """Drop every trace of an object: it was deleted, or it left the shards this replica watches."""
+    rt.seen.pop(key, None)
+    rt.store.forget(key)
+    if rt.credentials is not None:
+        rt.credentials.keyring.release(key)
+    rt.scheduler.forget(key)
+    rt.controller.forget(key)
+
+
 def on_pipeline(rt: Runtime, body: Any, event_type: str | None) -> None:
     """A watch event of a pipeline (also called by unit tests)."""
     rt.last_watch_event = time.monotonic()
     rt.stale_since = None
     key = object_key(body)
     if event_type == "DELETED":
-        rt.seen.pop(key, None)
-        rt.store.forget(key)
-        if rt.credentials is not None:
-            rt.credentials.keyring.release(key)
-        rt.scheduler.forget(key)
-        rt.controller.forget(key)
+        _forget(rt, key)
+        return
+    if rt.outside(str((body.get("metadata") or {}).get("uid") or "")):
+        _forget(rt, key)
         return
     rt.seen[key] = str((body.get("metadata") or {}).get("resourceVersion"))
     record, wake = rt.store.observe(body)
@@ -268,7 +376,7 @@ async def probe(rt: Runtime) -> str:
     if silent < rt.watch_silence_limit:
         return f"last watch event {silent:.0f}s ago"
     try:
-        current = await rt.list_versions(rt.namespaces)
+        current = await rt.list_versions(rt.namespaces, rt.watch_selector())
     except KubeError as exc:
         # The apiserver itself is unreachable: restarting the operator would not help.
         return f"no watch event for {silent:.0f}s; cannot compare with a list: {exc}"
@@ -306,5 +414,6 @@ def start(runtime: Runtime, namespaces: tuple[str, ...], liveness_endpoint: str 
         namespaces=list(namespaces),
         liveness_endpoint=liveness_endpoint,
         memories=_NoObjectMemories(),
+        insights=runtime.sharded_watch.insights if runtime.sharded_watch is not None else None,
         memo=kopf.Memo(runtime=runtime),
     )

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import datetime as dt
-import functools
 import json
 import logging
 import os
@@ -292,41 +291,79 @@ class Kube:
         obj: Any = await self._run(call)
         return dict(obj)
 
-    async def list_pipeline_versions(self, namespaces: tuple[str, ...]) -> dict[tuple[str, str], str]:
-        """(namespace, name) -> resourceVersion of every GoldRushPipeline in `namespaces` (all when empty).
+    async def list_pipeline_versions(
+        self, namespaces: tuple[str, ...], shard_selector: str = "",
+    ) -> dict[tuple[str, str], str]:
+        """(namespace, name) -> resourceVersion of every GoldRushPipeline in `namespaces` (all when empty), or
+        only of those a server-side `shard_selector` (`lease.shard_selector`) selects.
 
         Listed in pages of 500 so that memory stays flat however many objects exist.
         """
-        metas = await self.list_pipeline_metadata(namespaces)
+        metas = await self.list_pipeline_metadata(namespaces, shard_selector)
         return {
             (str(meta.get("namespace")), str(meta.get("name"))): str(meta.get("resourceVersion")) for meta in metas
         }
 
-    async def list_pipeline_metadata(self, namespaces: tuple[str, ...]) -> list[dict[str, Any]]:
-        """`metadata` of every GoldRushPipeline in `namespaces` (all when empty), in pages of 500."""
+    def _pipelines_path(self, namespace: str | None) -> str:
+        ns = f"/namespaces/{urllib.parse.quote(namespace)}" if namespace else ""
+        return f"/apis/{GROUP}/{VERSION}{ns}/{PLURAL}"
 
-        def pages(list_page: Callable[..., Any]) -> list[Any]:
-            items: list[Any] = []
-            token: str | None = None
+    async def list_pipeline_metadata(
+        self, namespaces: tuple[str, ...], shard_selector: str = "",
+    ) -> list[dict[str, Any]]:
+        """`metadata` of every GoldRushPipeline in `namespaces` (all when empty), in pages of 500 (metadata-only
+        lists: no spec or status is read); with `shard_selector`, of the objects it selects only."""
+
+        def pages(namespace: str | None) -> list[dict[str, Any]]:
+            items: list[dict[str, Any]] = []
+            token = ""
             while True:
-                page: Any = list_page(limit=500, _continue=token) if token else list_page(limit=500)
-                items += [item.get("metadata") or {} for item in page["items"]]
-                token = (page.get("metadata") or {}).get("continue")
+                params = {"limit": "500", **({"continue": token} if token else {}),
+                          **({"shardSelector": shard_selector} if shard_selector else {})}
+                response = self._get_json_stream(self._pipelines_path(namespace), params, METADATA_LIST, 60)
+                page = json.loads(response.read())
+                response.release_conn()
+                items += [dict(item.get("metadata") or {}) for item in page.get("items") or ()]
+                token = str((page.get("metadata") or {}).get("continue") or "")
                 if not token:
                     return items
 
         def call() -> list[dict[str, Any]]:
-            metas: list[Any] = []
-            if namespaces:
-                for ns in namespaces:
-                    metas += pages(
-                        functools.partial(self._custom.list_namespaced_custom_object, GROUP, VERSION, ns, PLURAL)
-                    )
-            else:
-                metas = pages(lambda **kw: self._custom.list_cluster_custom_object(GROUP, VERSION, PLURAL, **kw))
-            return [dict(meta) for meta in metas]
+            if not namespaces:
+                return pages(None)
+            return [meta for ns in namespaces for meta in pages(ns)]
 
-        return await self._run(call)
+        return await self._run_raw(call)
+
+    async def serves_shard_selectors(self, namespace: str) -> bool:
+        """Whether the apiserver filters lists and watches by `shardSelector` (the alpha feature gate
+        `ShardedListAndWatch`, Kubernetes 1.36+; an apiserver without it ignores the parameter).
+
+        Only a built-in resource's list says so (`metadata.shardInfo`; a custom resource's list is filtered the
+        same, but does not report it): a list of the Secrets of `namespace` (the operator's, where it may list
+        them) whose field selector names a Secret that cannot exist, so no Secret is ever read.
+        """
+        params = {"limit": "1", "fieldSelector": "metadata.name=goldrush-operator.shard-probe.",
+                  "shardSelector": "shardRange(object.metadata.uid, '0x0000000000000000', '0x10000000000000000')"}
+
+        def call() -> bool:
+            response = self._get_json_stream(self._secrets_path(namespace), params, "application/json", 30)
+            page = json.loads(response.read())
+            response.release_conn()
+            return bool((page.get("metadata") or {}).get("shardInfo"))
+
+        try:
+            return await self._run_raw(call)
+        except KubeError as exc:
+            log.warning("cannot tell whether the apiserver shards lists and watches (%s): assuming not", exc)
+            return False
+
+    async def _run_raw(self, fn: Callable[[], T]) -> T:
+        """`_run` for calls made straight through the connection pool (transport errors become KubeError)."""
+        try:
+            return await self._run(fn)
+        except (urllib3.exceptions.HTTPError, ValueError) as exc:
+            raise KubeError(f"Kubernetes API unreachable: {type(exc).__name__}") from None
 
     # ------------------------------------------------------------------------------------------ writes
 

@@ -9,8 +9,10 @@ and feeds what it saw to `LeaseState` (one per Lease), which decides, from a mon
 - we hold a Lease from the send time of our last successful write of it until that time plus the renew
   deadline (`fenced_at`). The renew deadline is shorter than the lease duration, so a holder that cannot renew
   stops writing before any other replica can consider the Lease expired (fencing);
-- the object -> shard mapping (`shard_of`, a stable hash of the uid) and the fair share of shards per replica
-  (`fair_share`).
+- the object -> shard mapping (`shard_of`: shard i owns the i-th of K equal ranges of the 64-bit FNV-1a hash
+  of the uid, the hash and ranges of the apiserver's server-side sharded list and watch, so that
+  `shard_selector` can ask the apiserver for exactly the objects of the shards held) and the fair share of
+  shards per replica (`fair_share`).
 
 Errors of the Lease calls are the caller's business: `LeaseState` only learns of successes and observations.
 """
@@ -18,7 +20,6 @@ Errors of the Lease calls are the caller's business: `LeaseState` only learns of
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import math
 from dataclasses import dataclass, replace
 
@@ -199,11 +200,51 @@ def member_lease_names(shards: int, name: str = LEASE_NAME) -> list[str]:
     return [] if shards <= 1 else [f"{name}-member-{i}" for i in range(shards)]
 
 
+FNV64_OFFSET = 0xCBF29CE484222325
+FNV64_PRIME = 0x100000001B3
+HASH_SPACE = 1 << 64
+
+
+def uid_hash(uid: str) -> int:
+    """The 64-bit FNV-1a hash of the uid's UTF-8 bytes: the hash kube-apiserver's `shardRange()` uses."""
+    h = FNV64_OFFSET
+    for byte in uid.encode():
+        h = ((h ^ byte) * FNV64_PRIME) & (HASH_SPACE - 1)
+    return h
+
+
+def shard_bounds(shard: int, shards: int) -> tuple[int, int]:
+    """[start, end) of shard `shard`'s hash range: the K ranges split [0, 2^64) as evenly as integers can."""
+    return -(-shard * HASH_SPACE // shards), -(-(shard + 1) * HASH_SPACE // shards)
+
+
 def shard_of(uid: str, shards: int) -> int:
-    """The shard of an object: a stable hash of its uid (the same on every replica and across restarts)."""
+    """The shard of an object: the range its uid's hash falls in (the same on every replica, across restarts,
+    and as the apiserver computes it for a `shard_selector`)."""
     if shards <= 1:
         return 0
-    return int.from_bytes(hashlib.sha256(uid.encode()).digest()[:8], "big") % shards
+    return uid_hash(uid) * shards >> 64
+
+
+def _hex(bound: int) -> str:
+    # The apiserver wants 16 hex digits; the end of the whole space is written 0x10000000000000000.
+    return f"0x{bound:016x}"
+
+
+def shard_selector(held: frozenset[int] | set[int], shards: int) -> str:
+    """The `shardSelector` of a list or watch that returns the objects of the shards `held` (of `shards`):
+    one `shardRange()` per run of adjacent shards, joined by `||`. Holding none, the first hash value alone
+    (a range that practically never matches: a standby then receives no object, not all of them)."""
+    runs: list[tuple[int, int]] = []
+    for shard in sorted(i for i in held if 0 <= i < shards):
+        start, end = shard_bounds(shard, shards)
+        if runs and runs[-1][1] == start:
+            runs[-1] = (runs[-1][0], end)
+        else:
+            runs.append((start, end))
+    if not runs:
+        runs = [(0, 1)]
+    return " || ".join(f"shardRange(object.metadata.uid, '{_hex(a)}', '{_hex(b)}')" for a, b in runs)
 
 
 def fair_share(shards: int, replicas: int) -> int:

@@ -162,6 +162,9 @@ class PrometheusMetrics:
                             "Lease) and may write; 0 on a standby or after it stopped writing.", registry=r)
         self.shards_owned = Gauge("goldrush_shards_owned", "Shard Leases this replica holds and reconciles.",
                                   registry=r)
+        self.watched = Gauge("goldrush_watched_pipelines", "GoldRushPipelines this replica's watch delivers and "
+                             "keeps a record of (all of them, or those of its shards with a server-side "
+                             "sharded watch).", registry=r)
 
     def serve(self, port: int) -> None:
         """Start the HTTP endpoint (a daemon thread)."""

@@ -240,6 +240,29 @@ def shards_owned(op: OperatorProcess) -> float | None:
 def test_shards_rebalance_on_replica_loss_and_add(
     kubectl: Kubectl, sim: SimProcess, start_operator: Start, namespace: str
 ) -> None:
+    """On an apiserver without server-side sharded watches (the default): every replica watches every object."""
+
+    def every_replica_watches_every_object(replicas: dict[str, OperatorProcess], names: list[str]) -> None:
+        for op in replicas.values():
+            assert "sharded watch: client-side" in op.log
+            wait_for(lambda op=op: watched(op) == len(names), 30, message="every object watched")
+
+    shards_rebalance(kubectl, sim, start_operator, namespace, every_replica_watches_every_object)
+
+
+def watched(op: OperatorProcess) -> float | None:
+    try:
+        return value(scrape(op), "goldrush_watched_pipelines")
+    except OSError:
+        return None
+
+
+def shards_rebalance(
+    kubectl: Kubectl, sim: SimProcess, start_operator: Start, namespace: str,
+    settled: Callable[[dict[str, OperatorProcess], list[str]], None] = lambda _replicas, _names: None,
+) -> None:
+    """Three replicas split three shards; one is lost, one added; every object is written once per change by
+    exactly one replica. `settled(replicas, names)` runs after each round's writes are checked."""
     inv = Invariants(kubectl, sim)
     kubectl.apply(secret_manifest())
     env = {"GOLDRUSH_SHARDS": "3"}
@@ -254,15 +277,18 @@ def test_shards_rebalance_on_replica_loss_and_add(
     apply_many(kubectl, names)
     inv.check(writes={"create": len(names)}, timeout=150, quiet=2)
     assert all(shards_owned(r) == 1.0 for r in replicas.values())
+    settled(replicas, names)
 
     lost = holder(kubectl, f"{LEASE}-shard-0")
     replicas.pop(lost).kill()  # no release: its Leases expire
     wait_for(lambda: spread(set(replicas)), 60, message="the lost replica's shard taken over")
     apply_many(kubectl, names, description="after the loss")  # every object, whatever its shard
     inv.check(writes={"create": len(names), "patch": len(names)}, timeout=150, quiet=2)
+    settled(replicas, names)
 
     replicas["r3"] = start_replica(start_operator, inv, namespace, "r3", env)
     wait_for(lambda: spread(set(replicas)), 90, message="the added replica taking a shard")
     apply_many(kubectl, names, description="after the add")
     inv.check(writes={"create": len(names), "patch": 2 * len(names)}, timeout=150, quiet=2)
     assert sorted(shards_owned(r) for r in replicas.values()) == [1.0, 1.0, 1.0]
+    settled(replicas, names)

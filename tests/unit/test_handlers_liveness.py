@@ -21,9 +21,13 @@ class FakeKube:
         self.versions: dict[tuple[str, str], str] = {}
         self.fail = False
         self.calls = 0
+        self.selectors: list[str] = []
 
-    async def list_pipeline_versions(self, namespaces: tuple[str, ...]) -> dict[tuple[str, str], str]:
+    async def list_pipeline_versions(
+        self, namespaces: tuple[str, ...], shard_selector: str = "",
+    ) -> dict[tuple[str, str], str]:
         self.calls += 1
+        self.selectors.append(shard_selector)
         if self.fail:
             raise KubeError("Kubernetes API unreachable")
         return dict(self.versions)

@@ -42,7 +42,7 @@ def test_kopf_runs_with_the_memoryless_inventory_and_the_start_up_objects_frozen
 ) -> None:
     seen: dict[str, Any] = {}
     monkeypatch.setattr(kopf, "run", lambda **kwargs: seen.update(kwargs, frozen=gc.get_freeze_count()))
-    runtime: Any = type("R", (), {})()
+    runtime: Any = type("R", (), {"sharded_watch": None})()
     try:
         handlers.start(runtime, ("ns",), None)
     finally:

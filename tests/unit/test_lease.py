@@ -5,6 +5,8 @@ monotonic clock (nothing here sleeps for real except a few zero-length awaits)."
 from __future__ import annotations
 
 import asyncio
+import random
+import uuid
 from collections.abc import Awaitable
 from dataclasses import replace
 
@@ -21,8 +23,11 @@ from goldrush_operator.lease import (
     LeaseTiming,
     fair_share,
     member_lease_names,
+    shard_bounds,
     shard_lease_names,
     shard_of,
+    shard_selector,
+    uid_hash,
 )
 from goldrush_operator.logcontext import about, current_object
 from goldrush_operator.scheduler import Scheduler
@@ -130,7 +135,8 @@ def test_release_record_clears_the_holder() -> None:
 
 
 def test_shard_mapping_is_stable_and_spread() -> None:
-    uids = [f"uid-{i}" for i in range(3000)]
+    rnd = random.Random(7)
+    uids = [str(uuid.UUID(int=rnd.getrandbits(128), version=4)) for _ in range(3000)]  # as the apiserver makes
     assert all(shard_of(u, 1) == 0 for u in uids[:10])
     first = [shard_of(u, 3) for u in uids]
     assert first == [shard_of(u, 3) for u in uids]
@@ -560,3 +566,62 @@ async def test_objects_parked_while_a_late_renewal_was_on_the_way_are_readmitted
         assert runs == ["x"] and scheduler.parked == 0
     finally:
         task.cancel()
+
+
+def test_the_shard_hash_is_the_apiservers_fnv1a_64_and_its_ranges() -> None:
+    # FNV-1a 64 test vectors, and the range of each shard as `shardRange()` splits [0, 2^64).
+    assert uid_hash("") == 0xCBF29CE484222325
+    assert uid_hash("a") == 0xAF63DC4C8601EC8C
+    assert uid_hash("foobar") == 0x85944171F73967E8
+    assert shard_bounds(0, 2) == (0, 1 << 63) and shard_bounds(1, 2) == (1 << 63, 1 << 64)
+    for shards in (2, 3, 5, 7):
+        assert shard_bounds(0, shards)[0] == 0 and shard_bounds(shards - 1, shards)[1] == 1 << 64
+        for i in range(shards - 1):
+            assert shard_bounds(i, shards)[1] == shard_bounds(i + 1, shards)[0]  # no gap, no overlap
+        rnd = random.Random(shards)
+        for _ in range(2000):
+            uid = str(uuid.UUID(int=rnd.getrandbits(128), version=4))
+            start, end = shard_bounds(shard_of(uid, shards), shards)
+            assert start <= uid_hash(uid) < end
+
+
+def test_the_shard_selector_names_the_ranges_of_the_shards_held() -> None:
+    whole = "shardRange(object.metadata.uid, '0x0000000000000000', '0x10000000000000000')"
+    assert shard_selector({0, 1, 2}, 3) == whole  # adjacent ranges are one
+    assert shard_selector({1}, 2) == "shardRange(object.metadata.uid, '0x8000000000000000', '0x10000000000000000')"
+    assert shard_selector({2, 0}, 3) == (
+        "shardRange(object.metadata.uid, '0x0000000000000000', '0x5555555555555556') || "
+        "shardRange(object.metadata.uid, '0xaaaaaaaaaaaaaaab', '0x10000000000000000')"
+    )
+    # None held: a range of one hash value, not "everything" (a standby must not receive every object).
+    assert shard_selector(set(), 3) == "shardRange(object.metadata.uid, '0x0000000000000000', '0x0000000000000001')"
+
+
+async def test_replicas_started_together_take_one_shard_each_and_never_more() -> None:
+    """A replica seen for the first time takes its share in its next step: those already running acquire
+    nothing meanwhile (they would release it a moment later; with server-side sharded watches its objects
+    would be listed and reconciled in vain)."""
+    leases, clock = FakeLeases(), Clock()
+    replicas = [election(leases, clock, n, shards=3) for n in "abc"]
+    most = 0
+    for _ in range(6):
+        for r in replicas:  # started within one retry period of each other: a first, then b, then c
+            await r.step()
+            most = max(most, len(r.owned()))
+            clock.now += TIMING.retry_period / 4
+        clock.now += TIMING.retry_period / 4
+    assert most == 1
+    assert sorted(len(r.owned()) for r in replicas) == [1, 1, 1]
+
+
+async def test_a_lost_replicas_shards_are_taken_in_the_first_step_after_they_expired() -> None:
+    leases, clock = FakeLeases(), Clock()
+    a, b = election(leases, clock, "a", shards=2), election(leases, clock, "b", shards=2)
+    await _rounds([a, b], clock, 3)
+    assert len(a.owned()) == 1 and len(b.owned()) == 1
+    killed = clock.now  # b is gone (no release): a takes its shard once b's Lease expired, not a step later
+    while len(a.owned()) < 2 and clock.now < killed + 60:
+        clock.now += TIMING.retry_period
+        await a.step()
+    assert a.owned() == [0, 1]
+    assert clock.now - killed <= TIMING.duration + 2 * TIMING.retry_period
