@@ -23,51 +23,19 @@ from typing import Any
 
 import pytest
 from identity import (
-    OPERATOR_NAMESPACE,
     NamespacedRBAC,
     forbidden_lines,
     wait_until_bound,
-    write_operator_kubeconfig,
 )
-from planes import running_plane
+from planes import plane_fixtures
 
 from support.ctlplane import ControlPlane
 from support.kubectl import Kubectl
 from support.operator import OperatorProcess
 from support.sim import SimProcess
 
-
-@pytest.fixture(scope="session")
-def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
-    with running_plane(tmp_path_factory.mktemp("ctlplane")) as plane:
-        yield plane
-
-
-@pytest.fixture(scope="session")
-def kubeconfig(control_plane: ControlPlane) -> Path:
-    return control_plane.kubeconfig
-
-
-@pytest.fixture(scope="session")
-def operator_rbac(kubeconfig: Path) -> NamespacedRBAC:
-    """The namespaced overlay's RBAC; its cluster-scoped part (CRD and Namespace list/watch) is installed, and
-    the Roles of the operator's own namespace in that namespace (as installed: an operator started without
-    `POD_NAMESPACE` takes `goldrush-system` as its own and watches its Secrets there)."""
-    admin = Kubectl(kubeconfig)
-    rbac = NamespacedRBAC.rendered()
-    rbac.install_cluster_scope(admin)
-    admin.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": OPERATOR_NAMESPACE}})
-    rbac.serve_as_operator_namespace(admin, OPERATOR_NAMESPACE)
-    wait_until_bound(admin, OPERATOR_NAMESPACE)
-    return rbac
-
-
-@pytest.fixture(scope="session")
-def operator_kubeconfig(
-    control_plane: ControlPlane, operator_rbac: NamespacedRBAC, tmp_path_factory: pytest.TempPathFactory
-) -> Path:
-    """A kubeconfig with the operator's ServiceAccount identity (what the default install's pod runs as)."""
-    return write_operator_kubeconfig(control_plane, tmp_path_factory.mktemp("operator-identity") / "kubeconfig")
+# The session's plane: control_plane, kubeconfig, operator_rbac, operator_kubeconfig, crd_installed.
+control_plane, kubeconfig, operator_rbac, operator_kubeconfig, crd_installed = plane_fixtures("session", "session")
 
 
 @pytest.fixture
@@ -96,18 +64,8 @@ def kubectl(kubeconfig: Path, namespace: str) -> Kubectl:
 
 # ------------------------------------------------------------------------------------------ operator tier
 
-REPO = Path(__file__).resolve().parents[2]
-CRD_PLURALS = ("goldrushpipelines", "goldrushcredentials", "clustergoldrushcredentials")
 SIM_ARGS = ("--service-key", "dev-key=group_default", "--service-key", "other-key=group_other",
             "--deploy-seconds", "1", "--stop-seconds", "0.5", "--bounded-run-seconds", "3")
-
-
-@pytest.fixture(scope="session")
-def crd_installed(kubeconfig: Path) -> None:
-    k = Kubectl(kubeconfig)
-    for plural in CRD_PLURALS:
-        k("apply", "-f", str(REPO / "crds" / f"goldrush.dev_{plural}.yaml"))
-    k.wait_established(*(f"{plural}.goldrush.dev" for plural in CRD_PLURALS))
 
 
 @pytest.fixture

@@ -12,68 +12,23 @@ shard up forgot its objects.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
-from identity import NamespacedRBAC, wait_until_bound, write_operator_kubeconfig
-from planes import running_plane
+from planes import plane_fixtures
 from test_ha import shard_holders, shards_rebalance, watched
 
-from support.ctlplane import ControlPlane
 from support.kubectl import Kubectl
 from support.operator import OperatorProcess, wait_for
 from support.sim import SimProcess
 
-REPO = Path(__file__).resolve().parents[2]
 SHARDS = 3
 
 pytestmark = pytest.mark.slow
 
 
-# The session's fixtures, rebuilt on this module's plane (the `namespace`, `kubectl`, `sim` and
-# `start_operator` fixtures of conftest.py then run against it).
-
-
-@pytest.fixture(scope="module")
-def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
-    with running_plane(tmp_path_factory.mktemp("ctlplane-sharded"),
-                       ["--feature-gates=ShardedListAndWatch=true"]) as plane:
-        yield plane
-
-
-@pytest.fixture(scope="module")
-def kubeconfig(control_plane: ControlPlane) -> Path:
-    return control_plane.kubeconfig
-
-
-@pytest.fixture(scope="module")
-def operator_rbac(kubeconfig: Path) -> NamespacedRBAC:
-    from identity import OPERATOR_NAMESPACE
-
-    admin = Kubectl(kubeconfig)
-    rbac = NamespacedRBAC.rendered()
-    rbac.install_cluster_scope(admin)
-    admin.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": OPERATOR_NAMESPACE}})
-    rbac.serve_as_operator_namespace(admin, OPERATOR_NAMESPACE)
-    wait_until_bound(admin, OPERATOR_NAMESPACE)
-    return rbac
-
-
-@pytest.fixture(scope="module")
-def operator_kubeconfig(
-    control_plane: ControlPlane, operator_rbac: NamespacedRBAC, tmp_path_factory: pytest.TempPathFactory
-) -> Path:
-    return write_operator_kubeconfig(control_plane, tmp_path_factory.mktemp("operator-identity-sharded") / "kubeconfig")
-
-
-@pytest.fixture(scope="module")
-def crd_installed(kubeconfig: Path) -> None:
-    k = Kubectl(kubeconfig)
-    plurals = ("goldrushpipelines", "goldrushcredentials", "clustergoldrushcredentials")
-    for plural in plurals:
-        k("apply", "-f", str(REPO / "crds" / f"goldrush.dev_{plural}.yaml"))
-    k.wait_established(*(f"{plural}.goldrush.dev" for plural in plurals))
+# The session's plane fixtures, rebuilt on this module's plane (conftest's per-test fixtures `namespace`,
+# `kubectl`, `sim` and `start_operator` then run against it).
+control_plane, kubeconfig, operator_rbac, operator_kubeconfig, crd_installed = plane_fixtures(
+    "module", "sharded", ["--feature-gates=ShardedListAndWatch=true"])
 
 
 def test_each_replica_watches_only_the_objects_of_its_shards(
