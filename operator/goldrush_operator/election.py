@@ -200,9 +200,9 @@ class Election:
         # one acquires no more (one, if it holds none), so replicas started together do not first take what
         # they release a moment later (with server-side sharded watches each such shard's objects would be
         # listed and reconciled in vain).
-        joined = not replicas <= self._replicas_seen
+        if not replicas <= self._replicas_seen:
+            target = min(target, held or 1)
         self._replicas_seen = replicas
-        limit = target if not joined else (1 if held == 0 else held)
         for i, st in enumerate(self.shard_states):
             now = self._clock()
             self._expire(now)
@@ -215,7 +215,7 @@ class Election:
                 continue
             if not await self._read(st):
                 continue
-            if held < min(target, limit) and st.free(self._clock()) and await self._write(st):
+            if held < target and st.free(self._clock()) and await self._write(st):
                 held += 1
                 self._terms[i] += 1
                 log.info("acquired Lease %s/%s as %s", self.namespace, st.name, self.identity)

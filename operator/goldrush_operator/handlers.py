@@ -80,13 +80,16 @@ class ShardedWatch:
     serves: Callable[[str], Any]  # `kube.Kube.serves_shard_selectors` (of the operator's namespace)
     insights: Insights = field(default_factory=Insights)  # given to kopf.run
     settings: kopf.OperatorSettings | None = None  # set by `configure` when the apiserver serves the feature
-    selector: str = ""  # what the pipeline watch and the takeover's listing ask for now ("" = everything)
     held: frozenset[int] | None = None  # the shards selected (None: not sharded server-side)
+
+    @property
+    def selector(self) -> str:
+        """What the pipeline watch and the takeover's listing ask for now ("" = everything)."""
+        return "" if self.held is None else shard_selector(self.held, self.shards)
 
     def select(self, held: frozenset[int]) -> None:
         assert self.settings is not None
         self.held = held
-        self.selector = shard_selector(held, self.shards)
         self.settings.watching.shard_selectors[GROUP, PLURAL] = self.selector
 
     async def restart(self) -> None:
@@ -335,10 +338,11 @@ def on_pipeline(rt: Runtime, body: Any, event_type: str | None) -> None:
     if event_type == "DELETED":
         _forget(rt, key)
         return
-    if rt.outside(str((body.get("metadata") or {}).get("uid") or "")):
+    meta = body.get("metadata") or {}
+    if rt.outside(str(meta.get("uid") or "")):
         _forget(rt, key)
         return
-    rt.seen[key] = str((body.get("metadata") or {}).get("resourceVersion"))
+    rt.seen[key] = str(meta.get("resourceVersion"))
     record, wake = rt.store.observe(body)
     if wake and record.wanted:
         rt.scheduler.wake(key)

@@ -171,15 +171,21 @@ class Kube:
             raise (NotFound if status == 404 else KubeError)(f"Kubernetes API {status} {reason}", status)
         return response
 
+    def _get_json(self, path: str, params: Mapping[str, str], accept: str, read_timeout: float) -> Any:
+        """One GET answered with a JSON document (a list page), read whole."""
+        response = self._get_json_stream(path, params, accept, read_timeout)
+        try:
+            return json.loads(response.read())
+        finally:
+            response.release_conn()
+
     def _list_secret_metadata(self, namespace: str | None) -> tuple[list[SecretMeta], str]:
         """Every Secret's (namespace, name, resourceVersion), in pages of 500; and the list's resourceVersion."""
         items: list[SecretMeta] = []
         token = ""
         while True:
             params = {"limit": "500", **({"continue": token} if token else {})}
-            response = self._get_json_stream(self._secrets_path(namespace), params, METADATA_LIST, 60)
-            page = json.loads(response.read())
-            response.release_conn()
+            page = self._get_json(self._secrets_path(namespace), params, METADATA_LIST, 60)
             for item in page.get("items") or ():
                 meta = item.get("metadata") or {}
                 items.append(SecretMeta("LIST", str(meta.get("namespace")), str(meta.get("name")),
@@ -320,9 +326,7 @@ class Kube:
             while True:
                 params = {"limit": "500", **({"continue": token} if token else {}),
                           **({"shardSelector": shard_selector} if shard_selector else {})}
-                response = self._get_json_stream(self._pipelines_path(namespace), params, METADATA_LIST, 60)
-                page = json.loads(response.read())
-                response.release_conn()
+                page = self._get_json(self._pipelines_path(namespace), params, METADATA_LIST, 60)
                 items += [dict(item.get("metadata") or {}) for item in page.get("items") or ()]
                 token = str((page.get("metadata") or {}).get("continue") or "")
                 if not token:
@@ -347,9 +351,7 @@ class Kube:
                   "shardSelector": "shardRange(object.metadata.uid, '0x0000000000000000', '0x10000000000000000')"}
 
         def call() -> bool:
-            response = self._get_json_stream(self._secrets_path(namespace), params, "application/json", 30)
-            page = json.loads(response.read())
-            response.release_conn()
+            page = self._get_json(self._secrets_path(namespace), params, "application/json", 30)
             return bool((page.get("metadata") or {}).get("shardInfo"))
 
         try:
@@ -397,10 +399,7 @@ class Kube:
             self._send_json(method, path, body, content_type)
 
         self.writes += 1
-        try:
-            await self._run(send)
-        except (urllib3.exceptions.HTTPError, ValueError) as exc:
-            raise KubeError(f"Kubernetes API unreachable: {type(exc).__name__}") from None
+        await self._run_raw(send)
 
     def _pipeline_path(self, namespace: str, name: str, subresource: str = "") -> str:
         ns, nm = urllib.parse.quote(namespace), urllib.parse.quote(name)

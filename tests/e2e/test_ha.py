@@ -70,11 +70,16 @@ def holder(kubectl: Kubectl, name: str = LEASE) -> str:
     return str(lease(kubectl, name).get("holderIdentity") or "")
 
 
-def leader_metric(op: OperatorProcess) -> float | None:
+def gauge(op: OperatorProcess, name: str) -> float | None:
+    """One of the operator's gauges, or None while its metrics endpoint does not answer."""
     try:
-        return value(scrape(op), "goldrush_leader")
+        return value(scrape(op), name)
     except OSError:
         return None
+
+
+def leader_metric(op: OperatorProcess) -> float | None:
+    return gauge(op, "goldrush_leader")
 
 
 def standby(op: OperatorProcess) -> bool:
@@ -230,10 +235,7 @@ def shard_holders(kubectl: Kubectl, shards: int) -> list[str]:
 
 
 def shards_owned(op: OperatorProcess) -> float | None:
-    try:
-        return value(scrape(op), "goldrush_shards_owned")
-    except OSError:
-        return None
+    return gauge(op, "goldrush_shards_owned")
 
 
 @pytest.mark.slow
@@ -251,10 +253,7 @@ def test_shards_rebalance_on_replica_loss_and_add(
 
 
 def watched(op: OperatorProcess) -> float | None:
-    try:
-        return value(scrape(op), "goldrush_watched_pipelines")
-    except OSError:
-        return None
+    return gauge(op, "goldrush_watched_pipelines")
 
 
 def shards_rebalance(
