@@ -1,9 +1,9 @@
 """The async GoldRush Pipeline REST API client: the only code that talks HTTP to GoldRush.
 
 Called by the operator's controller (and by the simulator tests). One :class:`GoldRushClient` per service
-key; all clients of one base URL share one ``httpx.AsyncClient`` (connection pool) and all clients of one
-(base URL, key) share a token bucket, a concurrency cap and a Retry-After gate (see :mod:`.shared`,
-:mod:`.ratelimit`).
+key; all clients of one base URL share one ``httpx.AsyncClient`` (connection pool, striped: :mod:`.pool`)
+and all clients of one (base URL, key) share a token bucket, a concurrency cap and a Retry-After gate (see
+:mod:`.shared`, :mod:`.ratelimit`).
 
 Rules enforced here:
 
@@ -62,6 +62,7 @@ from .models import (
     PipelinePage,
     RuntimeStatus,
 )
+from .pool import striped_transport
 from .ratelimit import Clock, KeyLimits, SystemClock
 from .retry import IDEMPOTENT_METHODS, RetryPolicy, parse_retry_after
 from .shared import SharedState, default_shared_state
@@ -235,7 +236,7 @@ class GoldRushClient:
 
     def _new_http(self, transport: httpx.AsyncBaseTransport | None) -> httpx.AsyncClient:
         return httpx.AsyncClient(
-            transport=transport,
+            transport=transport if transport is not None else striped_transport(),
             timeout=self._http_timeout,
             headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
             follow_redirects=False,
