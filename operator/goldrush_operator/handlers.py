@@ -48,7 +48,7 @@ from goldrush_operator.controller.creds import CredentialsController
 from goldrush_operator.controller.failure import watch_service_key
 from goldrush_operator.controller.loop import Controller
 from goldrush_operator.election import Election
-from goldrush_operator.kube import KubeError
+from goldrush_operator.kube import LIST_PAGE_SIZE, KubeError
 from goldrush_operator.lease import shard_of, shard_selector
 from goldrush_operator.resource import GROUP, KOPF_FINALIZER, PLURAL, VERSION
 from goldrush_operator.resource_credentials import (
@@ -191,8 +191,8 @@ class _NoObjectMemories(ResourceMemories):
                                     ephemeral=True)
 
 
-@kopf.on.startup()
-async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+def apply_settings(settings: kopf.OperatorSettings) -> None:
+    """kopf's settings of the operator (called by `configure`): storages, timeouts, paged lists."""
     settings.persistence.finalizer = KOPF_FINALIZER  # required by no handler: kopf never writes it
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
     settings.persistence.diffbase_storage = _NoDiffBaseStorage()
@@ -201,8 +201,14 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     settings.watching.client_timeout = 330
     settings.watching.connect_timeout = 30
     settings.watching.inactivity_timeout = 70
+    settings.watching.chunk_size = LIST_PAGE_SIZE  # the initial and re-lists in pages: one page in memory at a time
     settings.networking.request_timeout = 60
     settings.networking.connect_timeout = 30
+
+
+@kopf.on.startup()
+async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    apply_settings(settings)
     rt: Runtime = memo.runtime
     rt.tasks = [
         asyncio.create_task(rt.scheduler.run(), name="goldrush-scheduler"),

@@ -41,6 +41,9 @@ T = TypeVar("T")
 COMPONENT = "goldrush-operator"
 log = logging.getLogger("goldrush_operator.kube")
 
+LIST_PAGE_SIZE = 500
+"""Objects per page of every list the operator sends (client-go's informers page the same way), kopf's included."""
+
 # Metadata-only reads of Secrets: the apiserver sends `PartialObjectMetadata(List)`, never `data`.
 METADATA_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
 METADATA_WATCH = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
@@ -184,7 +187,7 @@ class Kube:
         items: list[SecretMeta] = []
         token = ""
         while True:
-            params = {"limit": "500", **({"continue": token} if token else {})}
+            params = {"limit": str(LIST_PAGE_SIZE), **({"continue": token} if token else {})}
             page = self._get_json(self._secrets_path(namespace), params, METADATA_LIST, 60)
             for item in page.get("items") or ():
                 meta = item.get("metadata") or {}
@@ -324,7 +327,7 @@ class Kube:
             items: list[dict[str, Any]] = []
             token = ""
             while True:
-                params = {"limit": "500", **({"continue": token} if token else {}),
+                params = {"limit": str(LIST_PAGE_SIZE), **({"continue": token} if token else {}),
                           **({"shardSelector": shard_selector} if shard_selector else {})}
                 page = self._get_json(self._pipelines_path(namespace), params, METADATA_LIST, 60)
                 items += [dict(item.get("metadata") or {}) for item in page.get("items") or ()]

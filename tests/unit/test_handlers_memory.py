@@ -57,3 +57,11 @@ def test_kopf_builds_no_essence_of_the_bodies() -> None:
     body = kopf.Body(_body("a") | {"spec": {"project": "p"}})
     assert storage.build(body=body) == {}
     assert storage.fetch(body=body) is None
+
+
+def test_kopf_lists_in_pages_and_keeps_no_diff_base() -> None:
+    settings = kopf.OperatorSettings()
+    handlers.apply_settings(settings)
+    assert settings.watching.chunk_size == 500  # a start-up list of 10,000 objects is read 500 at a time
+    assert isinstance(settings.persistence.diffbase_storage, handlers._NoDiffBaseStorage)
+    assert settings.posting.enabled is False
