@@ -57,8 +57,7 @@ class Failures:
                 record.held_on = ""
                 delay = self.timing.intervals()[1]  # the cause may lie outside the object: the slow cadence
             result = "stalled"
-            if not (record.pipeline_id or p.current.get("pipelineId")):
-                p.out["phase"] = "PENDING"
+            status.pending_unless_created(p)
         status.failed(p, outcome, in_sync=p.in_sync)
         try:
             await self.writer.write(p)

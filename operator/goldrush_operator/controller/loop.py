@@ -118,8 +118,7 @@ class Controller:
             return later.delay, "waiting"  # the credentials watches are still starting: write nothing yet
         except Missing as missing:
             status.waiting(p, missing.reason, missing.message)
-            if not (record.pipeline_id or p.current.get("pipelineId")):
-                p.out["phase"] = "PENDING"
+            status.pending_unless_created(p)
             await self.external.warn_once(p, missing.reason, missing.message)
             await self.status.write(p)
             return self.timing.intervals()[0], "missing"

@@ -231,6 +231,12 @@ def waiting(p: Pass, reason: str, message: str) -> None:
     p.set(cond.STALLED, False, reason, "")
 
 
+def pending_unless_created(p: Pass) -> None:
+    """`status.phase` PENDING while no pipeline id is known (none recorded, none in the status)."""
+    if not (p.record.pipeline_id or p.current.get("pipelineId")):
+        p.out["phase"] = "PENDING"
+
+
 def creating(p: Pass) -> None:
     p.set(cond.READY, False, cond.PENDING, "creating the remote pipeline")
     p.set(cond.SYNCED, False, cond.UPDATE_PENDING, "creating the remote pipeline")
