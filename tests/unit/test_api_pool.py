@@ -34,28 +34,34 @@ class _Recorder(httpx.AsyncBaseTransport):
         self.closed = True
 
 
-async def test_sequential_requests_go_round_robin_and_leave_no_request_counted() -> None:
+async def test_requests_one_after_the_other_reuse_the_first_stripe() -> None:
+    """At a low rate every request goes to one pool, whose kept-alive connection it reuses."""
     stripes = [_Recorder(i) for i in range(3)]
     transport = StripedTransport(stripes)
     async with httpx.AsyncClient(transport=transport) as http:
-        answers = [(await http.get("http://api.test/x")).text for _ in range(6)]
-    assert answers == ["0", "1", "2", "0", "1", "2"]
+        answers = [(await http.get("http://api.test/x")).text for _ in range(4)]
+    assert answers == ["0", "0", "0", "0"]
     assert transport.in_flight == (0, 0, 0)
     assert all(stripe.closed for stripe in stripes)
 
 
-async def test_a_stripe_with_an_open_response_is_passed_over_until_it_is_closed() -> None:
-    stripes = [_Recorder(i) for i in range(2)]
+async def test_requests_in_flight_spread_to_the_least_busy_stripe() -> None:
+    stripes = [_Recorder(i) for i in range(3)]
     transport = StripedTransport(stripes)
     async with httpx.AsyncClient(transport=transport) as http:
-        request = http.build_request("GET", "http://api.test/x")
-        held = await http.send(request, stream=True)
-        assert transport.in_flight == (1, 0)
-        answers = [(await http.get("http://api.test/x")).text for _ in range(3)]
-        assert answers == ["1", "1", "1"]
-        await held.aclose()
-        assert transport.in_flight == (0, 0)
+        held = [await http.send(http.build_request("GET", "http://api.test/x"), stream=True) for _ in range(4)]
+        assert transport.in_flight == (2, 1, 1)
+        await held[1].aclose()  # it went to stripe 1
+        assert transport.in_flight == (2, 0, 1)
+        assert (await http.get("http://api.test/x")).text == "1"
+        await held[0].aclose()
+        assert transport.in_flight == (1, 0, 1)
+        await held[2].aclose()
+        assert transport.in_flight == (1, 0, 0)
+        assert (await http.get("http://api.test/x")).text == "1"  # the first among the least busy
+        await held[3].aclose()
         assert (await http.get("http://api.test/x")).text == "0"
+        assert transport.in_flight == (0, 0, 0)
 
 
 async def test_a_failing_stripe_releases_its_count_and_the_error_is_httpx_s() -> None:
@@ -72,8 +78,12 @@ def test_a_striped_transport_needs_a_stripe() -> None:
         StripedTransport([])
 
 
+CONNECTIONS: list[int] = []
+
+
 async def _serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    """A minimal keep-alive HTTP/1.1 server: every request gets 200 after 20 ms."""
+    """A minimal keep-alive HTTP/1.1 server: every request gets 200 after 20 ms; counts its connections."""
+    CONNECTIONS.append(1)
     try:
         while True:
             head = await reader.readuntil(b"\r\n\r\n")
@@ -107,6 +117,20 @@ async def test_concurrent_requests_over_real_connections_spread_over_the_stripes
         assert codes == [200] * 40
         assert transport.in_flight == (0, 0, 0, 0)
         assert all(p >= 2 for p in peak), peak
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def test_requests_at_a_low_rate_reuse_one_kept_alive_connection() -> None:
+    server = await asyncio.start_server(_serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    CONNECTIONS.clear()
+    try:
+        async with httpx.AsyncClient(transport=striped_transport(4)) as http:
+            for _ in range(6):
+                assert (await http.get(f"http://127.0.0.1:{port}/v1/x")).status_code == 200
+        assert len(CONNECTIONS) == 1  # round robin over the stripes would have opened 4
     finally:
         server.close()
         await server.wait_closed()
