@@ -182,20 +182,28 @@ class Kube:
         finally:
             response.release_conn()
 
+    def _metadata_pages(self, path: str, params: Mapping[str, str]) -> Iterator[dict[str, Any]]:
+        """The pages of a metadata-only list of `path` (`LIST_PAGE_SIZE` objects each), following `continue`."""
+        token = ""
+        while True:
+            page = self._get_json(path, {"limit": str(LIST_PAGE_SIZE), **params,
+                                         **({"continue": token} if token else {})}, METADATA_LIST, 60)
+            yield page
+            token = str((page.get("metadata") or {}).get("continue") or "")
+            if not token:
+                return
+
     def _list_secret_metadata(self, namespace: str | None) -> tuple[list[SecretMeta], str]:
         """Every Secret's (namespace, name, resourceVersion), in pages of 500; and the list's resourceVersion."""
         items: list[SecretMeta] = []
-        token = ""
-        while True:
-            params = {"limit": str(LIST_PAGE_SIZE), **({"continue": token} if token else {})}
-            page = self._get_json(self._secrets_path(namespace), params, METADATA_LIST, 60)
+        version = ""
+        for page in self._metadata_pages(self._secrets_path(namespace), {}):
             for item in page.get("items") or ():
                 meta = item.get("metadata") or {}
                 items.append(SecretMeta("LIST", str(meta.get("namespace")), str(meta.get("name")),
                                         str(meta.get("resourceVersion"))))
-            token = str((page.get("metadata") or {}).get("continue") or "")
-            if not token:
-                return items, str((page.get("metadata") or {}).get("resourceVersion") or "")
+            version = str((page.get("metadata") or {}).get("resourceVersion") or "")
+        return items, version
 
     def _watch_secret_metadata(self, namespace: str | None, version: str) -> Iterator[SecretMeta | str]:
         """Metadata-only watch events from `version`; yields a str (the new version) on bookmarks."""
@@ -323,17 +331,12 @@ class Kube:
         """`metadata` of every GoldRushPipeline in `namespaces` (all when empty), in pages of 500 (metadata-only
         lists: no spec or status is read); with `shard_selector`, of the objects it selects only."""
 
+        selected = {"shardSelector": shard_selector} if shard_selector else {}
+
         def pages(namespace: str | None) -> list[dict[str, Any]]:
-            items: list[dict[str, Any]] = []
-            token = ""
-            while True:
-                params = {"limit": str(LIST_PAGE_SIZE), **({"continue": token} if token else {}),
-                          **({"shardSelector": shard_selector} if shard_selector else {})}
-                page = self._get_json(self._pipelines_path(namespace), params, METADATA_LIST, 60)
-                items += [dict(item.get("metadata") or {}) for item in page.get("items") or ()]
-                token = str((page.get("metadata") or {}).get("continue") or "")
-                if not token:
-                    return items
+            return [dict(item.get("metadata") or {})
+                    for page in self._metadata_pages(self._pipelines_path(namespace), selected)
+                    for item in page.get("items") or ()]
 
         def call() -> list[dict[str, Any]]:
             if not namespaces:

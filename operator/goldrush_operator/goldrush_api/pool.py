@@ -1,7 +1,7 @@
 """The GoldRush client's connection pool: httpx's own transport, striped over several small pools.
 
-Used by :mod:`.shared`, which builds one :func:`striped_transport` per base URL for the ``httpx.AsyncClient``
-that all GoldRush clients of that URL share.
+Used by :mod:`.client`: the ``httpx.AsyncClient`` that all GoldRush clients of one base URL share (held by
+:mod:`.shared`) runs on one :func:`striped_transport`.
 
 Why stripes: each time a request enters or leaves one of httpx's pools, the pool walks all its connections,
 and for every idle one counts the idle connections again; the cost of a request thus grows with the square of
