@@ -275,7 +275,8 @@ def run(
                                list_versions=kube.list_pipeline_versions, on_loop_lag=metrics.loop_lag,
                                secret_watch=SecretWatch(kube, store, scheduler.wake, credentials.on_secret_changed),
                                election=election,
-                               credentials=credentials, operator_namespace=settings.operator_namespace)
+                               credentials=credentials, operator_namespace=settings.operator_namespace,
+                               close_writes=kube.aclose)
     if election is not None:
         timing = election.timing
         kube.lease_timeout = min(5.0, timing.renew_deadline / 2)

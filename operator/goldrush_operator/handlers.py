@@ -36,7 +36,7 @@ import contextlib
 import gc
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -137,6 +137,7 @@ class Runtime:
     election: Election | None = None
     election_task: asyncio.Task[None] | None = None
     sharded_watch: ShardedWatch | None = None
+    close_writes: Callable[[], Awaitable[None]] | None = None  # `kube.Kube.aclose`, the last step of cleanup
 
     def outside(self, uid: str) -> bool:
         """An object of a shard the sharded watch did not select (an event the old watch still delivered)."""
@@ -276,6 +277,8 @@ async def stop_tasks(memo: kopf.Memo, **_: Any) -> None:
             await task
     if rt.election is not None:
         await rt.election.release()
+    if rt.close_writes is not None:
+        await rt.close_writes()
 
 
 def _memory_reset(record: ObjectRecord) -> ObjectRecord:

@@ -1,15 +1,16 @@
 """The Kubernetes adapter: the only module that imports `kubernetes`.
 
-Async wrappers (blocking calls run in a bounded thread pool) for the few calls the operator makes besides
-kopf's own watching: read referenced Secrets and ConfigMaps, list and watch Secrets metadata-only
-(`secret_metadata`, for `secretwatch`), merge-patch the object's annotations and its `status` subresource,
-and post Events; merge-patch the `status` of credentials objects; get, create and update
-(resourceVersion-guarded) the `coordination.k8s.io/v1` Leases of leader election (`election.Election`),
-whose `write_guard` every pipeline write passes first. Writes go straight through the official client's
-connection pool (its TLS, auth and config) with JSON bodies. Called by the controller (`controller/`), the
-handlers (liveness list), `secretwatch`, `election` and the CLI (`introspect.py` for `logs`/`describe`,
-`import_command.py` for the pipelines already managed). `select()` applies the kubectl plugin's
-`--kubeconfig`, `--context` and `--namespace`.
+Async wrappers for the few calls the operator makes besides kopf's own watching: read referenced Secrets and
+ConfigMaps, list and watch Secrets metadata-only (`secret_metadata`, for `secretwatch`), merge-patch the
+object's annotations and its `status` subresource, and post Events; merge-patch the `status` of credentials
+objects; get, create and update (resourceVersion-guarded) the `coordination.k8s.io/v1` Leases of leader
+election (`election.Election`), whose `write_guard` every pipeline write passes first. Reads and Lease calls
+use the official client (its connection pool, TLS, auth and config) in bounded thread pools. The operator's
+own writes (patches, Events) are sent from the event loop over aiohttp with the same configuration (host, TLS,
+auth headers, proxy) and JSON bodies: a thread per write cost three times the CPU (bench/README.md, finding
+31). Called by the controller (`controller/`), the handlers (liveness list), `secretwatch`, `election` and the
+CLI (`introspect.py` for `logs`/`describe`, `import_command.py` for the pipelines already managed). `select()`
+applies the kubectl plugin's `--kubeconfig`, `--context` and `--namespace`.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import datetime as dt
 import json
 import logging
 import os
+import ssl
 import threading
 import urllib.parse
 import uuid
@@ -28,6 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import aiohttp
 import urllib3
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
@@ -112,6 +115,10 @@ class Kube:
         self._core = client.CoreV1Api(self._api_client)
         self._custom = client.CustomObjectsApi(self._api_client)
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kube")
+        self._write_slots = asyncio.Semaphore(workers)
+        self._https = str(self._api_client.configuration.host).startswith("https:")
+        self._session: aiohttp.ClientSession | None = None
+        self._session_loop: asyncio.AbstractEventLoop | None = None
         self.writes = 0
         # Leader election: called before every pipeline write (raises `lease.Fenced` to refuse it); the
         # Lease calls have a thread of their own so that busy pipeline writes never delay a renewal.
@@ -375,37 +382,64 @@ class Kube:
 
     # ------------------------------------------------------------------------------------------ writes
 
-    def _send_json(self, method: str, path: str, body: Mapping[str, Any] | list[Any], content_type: str) -> None:
-        """One write with a JSON body straight through the client's connection pool (its TLS and auth).
+    def _ssl_context(self) -> ssl.SSLContext:
+        """The client configuration's TLS (CA, client certificate, verification) for the write session."""
+        cfg = self._api_client.configuration
+        ctx = ssl.create_default_context(cafile=cfg.ssl_ca_cert or None)
+        if not cfg.verify_ssl:
+            ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+        elif cfg.assert_hostname is False:
+            ctx.check_hostname = False
+        if cfg.cert_file:
+            ctx.load_cert_chain(cfg.cert_file, cfg.key_file)
+        return ctx
 
-        The generated client's model (de)serialisation costs more CPU than the write itself; the operator
-        never reads the answer of its writes.
-        """
-        pool: urllib3.PoolManager = self._api_client.rest_client.pool_manager
-        response = pool.request(
-            method, self._api_client.configuration.host + path,
-            body=json.dumps(body, separators=(",", ":"), default=str).encode(),
-            headers={**self._auth_headers(), "Content-Type": content_type, "Accept": "application/json"},
-            timeout=urllib3.Timeout(connect=30, read=60), retries=False,
-        )
-        status = int(response.status)
+    def _write_session(self) -> aiohttp.ClientSession:
+        """The event loop's HTTP session for writes, opened at the first write of that loop."""
+        loop = asyncio.get_running_loop()
+        if self._session is None or self._session.closed or self._session_loop is not loop:
+            connector = aiohttp.TCPConnector(ssl=self._ssl_context() if self._https else False, limit=0)
+            self._session = aiohttp.ClientSession(
+                connector=connector, timeout=aiohttp.ClientTimeout(sock_connect=30, sock_read=60),
+                skip_auto_headers=("User-Agent",), auto_decompress=False)
+            self._session_loop = loop
+        return self._session
+
+    async def _send_json(self, method: str, path: str, body: bytes, content_type: str) -> None:
+        """One write with a JSON body on the event loop; the answer's body is only read for its reason."""
+        cfg = self._api_client.configuration
+        pool = self._api_client.rest_client.pool_manager
+        proxy = str(pool.proxy.url) if isinstance(pool, urllib3.ProxyManager) and pool.proxy else None
+        headers = {**self._auth_headers(), "Content-Type": content_type, "Accept": "application/json",
+                   "User-Agent": COMPONENT}
+        try:
+            async with self._write_session().request(
+                method, cfg.host + path, data=body, headers=headers, proxy=proxy,
+                proxy_headers=cfg.proxy_headers if proxy else None,
+                server_hostname=getattr(cfg, "tls_server_name", None) or None,
+            ) as response:
+                status = response.status
+                data = await response.read()
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            raise KubeError(f"Kubernetes API unreachable: {type(exc).__name__}") from None
         if status >= 400:
             try:
-                reason = str(json.loads(response.data).get("reason") or "")
-            except ValueError:
+                reason = str(json.loads(data).get("reason") or "")
+            except (ValueError, AttributeError):
                 reason = ""
             raise (NotFound if status == 404 else KubeError)(f"Kubernetes API {status} {reason}".strip(), status)
 
     async def _write(self, method: str, path: str, body: Mapping[str, Any] | list[Any], content_type: str) -> None:
-        guard = self.write_guard
-
-        def send() -> None:
-            if guard is not None:
-                guard()  # at send time, in the worker thread: a write queued before a lost Lease is refused
-            self._send_json(method, path, body, content_type)
-
+        """Every write of the operator's own (patches, Events): at most `workers` in flight, straight from the
+        event loop (a thread per write cost three times the CPU). The generated client's models are not used:
+        their (de)serialisation costs more than the write itself, and the operator never reads the answer.
+        """
+        data = json.dumps(body, separators=(",", ":"), default=str).encode()
         self.writes += 1
-        await self._run_raw(send)
+        async with self._write_slots:
+            if self.write_guard is not None:
+                self.write_guard()  # at send time: a write queued before a lost Lease is refused
+            await self._send_json(method, path, data, content_type)
 
     def _pipeline_path(self, namespace: str, name: str, subresource: str = "") -> str:
         ns, nm = urllib.parse.quote(namespace), urllib.parse.quote(name)
@@ -532,6 +566,11 @@ class Kube:
                              "labels": {"app.kubernetes.io/name": COMPONENT}},
                 "spec": record.spec()}
         return await self._lease_call("PUT", namespace, name, body)
+
+    async def aclose(self) -> None:
+        """Close the write session (kopf's cleanup, on the loop that wrote)."""
+        if self._session is not None and not self._session.closed:
+            await self._session.close()
 
     def close(self) -> None:
         """Stop the worker threads and close the HTTP pool."""

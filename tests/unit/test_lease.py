@@ -395,14 +395,17 @@ async def test_scheduler_parks_what_the_election_does_not_admit() -> None:
 
 
 async def test_the_kube_adapter_guards_each_write_for_the_object_the_pass_is_about() -> None:
-    """The guard runs in the adapter's worker thread, at send time: it must see the pass's object there
-    (a thread does not inherit context variables; a guard that saw no object let a replica holding any shard
-    write objects of a shard it had lost)."""
+    """The guard runs in the adapter at send time, once the write has its slot: it must see the pass's object
+    there (a guard that saw no object let a replica holding any shard write objects of a shard it had lost)."""
     kube = Kube(client.ApiClient(client.Configuration(host="http://127.0.0.1:9")), workers=2)
     asked: list[object] = []
     sent: list[str] = []
     kube.write_guard = lambda: asked.append(current_object.get())
-    kube._send_json = lambda method, path, body, content_type: sent.append(path)  # type: ignore[method-assign]
+
+    async def send(method: str, path: str, body: bytes, content_type: str) -> None:
+        sent.append(path)
+
+    kube._send_json = send  # type: ignore[method-assign]
     with about(("ns", "p1")):
         await kube.patch_status("ns", "p1", {"phase": "RUNNING"})
     assert asked == [("ns", "p1")] and len(sent) == 1
