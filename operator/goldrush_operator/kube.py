@@ -76,6 +76,16 @@ class NotFound(KubeError):
     """The object does not exist (HTTP 404)."""
 
 
+def _answer_error(status: int, body: bytes) -> KubeError:
+    """The error for an answer of `status` >= 400: `NotFound` for 404, with the Status object's reason."""
+    try:
+        answer = json.loads(body)
+    except ValueError:
+        answer = None
+    reason = str(answer.get("reason") or "") if isinstance(answer, dict) else ""
+    return (NotFound if status == 404 else KubeError)(f"Kubernetes API {status} {reason}".strip(), status)
+
+
 @dataclass
 class Selection:
     """kubectl's `--kubeconfig`, `--context` and `--namespace` for this process (set by the kubectl plugin)."""
@@ -116,8 +126,8 @@ class Kube:
         self._custom = client.CustomObjectsApi(self._api_client)
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kube")
         self._write_slots = asyncio.Semaphore(workers)
-        self._https = str(self._api_client.configuration.host).startswith("https:")
         self._session: aiohttp.ClientSession | None = None
+        self._send_options: dict[str, Any] = {}  # proxy and TLS server name, derived with the session
         self._session_loop: asyncio.AbstractEventLoop | None = None
         self.writes = 0
         # Leader election: called before every pipeline write (raises `lease.Fenced` to refuse it); the
@@ -395,39 +405,39 @@ class Kube:
         return ctx
 
     def _write_session(self) -> aiohttp.ClientSession:
-        """The event loop's HTTP session for writes, opened at the first write of that loop."""
+        """The event loop's HTTP session for writes, opened at the first write of that loop.
+
+        What the configuration decides once (TLS, the proxy the official client chose, the TLS server name,
+        the constant headers) is settled here, not per write.
+        """
         loop = asyncio.get_running_loop()
         if self._session is None or self._session.closed or self._session_loop is not loop:
-            connector = aiohttp.TCPConnector(ssl=self._ssl_context() if self._https else False, limit=0)
+            cfg = self._api_client.configuration
+            pool = self._api_client.rest_client.pool_manager
+            proxy = str(pool.proxy.url) if isinstance(pool, urllib3.ProxyManager) and pool.proxy else None
+            self._send_options = {"proxy": proxy, "proxy_headers": cfg.proxy_headers if proxy else None,
+                                  "server_hostname": getattr(cfg, "tls_server_name", None) or None}
+            tls = self._ssl_context() if str(cfg.host).startswith("https:") else False
             self._session = aiohttp.ClientSession(
-                connector=connector, timeout=aiohttp.ClientTimeout(sock_connect=30, sock_read=60),
-                skip_auto_headers=("User-Agent",), auto_decompress=False)
+                connector=aiohttp.TCPConnector(ssl=tls, limit=0),
+                timeout=aiohttp.ClientTimeout(sock_connect=30, sock_read=60),
+                headers={"Accept": "application/json", "User-Agent": COMPONENT}, auto_decompress=False)
             self._session_loop = loop
         return self._session
 
     async def _send_json(self, method: str, path: str, body: bytes, content_type: str) -> None:
         """One write with a JSON body on the event loop; the answer's body is only read for its reason."""
-        cfg = self._api_client.configuration
-        pool = self._api_client.rest_client.pool_manager
-        proxy = str(pool.proxy.url) if isinstance(pool, urllib3.ProxyManager) and pool.proxy else None
-        headers = {**self._auth_headers(), "Content-Type": content_type, "Accept": "application/json",
-                   "User-Agent": COMPONENT}
+        session = self._write_session()
+        headers = {**self._auth_headers(), "Content-Type": content_type}  # auth: tokens are refreshed
         try:
-            async with self._write_session().request(
-                method, cfg.host + path, data=body, headers=headers, proxy=proxy,
-                proxy_headers=cfg.proxy_headers if proxy else None,
-                server_hostname=getattr(cfg, "tls_server_name", None) or None,
-            ) as response:
+            async with session.request(method, self._api_client.configuration.host + path, data=body,
+                                       headers=headers, **self._send_options) as response:
                 status = response.status
                 data = await response.read()
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             raise KubeError(f"Kubernetes API unreachable: {type(exc).__name__}") from None
         if status >= 400:
-            try:
-                reason = str(json.loads(data).get("reason") or "")
-            except (ValueError, AttributeError):
-                reason = ""
-            raise (NotFound if status == 404 else KubeError)(f"Kubernetes API {status} {reason}".strip(), status)
+            raise _answer_error(status, data)
 
     async def _write(self, method: str, path: str, body: Mapping[str, Any] | list[Any], content_type: str) -> None:
         """Every write of the operator's own (patches, Events): at most `workers` in flight, straight from the
@@ -519,14 +529,12 @@ class Kube:
             timeout=urllib3.Timeout(connect=timeout, read=timeout), retries=False,
         )
         status = int(response.status)
-        try:
-            answer = json.loads(response.data)
-        except ValueError:
-            answer = {}
         if status >= 400:
-            reason = str(answer.get("reason") or "") if isinstance(answer, dict) else ""
-            raise (NotFound if status == 404 else KubeError)(f"Kubernetes API {status} {reason}".strip(), status)
-        return answer
+            raise _answer_error(status, response.data)
+        try:
+            return json.loads(response.data)
+        except ValueError:
+            return {}
 
     async def _lease_call(
         self, method: str, namespace: str, name: str | None, body: Mapping[str, Any] | None
