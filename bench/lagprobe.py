@@ -1,0 +1,61 @@
+"""B1's event-loop lag floor: how late an idle event loop wakes up on the same cores during the burst.
+
+    python -m bench.lagprobe            # prints one lag sample (seconds) per line until stopped
+
+A separate Python process whose event loop does nothing but the operator's own lag probe: sleep 0.1 s, note
+how much later than asked it woke up. What it sees is the machine's share of the loop lag (the process not
+being scheduled while the kube-apiserver, etcd, the simulator, the driver and the operator share the cores),
+not work of its own. `Probe` runs it from `bench.run.b1` around the burst; the operator's lag is read from
+its `goldrush_event_loop_lag_seconds` histogram, and both are reported with the same bucket bounds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import time
+
+INTERVAL = 0.1  # seconds between samples, as the operator's probe while its loop is busy
+BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)  # the operator histogram's
+
+
+async def _sample() -> None:
+    while True:
+        started = time.monotonic()
+        await asyncio.sleep(INTERVAL)
+        print(f"{time.time():.3f} {max(0.0, time.monotonic() - started - INTERVAL):.6f}", flush=True)
+
+
+class Probe:
+    """The probe process: `start()` before the burst, `stop(since, until)` the samples taken in between."""
+
+    def __init__(self) -> None:
+        self._proc: subprocess.Popen[str] | None = None
+
+    def start(self) -> None:
+        self._proc = subprocess.Popen([sys.executable, "-m", "bench.lagprobe"], stdout=subprocess.PIPE,
+                                      stderr=subprocess.DEVNULL, text=True)
+
+    def stop(self, since: float, until: float) -> list[float]:
+        """Stop the probe; its lag samples taken between the wall-clock times `since` and `until`."""
+        assert self._proc is not None
+        self._proc.terminate()
+        out, _ = self._proc.communicate(timeout=10)
+        samples = []
+        for line in out.splitlines():
+            at, _, lag = line.partition(" ")
+            if lag and since <= float(at) <= until:
+                samples.append(float(lag))
+        return samples
+
+
+def cumulative(samples: list[float]) -> dict[float, float]:
+    """The samples as a Prometheus-style cumulative histogram (`le` bound -> count) with the operator's buckets."""
+    counts = {b: float(sum(1 for s in samples if s <= b)) for b in BUCKETS}
+    counts[float("inf")] = float(len(samples))
+    return counts
+
+
+if __name__ == "__main__":
+    asyncio.run(_sample())  # until SIGTERM
