@@ -18,6 +18,7 @@ import datetime as dt
 import ipaddress
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -66,12 +67,42 @@ def ensure_binaries() -> dict[str, Path]:
     return paths
 
 
+_handed_out: set[int] = set()
+
+
+def _ephemeral_low() -> int:
+    """The first port of the kernel's ephemeral range (where outgoing connections take their source ports)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port() -> int:
-    """Return a TCP port that is free on 127.0.0.1 right now."""
+    """Return a TCP port that is free on every address right now, chosen below the ephemeral range.
+
+    A port the kernel picks (a bind to port 0) lies in the ephemeral range, where every outgoing connection
+    also takes its source port: between this call and the server's own bind, any client connection on the
+    machine can take it, and the server (an operator's health port, once) fails with "address already in
+    use". Below that range only explicit binds compete: ports are drawn at random there, checked, and never
+    handed out twice by this process.
+    """
+    low = _ephemeral_low()
+    for _ in range(200 if low > 11000 else 0):
+        port = random.randrange(10000, low)
+        if port in _handed_out:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("0.0.0.0", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+        fallback: int = s.getsockname()[1]
+        return fallback
 
 
 # ---------------------------------------------------------------------------------------------- certificates
