@@ -2,11 +2,12 @@
 
     python -m bench.lagprobe            # prints one lag sample (seconds) per line until stopped
 
-A separate Python process whose event loop does nothing but the operator's own lag probe: sleep 0.1 s, note
-how much later than asked it woke up. What it sees is the machine's share of the loop lag (the process not
-being scheduled while the kube-apiserver, etcd, the simulator, the driver and the operator share the cores),
-not work of its own. `Probe` runs it from `bench.run.b1` around the burst; the operator's lag is read from
-its `goldrush_event_loop_lag_seconds` histogram, and both are reported with the same bucket bounds.
+A separate Python process whose event loop does nothing but the operator's own lag probe
+(`scheduler.LoopLag`, every 0.1 s): how much later than asked a short sleep returns. What it sees is the
+machine's share of the loop lag (the process not being scheduled while the kube-apiserver, etcd, the
+simulator, the driver and the operator share the cores), not work of its own. `Probe` runs it from
+`bench.run.b1` around the burst; the operator's lag is read from its `goldrush_event_loop_lag_seconds`
+histogram, and both are reported with the same bucket bounds (`metrics.LOOP_LAG_BUCKETS`).
 """
 
 from __future__ import annotations
@@ -16,15 +17,14 @@ import subprocess
 import sys
 import time
 
+from goldrush_operator.metrics import LOOP_LAG_BUCKETS
+from goldrush_operator.scheduler import LoopLag
+
 INTERVAL = 0.1  # seconds between samples, as the operator's probe while its loop is busy
-BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)  # the operator histogram's
 
 
-async def _sample() -> None:
-    while True:
-        started = time.monotonic()
-        await asyncio.sleep(INTERVAL)
-        print(f"{time.time():.3f} {max(0.0, time.monotonic() - started - INTERVAL):.6f}", flush=True)
+def _print(lag: float) -> None:
+    print(f"{time.time():.3f} {lag:.6f}", flush=True)
 
 
 class Probe:
@@ -52,10 +52,11 @@ class Probe:
 
 def cumulative(samples: list[float]) -> dict[float, float]:
     """The samples as a Prometheus-style cumulative histogram (`le` bound -> count) with the operator's buckets."""
-    counts = {b: float(sum(1 for s in samples if s <= b)) for b in BUCKETS}
+    counts = {b: float(sum(1 for s in samples if s <= b)) for b in LOOP_LAG_BUCKETS}
     counts[float("inf")] = float(len(samples))
     return counts
 
 
 if __name__ == "__main__":
-    asyncio.run(_sample())  # until SIGTERM
+    # The operator's own probe, sampling every INTERVAL whether or not the loop is busy; until SIGTERM.
+    asyncio.run(LoopLag(_print, interval=INTERVAL, idle_interval=INTERVAL).run())

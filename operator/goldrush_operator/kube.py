@@ -127,7 +127,7 @@ class Kube:
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kube")
         self._write_slots = asyncio.Semaphore(workers)
         self._session: aiohttp.ClientSession | None = None
-        self._send_options: dict[str, Any] = {}  # proxy and TLS server name, derived with the session
+        self._send_options = self._derive_send_options()
         self._session_loop: asyncio.AbstractEventLoop | None = None
         self.writes = 0
         # Leader election: called before every pipeline write (raises `lease.Fenced` to refuse it); the
@@ -404,19 +404,21 @@ class Kube:
             ctx.load_cert_chain(cfg.cert_file, cfg.key_file)
         return ctx
 
-    def _write_session(self) -> aiohttp.ClientSession:
-        """The event loop's HTTP session for writes, opened at the first write of that loop.
+    def _derive_send_options(self) -> dict[str, Any]:
+        """Per-request options of every write, as the configuration decides them: the proxy the official client
+        chose (and its headers) and the TLS server name."""
+        cfg = self._api_client.configuration
+        pool = self._api_client.rest_client.pool_manager
+        proxy = str(pool.proxy.url) if isinstance(pool, urllib3.ProxyManager) and pool.proxy else None
+        return {"proxy": proxy, "proxy_headers": cfg.proxy_headers if proxy else None,
+                "server_hostname": getattr(cfg, "tls_server_name", None) or None}
 
-        What the configuration decides once (TLS, the proxy the official client chose, the TLS server name,
-        the constant headers) is settled here, not per write.
-        """
+    def _write_session(self) -> aiohttp.ClientSession:
+        """The event loop's HTTP session for writes, opened at the first write of that loop (TLS and the
+        constant headers are settled here, not per write)."""
         loop = asyncio.get_running_loop()
         if self._session is None or self._session.closed or self._session_loop is not loop:
             cfg = self._api_client.configuration
-            pool = self._api_client.rest_client.pool_manager
-            proxy = str(pool.proxy.url) if isinstance(pool, urllib3.ProxyManager) and pool.proxy else None
-            self._send_options = {"proxy": proxy, "proxy_headers": cfg.proxy_headers if proxy else None,
-                                  "server_hostname": getattr(cfg, "tls_server_name", None) or None}
             tls = self._ssl_context() if str(cfg.host).startswith("https:") else False
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(ssl=tls, limit=0),

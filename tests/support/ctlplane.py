@@ -15,6 +15,7 @@ import argparse
 import base64
 import contextlib
 import datetime as dt
+import functools
 import ipaddress
 import json
 import os
@@ -70,6 +71,7 @@ def ensure_binaries() -> dict[str, Path]:
 _handed_out: set[int] = set()
 
 
+@functools.cache
 def _ephemeral_low() -> int:
     """The first port of the kernel's ephemeral range (where outgoing connections take their source ports)."""
     try:
