@@ -144,7 +144,7 @@ def test_the_runtime_allocates_with_jemalloc_shipped_inside_the_venv() -> None:
     runtime = env_of(final_stage(text))
     assert runtime["LD_PRELOAD"] == JEMALLOC_IN_IMAGE
     assert runtime["PYTHONMALLOC"] == "malloc"
-    assert runtime["MALLOC_CONF"] == "tcache:false"  # finding 23
+    assert runtime["MALLOC_CONF"] == "tcache:false,background_thread:true"  # findings 23 and 33
     # The benchmarks and the replay below run the operator with the image's allocator settings.
     local = jemalloc_env()
     assert {k: local[k] for k in ("PYTHONMALLOC", "MALLOC_CONF")} == {
@@ -264,6 +264,19 @@ def _as_unprivileged() -> list[str]:
     raise AssertionError("running as root without setpriv or runuser: cannot drop to a non-root user")
 
 
+# The environment of the privilege-dropping tool itself: none of the image's, in particular not its
+# allocator preload (util-linux's setpriv aborts when jemalloc runs a background thread in it; a container
+# runtime starts the operator as UID 65532 directly, with the image's environment).
+DROP_ENV = {"PATH": "/usr/bin:/bin"}
+
+
+def _in_runtime(runtime_env: dict[str, str], *cmd: str) -> list[str]:
+    """`cmd` as the runtime stage runs it: as UID 65532, with exactly `runtime_env`, set once privileges are
+    dropped (pass `env=DROP_ENV` to the run)."""
+    return [*_as_unprivileged(), shutil.which("env") or "/usr/bin/env", "-i",
+            *(f"{k}={v}" for k, v in runtime_env.items()), *cmd]
+
+
 def _interpreter_for_unprivileged_user() -> str:
     """A Python >= 3.11 that UID 65532 can run (one under a root-only home directory would not do)."""
     candidates = [
@@ -277,13 +290,14 @@ def _interpreter_for_unprivileged_user() -> str:
     for candidate in dict.fromkeys(c for c in candidates if c):
         if not Path(candidate).exists():
             continue
-        proc = subprocess.run(
-            [*_as_unprivileged(), candidate, "-c", probe],
+        proc = subprocess.run(  # through env: setpriv resolves its command's path still privileged
+            _in_runtime({}, candidate, "-c", probe),
             capture_output=True,
             text=True,
             timeout=60,
             check=False,
             cwd="/",
+            env=DROP_ENV,
         )
         if proc.returncode == 0:
             return candidate
@@ -373,12 +387,12 @@ def test_image_install_steps_work_as_non_root(world_readable_dir: Path) -> None:
         "LD_PRELOAD": str(venv / "lib" / "libjemalloc.so.2"),  # the copy inside the venv, as in the image
     }
     proc = subprocess.run(
-        [*_as_unprivileged(), str(venv / "bin" / "goldrush-operator"), "--help"],
+        _in_runtime(runtime_env, str(venv / "bin" / "goldrush-operator"), "--help"),
         capture_output=True,
         text=True,
         timeout=120,
         check=False,
-        env=runtime_env,
+        env=DROP_ENV,
         cwd="/tmp",
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -393,12 +407,12 @@ def test_image_install_steps_work_as_non_root(world_readable_dir: Path) -> None:
         "import operator, goldrush_operator; assert hasattr(operator, 'itemgetter'); print(operator.__file__)"
     )
     proc = subprocess.run(
-        [*_as_unprivileged(), venv_python, "-c", check],
+        _in_runtime(runtime_env, venv_python, "-c", check),
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
-        env=runtime_env,
+        env=DROP_ENV,
         cwd="/tmp",
     )
     assert proc.returncode == 0, proc.stderr
@@ -406,29 +420,32 @@ def test_image_install_steps_work_as_non_root(world_readable_dir: Path) -> None:
     # The operator's packages import from the installed wheel; the simulator is absent.
     assert not (venv / "bin" / "goldrush-sim").exists()
     proc = subprocess.run(
-        [*_as_unprivileged(), venv_python, "-c",
-         "import goldrush_operator.goldrush_api, goldrush_operator.cli; print('ok')"],
-        capture_output=True, text=True, timeout=60, check=False, env=runtime_env, cwd="/tmp",
+        _in_runtime(runtime_env, venv_python, "-c",
+                    "import goldrush_operator.goldrush_api, goldrush_operator.cli; print('ok')"),
+        capture_output=True, text=True, timeout=60, check=False, env=DROP_ENV, cwd="/tmp",
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "ok"
     # jemalloc is the process's allocator (its own entry point resolves), pymalloc is off, and jemalloc
-    # read its options (no thread caches).
+    # read its options (no thread caches; a background thread that returns freed pages to the system).
     allocator = (
         "import ctypes, os; lib = ctypes.CDLL(None); "
         "maps = open('/proc/self/maps').read(); assert 'libjemalloc.so.2' in maps; "
         "on = ctypes.c_bool(True); size = ctypes.c_size_t(1); "
         "assert lib.mallctl(b'opt.tcache', ctypes.byref(on), ctypes.byref(size), None, 0) == 0; "
-        "print(os.environ['PYTHONMALLOC'], 'tcache' if on.value else 'no-tcache')"
+        "bg = ctypes.c_bool(False); "
+        "assert lib.mallctl(b'background_thread', ctypes.byref(bg), ctypes.byref(size), None, 0) == 0; "
+        "print(os.environ['PYTHONMALLOC'], 'tcache' if on.value else 'no-tcache', "
+        "'background-thread' if bg.value else 'no-background-thread')"
     )
     proc = subprocess.run(
-        [*_as_unprivileged(), venv_python, "-c", allocator],
-        capture_output=True, text=True, timeout=60, check=False, env=runtime_env, cwd="/tmp",
+        _in_runtime(runtime_env, venv_python, "-c", allocator),
+        capture_output=True, text=True, timeout=60, check=False, env=DROP_ENV, cwd="/tmp",
     )
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip() == "malloc no-tcache"
+    assert proc.stdout.strip() == "malloc no-tcache background-thread"
     proc = subprocess.run(
-        [*_as_unprivileged(), venv_python, "-c", "import goldrush_sim"],
-        capture_output=True, text=True, timeout=60, check=False, env=runtime_env, cwd="/tmp",
+        _in_runtime(runtime_env, venv_python, "-c", "import goldrush_sim"),
+        capture_output=True, text=True, timeout=60, check=False, env=DROP_ENV, cwd="/tmp",
     )
     assert proc.returncode != 0 and "ModuleNotFoundError" in proc.stderr
