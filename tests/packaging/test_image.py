@@ -264,17 +264,19 @@ def _as_unprivileged() -> list[str]:
     raise AssertionError("running as root without setpriv or runuser: cannot drop to a non-root user")
 
 
-# The environment of the privilege-dropping tool itself: none of the image's, in particular not its
-# allocator preload (util-linux's setpriv aborts when jemalloc runs a background thread in it; a container
-# runtime starts the operator as UID 65532 directly, with the image's environment).
-DROP_ENV = {"PATH": "/usr/bin:/bin"}
+def _run_in_runtime(runtime_env: dict[str, str], *cmd: str, timeout: float = 60,
+                    cwd: str = "/tmp") -> subprocess.CompletedProcess[str]:
+    """Run `cmd` as the runtime stage runs it: as UID 65532, with exactly `runtime_env`, set through `env -i`
+    once privileges are dropped, as a container runtime starts the process.
 
-
-def _in_runtime(runtime_env: dict[str, str], *cmd: str) -> list[str]:
-    """`cmd` as the runtime stage runs it: as UID 65532, with exactly `runtime_env`, set once privileges are
-    dropped (pass `env=DROP_ENV` to the run)."""
-    return [*_as_unprivileged(), shutil.which("env") or "/usr/bin/env", "-i",
+    The privilege-dropping tool itself runs with none of the image's environment: util-linux's setpriv aborts
+    under the allocator preload when jemalloc runs a background thread, and it resolves its command's path
+    while still privileged (a Python under a root-only home directory would pass).
+    """
+    argv = [*_as_unprivileged(), shutil.which("env") or "/usr/bin/env", "-i",
             *(f"{k}={v}" for k, v in runtime_env.items()), *cmd]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False,
+                          env={"PATH": "/usr/bin:/bin"}, cwd=cwd)
 
 
 def _interpreter_for_unprivileged_user() -> str:
@@ -290,15 +292,7 @@ def _interpreter_for_unprivileged_user() -> str:
     for candidate in dict.fromkeys(c for c in candidates if c):
         if not Path(candidate).exists():
             continue
-        proc = subprocess.run(  # through env: setpriv resolves its command's path still privileged
-            _in_runtime({}, candidate, "-c", probe),
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-            cwd="/",
-            env=DROP_ENV,
-        )
+        proc = _run_in_runtime({}, candidate, "-c", probe, cwd="/")
         if proc.returncode == 0:
             return candidate
     raise AssertionError(f"no Python >= 3.11 with venv usable by UID {UID} among {candidates}")
@@ -386,15 +380,7 @@ def test_image_install_steps_work_as_non_root(world_readable_dir: Path) -> None:
         **jemalloc_env(),
         "LD_PRELOAD": str(venv / "lib" / "libjemalloc.so.2"),  # the copy inside the venv, as in the image
     }
-    proc = subprocess.run(
-        _in_runtime(runtime_env, str(venv / "bin" / "goldrush-operator"), "--help"),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        env=DROP_ENV,
-        cwd="/tmp",
-    )
+    proc = _run_in_runtime(runtime_env, str(venv / "bin" / "goldrush-operator"), "--help", timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     output = proc.stdout + proc.stderr
     assert "ld.so" not in output, output  # the preload was found and loaded
@@ -406,24 +392,13 @@ def test_image_install_steps_work_as_non_root(world_readable_dir: Path) -> None:
     check = (
         "import operator, goldrush_operator; assert hasattr(operator, 'itemgetter'); print(operator.__file__)"
     )
-    proc = subprocess.run(
-        _in_runtime(runtime_env, venv_python, "-c", check),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        env=DROP_ENV,
-        cwd="/tmp",
-    )
+    proc = _run_in_runtime(runtime_env, venv_python, "-c", check)
     assert proc.returncode == 0, proc.stderr
     assert not proc.stdout.strip().startswith(str(site_packages))
     # The operator's packages import from the installed wheel; the simulator is absent.
     assert not (venv / "bin" / "goldrush-sim").exists()
-    proc = subprocess.run(
-        _in_runtime(runtime_env, venv_python, "-c",
-                    "import goldrush_operator.goldrush_api, goldrush_operator.cli; print('ok')"),
-        capture_output=True, text=True, timeout=60, check=False, env=DROP_ENV, cwd="/tmp",
-    )
+    proc = _run_in_runtime(runtime_env, venv_python, "-c",
+                           "import goldrush_operator.goldrush_api, goldrush_operator.cli; print('ok')")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "ok"
     # jemalloc is the process's allocator (its own entry point resolves), pymalloc is off, and jemalloc
@@ -438,14 +413,8 @@ def test_image_install_steps_work_as_non_root(world_readable_dir: Path) -> None:
         "print(os.environ['PYTHONMALLOC'], 'tcache' if on.value else 'no-tcache', "
         "'background-thread' if bg.value else 'no-background-thread')"
     )
-    proc = subprocess.run(
-        _in_runtime(runtime_env, venv_python, "-c", allocator),
-        capture_output=True, text=True, timeout=60, check=False, env=DROP_ENV, cwd="/tmp",
-    )
+    proc = _run_in_runtime(runtime_env, venv_python, "-c", allocator)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "malloc no-tcache background-thread"
-    proc = subprocess.run(
-        _in_runtime(runtime_env, venv_python, "-c", "import goldrush_sim"),
-        capture_output=True, text=True, timeout=60, check=False, env=DROP_ENV, cwd="/tmp",
-    )
+    proc = _run_in_runtime(runtime_env, venv_python, "-c", "import goldrush_sim")
     assert proc.returncode != 0 and "ModuleNotFoundError" in proc.stderr

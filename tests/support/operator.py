@@ -26,7 +26,8 @@ def jemalloc_env() -> dict[str, str]:
     found = sorted(Path("/usr/lib").glob("*/libjemalloc.so.2"))
     if not found:
         raise RuntimeError("libjemalloc.so.2 is missing: `make test` installs it (Debian package libjemalloc2)")
-    return {"LD_PRELOAD": str(found[0]), "PYTHONMALLOC": "malloc", "MALLOC_CONF": "tcache:false,background_thread:true"}
+    return {"LD_PRELOAD": str(found[0]), "PYTHONMALLOC": "malloc",
+            "MALLOC_CONF": "tcache:false,background_thread:true"}
 
 
 class OperatorProcess:
