@@ -334,6 +334,56 @@ async def test_missing_secret_waits_without_api_calls(world: World) -> None:
     assert world.api.journal == [] and world.obj()["status"]["phase"] == "PENDING"
 
 
+async def test_passes_missing_the_same_secret_at_once_share_one_read(world: World) -> None:
+    """A restart's start-up pass runs many objects at once that share a Secret: one GET serves them all (one
+    GET each cost as many reader threads and connections as the pool allows, memory kept after the pass)."""
+    reads: list[tuple[str, str]] = []
+    gate = asyncio.Event()
+    get_secret = world.kube.get_secret
+
+    async def slow_get(namespace: str, name: str) -> tuple[dict[str, str], str]:
+        reads.append((namespace, name))
+        await gate.wait()
+        return await get_secret(namespace, name)
+
+    world.kube.get_secret = slow_get  # type: ignore[method-assign]
+    names = [f"p{i}" for i in range(5)]
+    for n in names:
+        world.apply(pipeline(n))
+    passes = [asyncio.ensure_future(world.controller.run_pass(("ns", n))) for n in names]
+    await asyncio.sleep(0.01)
+    passes[0].cancel()  # one waiter going away does not cancel the others' read
+    gate.set()
+    done = await asyncio.gather(*passes, return_exceptions=True)
+    assert reads == [("ns", "pg")]
+    assert isinstance(done[0], asyncio.CancelledError)
+    world.sync()
+    assert [world.obj(n)["status"].get("pipelineId") is not None for n in names[1:]] == [True] * 4
+    assert world.api.writes() == [("POST", "create")] * 4
+
+
+async def test_a_failed_shared_secret_read_reaches_every_waiter_and_is_not_kept(world: World) -> None:
+    reads = 0
+
+    async def failing_get(namespace: str, name: str) -> tuple[dict[str, str], str]:
+        nonlocal reads
+        reads += 1
+        await asyncio.sleep(0.01)
+        raise KubeError("Kubernetes API 500 Internal Server Error", 500)
+
+    get_secret = world.kube.get_secret
+    world.kube.get_secret = failing_get  # type: ignore[method-assign]
+    for n in ("p1", "p2"):
+        world.apply(pipeline(n))
+    await asyncio.gather(world.run("p1"), world.run("p2"))
+    assert reads == 1 and world.api.journal == []
+    assert [(world.cond("Synced", n) or {}).get("status") for n in ("p1", "p2")] == ["False", "False"]
+    world.kube.get_secret = get_secret  # type: ignore[method-assign]
+    world.now += 60
+    await world.run("p1")
+    assert world.obj("p1")["status"].get("pipelineId") is not None  # read again, not a kept failure
+
+
 async def test_foreign_pipeline_with_same_name_and_project_is_a_conflict_whatever_its_topic(world: World) -> None:
     world.api.pipelines["pipe_foreign"] = {"id": "pipe_foreign", "name": "ns-p1", "project": "proj",
                                            "topic": "eth-mainnet.covalent.raw.block.v1", "destination_config": {}}

@@ -9,6 +9,7 @@ refusals are `CredentialsNotFound`, `CredentialsNotAllowed`), `spec.serviceKeySe
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 from dataclasses import dataclass
@@ -111,6 +112,9 @@ class Inputs:
         self._key_source = key_source
         self._pepper = pepper
         self.keyring = keyring
+        # Secret reads in flight: the passes that miss the cache for the same Secret at once (a restart's
+        # start-up pass, a burst of creates sharing a Secret) wait for one GET instead of sending one each.
+        self._reading: dict[ObjectKey, asyncio.Future[dict[str, str] | None]] = {}
 
     def key_ref(self, p: Pass, spec: PipelineSpec) -> KeyRef | None:
         """Where the object's key is; raises `NotYetKnown`, `Missing` or `InputProblem` (credentials refused)."""
@@ -145,17 +149,34 @@ class Inputs:
         return data[ref.key]
 
     async def read_secret(self, namespace: str, name: str) -> dict[str, str] | None:
+        """A referenced Secret's data (None: it does not exist), from the cache or one GET shared by every
+        pass that asks for it while that GET is in flight."""
         key = (namespace, name)
         if key in self._store.secret_cache:
             return self._store.secret_cache[key]
+        reading = self._reading.get(key)
+        if reading is None:
+            reading = asyncio.ensure_future(self._get_secret(key))
+            self._reading[key] = reading
+            reading.add_done_callback(lambda done: self._read_done(key, done))
+        # shielded: a waiter cancelled (its object deleted, shutdown) does not cancel the others' read
+        return await asyncio.shield(reading)
+
+    async def _get_secret(self, key: ObjectKey) -> dict[str, str] | None:
         version = ""
         try:
             data: dict[str, str] | None
-            data, version = await self._kube.get_secret(namespace, name)
+            data, version = await self._kube.get_secret(*key)
         except NotFound:
             data = None
-        self._store.cache_secret(namespace, name, data, version)
+        self._store.cache_secret(*key, data, version)
         return data
+
+    def _read_done(self, key: ObjectKey, done: asyncio.Future[dict[str, str] | None]) -> None:
+        if self._reading.get(key) is done:
+            del self._reading[key]
+        if not done.cancelled():
+            done.exception()  # retrieved here too: every waiter may have been cancelled meanwhile
 
     async def read(self, p: Pass, spec: PipelineSpec) -> Desired:
         """The desired payload; raises `Missing` or `InputProblem`.
