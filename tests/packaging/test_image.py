@@ -144,7 +144,7 @@ def test_the_runtime_allocates_with_jemalloc_shipped_inside_the_venv() -> None:
     runtime = env_of(final_stage(text))
     assert runtime["LD_PRELOAD"] == JEMALLOC_IN_IMAGE
     assert runtime["PYTHONMALLOC"] == "malloc"
-    assert runtime["MALLOC_CONF"] == "tcache:false,background_thread:true"  # findings 23 and 33
+    assert runtime["MALLOC_CONF"] == "tcache:false,background_thread:true,dirty_decay_ms:1000"  # findings 23, 33 and 34
     # The benchmarks and the replay below run the operator with the image's allocator settings.
     local = jemalloc_env()
     assert {k: local[k] for k in ("PYTHONMALLOC", "MALLOC_CONF")} == {
@@ -402,7 +402,8 @@ def test_image_install_steps_work_as_non_root(world_readable_dir: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "ok"
     # jemalloc is the process's allocator (its own entry point resolves), pymalloc is off, and jemalloc
-    # read its options (no thread caches; a background thread that returns freed pages to the system).
+    # read its options (no thread caches; a background thread that returns freed pages to the system about 1 s
+    # after they were freed).
     allocator = (
         "import ctypes, os; lib = ctypes.CDLL(None); "
         "maps = open('/proc/self/maps').read(); assert 'libjemalloc.so.2' in maps; "
@@ -410,11 +411,13 @@ def test_image_install_steps_work_as_non_root(world_readable_dir: Path) -> None:
         "assert lib.mallctl(b'opt.tcache', ctypes.byref(on), ctypes.byref(size), None, 0) == 0; "
         "bg = ctypes.c_bool(False); "
         "assert lib.mallctl(b'background_thread', ctypes.byref(bg), ctypes.byref(size), None, 0) == 0; "
+        "decay = ctypes.c_ssize_t(0); wide = ctypes.c_size_t(ctypes.sizeof(decay)); "
+        "assert lib.mallctl(b'opt.dirty_decay_ms', ctypes.byref(decay), ctypes.byref(wide), None, 0) == 0; "
         "print(os.environ['PYTHONMALLOC'], 'tcache' if on.value else 'no-tcache', "
-        "'background-thread' if bg.value else 'no-background-thread')"
+        "'background-thread' if bg.value else 'no-background-thread', f'dirty-decay-{decay.value}ms')"
     )
     proc = _run_in_runtime(runtime_env, venv_python, "-c", allocator)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip() == "malloc no-tcache background-thread"
+    assert proc.stdout.strip() == "malloc no-tcache background-thread dirty-decay-1000ms"
     proc = _run_in_runtime(runtime_env, venv_python, "-c", "import goldrush_sim")
     assert proc.returncode != 0 and "ModuleNotFoundError" in proc.stderr

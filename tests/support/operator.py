@@ -27,7 +27,7 @@ def jemalloc_env() -> dict[str, str]:
     if not found:
         raise RuntimeError("libjemalloc.so.2 is missing: `make test` installs it (Debian package libjemalloc2)")
     return {"LD_PRELOAD": str(found[0]), "PYTHONMALLOC": "malloc",
-            "MALLOC_CONF": "tcache:false,background_thread:true"}
+            "MALLOC_CONF": "tcache:false,background_thread:true,dirty_decay_ms:1000"}
 
 
 class OperatorProcess:
