@@ -559,8 +559,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--allocator", choices=["jemalloc", "default"], default="jemalloc",
                         help="the measured operator's allocator: jemalloc for every allocation, as the image "
                         "runs it (LD_PRELOAD of libjemalloc.so.2, PYTHONMALLOC=malloc, "
-                        "MALLOC_CONF=tcache:false,background_thread:true,dirty_decay_ms:1000; the default), or Python's own (pymalloc "
-                        "and glibc)")
+                        "MALLOC_CONF=tcache:false,background_thread:true,dirty_decay_ms:1000; the default), or "
+                        "Python's own (pymalloc and glibc)")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs)")
     parser.add_argument("--no-write", action="store_true", help="do not write bench/results")
     args = parser.parse_args(argv)
