@@ -384,6 +384,30 @@ async def test_a_failed_shared_secret_read_reaches_every_waiter_and_is_not_kept(
     assert world.obj("p1")["status"].get("pipelineId") is not None  # read again, not a kept failure
 
 
+async def test_a_secret_read_that_predates_the_watchs_refresh_does_not_overwrite_it(world: World) -> None:
+    """The Secret changes while a pass's GET is in flight: the watch's refresh (its event, then its own GET)
+    lands first. The older reading must not replace it, or the pass and every later one keep the old value."""
+    gate = asyncio.Event()
+    get_secret = world.kube.get_secret
+
+    async def slow_get(namespace: str, name: str) -> tuple[dict[str, str], str]:
+        answer = await get_secret(namespace, name)
+        await gate.wait()
+        return answer
+
+    world.kube.get_secret = slow_get  # type: ignore[method-assign]
+    world.apply(pipeline())
+    running = asyncio.ensure_future(world.run())
+    await asyncio.sleep(0.01)
+    world.kube.secrets[("ns", "pg")] = {"password": "rotated-Value-2"}
+    world.store.secret_event("ns", "pg", {"password": "rotated-Value-2"}, "2")  # what the Secret watch does
+    gate.set()
+    await running
+    assert world.store.secret_cache[("ns", "pg")] == {"password": "rotated-Value-2"}
+    assert world.api.pipelines and [p["destination_config"]["password"] for p in world.api.pipelines.values()] == [
+        "rotated-Value-2"]
+
+
 async def test_foreign_pipeline_with_same_name_and_project_is_a_conflict_whatever_its_topic(world: World) -> None:
     world.api.pipelines["pipe_foreign"] = {"id": "pipe_foreign", "name": "ns-p1", "project": "proj",
                                            "topic": "eth-mainnet.covalent.raw.block.v1", "destination_config": {}}

@@ -169,6 +169,10 @@ class Inputs:
             data, version = await self._kube.get_secret(*key)
         except NotFound:
             data = None
+        if key in self._store.secret_cache:
+            # The Secret watch refreshed it while this GET was in flight (a change event, then its own GET):
+            # that reading is the newer one, and the watch brings any later change; this one may predate it.
+            return self._store.secret_cache[key]
         self._store.cache_secret(*key, data, version)
         return data
 
