@@ -276,9 +276,19 @@ class Store:
         self.secret_cache[key] = data
         return sorted(users)
 
-    def cache_secret(self, namespace: str, name: str, data: dict[str, str] | None, version: str = "") -> None:
-        """Remember a Secret read through the API (only while it is referenced)."""
+    def cache_secret(
+        self, namespace: str, name: str, data: dict[str, str] | None, version: str = ""
+    ) -> dict[str, str] | None:
+        """Remember a Secret read through the API (only while it is referenced); return the cached reading.
+
+        A reading the cache already holds wins: the Secret watch stored it while the GET was in flight, so it
+        is the newer one (the GET may predate the change), and the watch brings any later change.
+        """
+        key = (namespace, name)
+        if key in self.secret_cache:
+            return self.secret_cache[key]
         if self.referenced(namespace, name):
-            self.secret_versions[(namespace, name)] = version
-            self.secret_cache[(namespace, name)] = data
-            self._secret_digest[(namespace, name)] = "absent" if data is None else _data_digest(data)
+            self.secret_versions[key] = version
+            self.secret_cache[key] = data
+            self._secret_digest[key] = "absent" if data is None else _data_digest(data)
+        return data

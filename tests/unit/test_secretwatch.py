@@ -106,3 +106,15 @@ async def test_the_adapter_drops_unreferenced_secrets_in_its_thread() -> None:
     assert got == [("LIST", "dest"), ("MODIFIED", "dest")]
     assert [name for name, _ in asked] == ["sh.helm.release.v1.app.v1", "dest"] * 2
     assert not any(on_main for _, on_main in asked)  # every decision was taken in the reader thread
+
+
+def test_a_read_does_not_replace_what_the_watch_stored_while_it_was_in_flight() -> None:
+    store = Store()
+    record = ObjectRecord(key=("ns", "p1"), uid="u1")
+    store.records[record.key] = record
+    store.set_references(record, frozenset({"dest"}))
+    store.secret_event("ns", "dest", {"password": "new"}, "7")
+    assert store.cache_secret("ns", "dest", {"password": "old"}, "5") == {"password": "new"}
+    assert store.secret_cache[("ns", "dest")] == {"password": "new"} and store.secret_versions[("ns", "dest")] == "7"
+    assert store.cache_secret("ns", "other", {"password": "x"}) == {"password": "x"}  # not referenced: not kept
+    assert ("ns", "other") not in store.secret_cache

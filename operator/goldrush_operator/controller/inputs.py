@@ -169,16 +169,10 @@ class Inputs:
             data, version = await self._kube.get_secret(*key)
         except NotFound:
             data = None
-        if key in self._store.secret_cache:
-            # The Secret watch refreshed it while this GET was in flight (a change event, then its own GET):
-            # that reading is the newer one, and the watch brings any later change; this one may predate it.
-            return self._store.secret_cache[key]
-        self._store.cache_secret(*key, data, version)
-        return data
+        return self._store.cache_secret(*key, data, version)
 
     def _read_done(self, key: ObjectKey, done: asyncio.Future[dict[str, str] | None]) -> None:
-        if self._reading.get(key) is done:
-            del self._reading[key]
+        self._reading.pop(key, None)
         if not done.cancelled():
             done.exception()  # retrieved here too: every waiter may have been cancelled meanwhile
 
