@@ -265,16 +265,9 @@ class Store:
         An event that does not change the data wakes nobody.
         """
         key = (namespace, name)
-        users = self._by_secret.get(key) or set()
-        if not self.referenced(namespace, name):
+        if not self.referenced(namespace, name) or not self._keep(key, data, version):
             return []
-        self.secret_versions[key] = version
-        digest = "absent" if data is None else _data_digest(data)
-        if self._secret_digest.get(key) == digest and key in self.secret_cache:
-            return []
-        self._secret_digest[key] = digest
-        self.secret_cache[key] = data
-        return sorted(users)
+        return sorted(self._by_secret.get(key) or ())
 
     def cache_secret(
         self, namespace: str, name: str, data: dict[str, str] | None, version: str = ""
@@ -288,7 +281,15 @@ class Store:
         if key in self.secret_cache:
             return self.secret_cache[key]
         if self.referenced(namespace, name):
-            self.secret_versions[key] = version
-            self.secret_cache[key] = data
-            self._secret_digest[key] = "absent" if data is None else _data_digest(data)
+            self._keep(key, data, version)
         return data
+
+    def _keep(self, key: ObjectKey, data: dict[str, str] | None, version: str) -> bool:
+        """Cache a reading of a referenced Secret at `version`; True when its data differs from the cached."""
+        self.secret_versions[key] = version
+        digest = "absent" if data is None else _data_digest(data)
+        if self._secret_digest.get(key) == digest and key in self.secret_cache:
+            return False
+        self._secret_digest[key] = digest
+        self.secret_cache[key] = data
+        return True
