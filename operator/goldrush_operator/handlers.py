@@ -203,6 +203,9 @@ def apply_settings(settings: kopf.OperatorSettings) -> None:
     settings.watching.connect_timeout = 30
     settings.watching.inactivity_timeout = 70
     settings.watching.chunk_size = LIST_PAGE_SIZE  # the initial and re-lists in pages: one page in memory at a time
+    # kopf's worker per object keeps the object's last event (its whole body) until it has been idle this
+    # long (kopf's default 5 s): after a list, every listed object's body at once.
+    settings.queueing.idle_timeout = 1.0
     settings.networking.request_timeout = 60
     settings.networking.connect_timeout = 30
 

@@ -65,3 +65,5 @@ def test_kopf_lists_in_pages_and_keeps_no_diff_base() -> None:
     assert settings.watching.chunk_size == 500  # a start-up list of 10,000 objects is read 500 at a time
     assert isinstance(settings.persistence.diffbase_storage, handlers._NoDiffBaseStorage)
     assert settings.posting.enabled is False
+    # kopf's worker per object holds the object's last body until idle this long: not kopf's 5 s
+    assert settings.queueing.idle_timeout <= 1.0
