@@ -12,7 +12,8 @@
   like any other: its pass is the finalizer's work, under the same Lease gate as every write (kopf's own
   finalizer setting names one that no handler requires, so kopf never adds or removes a finalizer);
 - kopf keeps no memory per object between events (`_NoObjectMemories`): the records in `state.Store` are the
-  only per-object state;
+  only per-object state; its worker per object, which holds the object's last body while idle, exits after
+  1 s idle (`apply_settings`);
 - start-up configures kopf and starts the scheduler, the key watcher and the loop-lag monitor; the liveness
   probe compares a quiet watch with a fresh LIST.
 - with leader election (`Runtime.election`), the election task runs too; `take_over` prepares the objects
