@@ -312,9 +312,9 @@ STABLE_TIMEOUT = 60.0    # at most this long; then the last sample, flagged not 
 async def _stable_rss(replicas: list[Replica]) -> tuple[dict[str, float], float, bool]:
     """Each replica's RSS once it has stopped moving: (RSS by replica, seconds waited, whether all were stable).
 
-    A replica still winding down its start-up (finishing its first passes, its allocator returning the pages
-    they freed) reads several MiB above where it settles a few seconds later (finding 35); a fixed wait read
-    some replicas before that and others after."""
+    A replica still finishing its start-up passes reads above where it settles; a fixed wait cannot tell the
+    two apart. In the runs of finding 35 every process was already stable at the first reading: the
+    replicas' spread is not a late decline."""
     started = time.monotonic()
     samples: dict[str, list[float]] = {r.name: [] for r in replicas}
     while True:

@@ -193,6 +193,11 @@ class _NoObjectMemories(ResourceMemories):
                                     ephemeral=True)
 
 
+WORKER_IDLE_SECONDS = 1.0
+"""How long kopf's worker for an object waits for its next event before it exits (kopf's default: 5 s). While it
+waits it keeps the object's last event, the whole body: after a list, every listed object's body at once."""
+
+
 def apply_settings(settings: kopf.OperatorSettings) -> None:
     """kopf's settings of the operator (called by `configure`): storages, timeouts, paged lists."""
     settings.persistence.finalizer = KOPF_FINALIZER  # required by no handler: kopf never writes it
@@ -204,9 +209,7 @@ def apply_settings(settings: kopf.OperatorSettings) -> None:
     settings.watching.connect_timeout = 30
     settings.watching.inactivity_timeout = 70
     settings.watching.chunk_size = LIST_PAGE_SIZE  # the initial and re-lists in pages: one page in memory at a time
-    # kopf's worker per object keeps the object's last event (its whole body) until it has been idle this
-    # long (kopf's default 5 s): after a list, every listed object's body at once.
-    settings.queueing.idle_timeout = 1.0
+    settings.queueing.idle_timeout = WORKER_IDLE_SECONDS
     settings.networking.request_timeout = 60
     settings.networking.connect_timeout = 30
 
