@@ -72,7 +72,8 @@ class SecretWatch:
         key = (meta.namespace, meta.name)
         if not self._store.referenced(*key):
             return
-        if meta.type != "DELETED" and self._store.secret_versions.get(key) == meta.resource_version:
+        cached = self._store.cached_secret(*key)
+        if meta.type != "DELETED" and cached is not None and cached.version == meta.resource_version:
             return  # the cached data is this version
         data: dict[str, str] | None = None
         version = meta.resource_version

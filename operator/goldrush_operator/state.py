@@ -17,7 +17,7 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from goldrush_operator.resource import (
     ANNOTATION_ADOPT,
@@ -168,6 +168,16 @@ def _data_digest(data: Mapping[str, Any] | None) -> str:
     return hashlib.sha256(_encode(dict(data or {}))).hexdigest()
 
 
+class SecretReading(NamedTuple):
+    """One cached reading of a referenced Secret (kept by `Store`, read by the controller's inputs and the
+    Secret watch): the decoded data (None: known not to exist), the resourceVersion it was read at, and a
+    digest of the data that tells a change from a resend of the same values."""
+
+    data: dict[str, str] | None
+    version: str
+    digest: str
+
+
 @dataclass
 class Store:
     """Every live object's record, the Secret -> objects index and the referenced Secrets' data."""
@@ -175,10 +185,8 @@ class Store:
     records: dict[ObjectKey, ObjectRecord] = field(default_factory=dict)
     _by_secret: dict[ObjectKey, set[ObjectKey]] = field(default_factory=dict)
     _owners_by_secret: dict[ObjectKey, set[str]] = field(default_factory=dict)
-    # (namespace, secret) -> decoded data, or None when known not to exist; referenced Secrets only.
-    secret_cache: dict[ObjectKey, dict[str, str] | None] = field(default_factory=dict)
-    _secret_digest: dict[ObjectKey, str] = field(default_factory=dict)
-    secret_versions: dict[ObjectKey, str] = field(default_factory=dict)  # resourceVersion of cached data
+    # (namespace, secret) -> the last reading of it; referenced Secrets only.
+    _secrets: dict[ObjectKey, SecretReading] = field(default_factory=dict)
 
     def observe(self, body: Mapping[str, Any]) -> tuple[ObjectRecord, bool]:
         """Record a watch event of a pipeline; returns (record, whether a pass is needed now)."""
@@ -246,13 +254,16 @@ class Store:
     def _drop_unreferenced(self, key: ObjectKey) -> None:
         if key in self._by_secret or key in self._owners_by_secret:
             return
-        self.secret_cache.pop(key, None)
-        self._secret_digest.pop(key, None)
-        self.secret_versions.pop(key, None)
+        self._secrets.pop(key, None)
+
+    def cached_secret(self, namespace: str, name: str) -> SecretReading | None:
+        """The cached reading of a referenced Secret (None: not read yet, or no longer referenced)."""
+        return self._secrets.get((namespace, name))
 
     def secret_digest(self, namespace: str, name: str) -> str | None:
         """A digest of the cached data of a referenced Secret ("absent" when known not to exist)."""
-        return self._secret_digest.get((namespace, name))
+        reading = self._secrets.get((namespace, name))
+        return reading.digest if reading is not None else None
 
     def referenced(self, namespace: str, name: str) -> bool:
         return (namespace, name) in self._by_secret or (namespace, name) in self._owners_by_secret
@@ -278,18 +289,16 @@ class Store:
         is the newer one (the GET may predate the change), and the watch brings any later change.
         """
         key = (namespace, name)
-        if key in self.secret_cache:
-            return self.secret_cache[key]
+        cached = self._secrets.get(key)
+        if cached is not None:
+            return cached.data
         if self.referenced(namespace, name):
             self._keep(key, data, version)
         return data
 
     def _keep(self, key: ObjectKey, data: dict[str, str] | None, version: str) -> bool:
         """Cache a reading of a referenced Secret at `version`; True when its data differs from the cached."""
-        self.secret_versions[key] = version
         digest = "absent" if data is None else _data_digest(data)
-        if self._secret_digest.get(key) == digest and key in self.secret_cache:
-            return False
-        self._secret_digest[key] = digest
-        self.secret_cache[key] = data
-        return True
+        before = self._secrets.get(key)
+        self._secrets[key] = SecretReading(data, version, digest)
+        return before is None or before.digest != digest

@@ -403,7 +403,7 @@ async def test_a_secret_read_that_predates_the_watchs_refresh_does_not_overwrite
     world.store.secret_event("ns", "pg", {"password": "rotated-Value-2"}, "2")  # what the Secret watch does
     gate.set()
     await running
-    assert world.store.secret_cache[("ns", "pg")] == {"password": "rotated-Value-2"}
+    assert world.store.cached_secret("ns", "pg").data == {"password": "rotated-Value-2"}
     assert world.api.pipelines and [p["destination_config"]["password"] for p in world.api.pipelines.values()] == [
         "rotated-Value-2"]
 

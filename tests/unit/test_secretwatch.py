@@ -41,12 +41,12 @@ async def test_only_referenced_changes_are_read_and_wake() -> None:
     assert kube.reads == [] and woken == []
     await watch.observe(SecretMeta("MODIFIED", "ns", "dest", "7"))
     assert kube.reads == ["dest"] and woken == [("ns", "p1")]
-    assert store.secret_cache[("ns", "dest")] == {"password": "v2"}
+    assert store.cached_secret("ns", "dest").data == {"password": "v2"}
     await watch.observe(SecretMeta("MODIFIED", "ns", "dest", "7"))
     assert kube.reads == ["dest"]
     await watch.observe(SecretMeta("DELETED", "ns", "dest", "8"))
     assert kube.reads == ["dest"] and woken == [("ns", "p1"), ("ns", "p1")]
-    assert store.secret_cache[("ns", "dest")] is None
+    assert store.cached_secret("ns", "dest").data is None
 
 
 async def test_a_credentials_objects_secret_is_followed_without_pipeline_users() -> None:
@@ -69,7 +69,7 @@ async def test_a_credentials_objects_secret_is_followed_without_pipeline_users()
     store.set_owner_reference("ClusterGoldRushCredentials//shared", None)
     store.set_references(record, frozenset({"dest"}))
     assert not store.referenced("goldrush-system", "shared-key")
-    assert ("goldrush-system", "shared-key") not in store.secret_cache
+    assert store.cached_secret("goldrush-system", "shared-key") is None
 
 
 async def test_the_adapter_drops_unreferenced_secrets_in_its_thread() -> None:
@@ -115,6 +115,7 @@ def test_a_read_does_not_replace_what_the_watch_stored_while_it_was_in_flight() 
     store.set_references(record, frozenset({"dest"}))
     store.secret_event("ns", "dest", {"password": "new"}, "7")
     assert store.cache_secret("ns", "dest", {"password": "old"}, "5") == {"password": "new"}
-    assert store.secret_cache[("ns", "dest")] == {"password": "new"} and store.secret_versions[("ns", "dest")] == "7"
+    cached = store.cached_secret("ns", "dest")
+    assert cached is not None and cached.data == {"password": "new"} and cached.version == "7"
     assert store.cache_secret("ns", "other", {"password": "x"}) == {"password": "x"}  # not referenced: not kept
-    assert ("ns", "other") not in store.secret_cache
+    assert store.cached_secret("ns", "other") is None

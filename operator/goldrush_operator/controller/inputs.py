@@ -152,8 +152,9 @@ class Inputs:
         """A referenced Secret's data (None: it does not exist), from the cache or one GET shared by every
         pass that asks for it while that GET is in flight."""
         key = (namespace, name)
-        if key in self._store.secret_cache:
-            return self._store.secret_cache[key]
+        cached = self._store.cached_secret(namespace, name)
+        if cached is not None:
+            return cached.data
         reading = self._reading.get(key)
         if reading is None:
             reading = asyncio.ensure_future(self._get_secret(key))
