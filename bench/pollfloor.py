@@ -1,14 +1,14 @@
-"""B3's CPU floor: what the same status reads cost a process that does nothing else.
+"""B3's CPU floor: what the same reads cost a process that does nothing else.
 
     python -m bench.pollfloor BASE_URL RATE SECONDS PATH...   # service key on stdin; prints CPU seconds
 
 A separate Python process with one asyncio loop and one `httpx.AsyncClient` (the operator's HTTP library,
-keep-alive on) sends `GET BASE_URL + PATH` round-robin over the given paths at `RATE` requests a second for
-`SECONDS`, each request started on its own schedule as the operator's scheduler does, and prints the CPU
-seconds (user + system) it spent in that paced phase: its imports and start-up are not counted. No
-bookkeeping, no Kubernetes, no status: that is the part of B3's idle CPU that the reads themselves cost on
-this machine. `run` starts it from `bench.run.b3_b6` right after B3's idle window, at the rate the operator
-read during the window and on the paths it read.
+keep-alive on) sends `GET BASE_URL + PATH` for the given paths in their order (from the first again if they
+run out) at `RATE` requests a second for `SECONDS`, each request started on its own schedule as the
+operator's scheduler does, and prints the CPU seconds (user + system) it spent in that paced phase: its
+imports and start-up are not counted. No bookkeeping, no Kubernetes, no status: that is the part of B3's
+idle CPU that the reads themselves cost on this machine. `run` starts it from `bench.run.b3_b6` right after B3's idle window, at the rate the operator
+read during the window, replaying the reads it sent (status and full reads alike).
 """
 
 from __future__ import annotations
