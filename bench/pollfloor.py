@@ -7,8 +7,9 @@ keep-alive on) sends `GET BASE_URL + PATH` for the given paths in their order (f
 run out) at `RATE` requests a second for `SECONDS`, each request started on its own schedule as the
 operator's scheduler does, and prints the CPU seconds (user + system) it spent in that paced phase: its
 imports and start-up are not counted. No bookkeeping, no Kubernetes, no status: that is the part of B3's
-idle CPU that the reads themselves cost on this machine. `run` starts it from `bench.run.b3_b6` right after B3's idle window, at the rate the operator
-read during the window, replaying the reads it sent (status and full reads alike).
+idle CPU that the reads themselves cost on this machine. `run` starts it from `bench.run.b3_b6` right
+after B3's idle window, at the rate the operator read during the window, replaying the reads it sent
+(status and full reads alike).
 """
 
 from __future__ import annotations
