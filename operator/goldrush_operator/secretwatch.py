@@ -85,10 +85,10 @@ class SecretWatch:
             except KubeError as exc:
                 log.warning("could not read Secret %s/%s: %s", *key, exc)
                 return
-        before = self._store.secret_digest(*key)
         users = self._store.secret_event(meta.namespace, meta.name, data, version)
-        if self._store.secret_digest(*key) != before:
-            self._on_change(key)
+        if users is None:
+            return  # the same data again
+        self._on_change(key)
         for user in users:
             self._wake(user)
         if users:

@@ -260,24 +260,18 @@ class Store:
         """The cached reading of a referenced Secret (None: not read yet, or no longer referenced)."""
         return self._secrets.get((namespace, name))
 
-    def secret_digest(self, namespace: str, name: str) -> str | None:
-        """A digest of the cached data of a referenced Secret ("absent" when known not to exist)."""
-        reading = self._secrets.get((namespace, name))
-        return reading.digest if reading is not None else None
-
     def referenced(self, namespace: str, name: str) -> bool:
         return (namespace, name) in self._by_secret or (namespace, name) in self._owners_by_secret
 
     def secret_event(
         self, namespace: str, name: str, data: dict[str, str] | None, version: str = ""
-    ) -> list[ObjectKey]:
-        """A Secret was added/changed (`data`) or deleted (None): refresh the cache; return its users to wake.
-
-        An event that does not change the data wakes nobody.
-        """
+    ) -> list[ObjectKey] | None:
+        """A Secret was added/changed (`data`) or deleted (None): refresh the cache; return the pipelines to wake
+        (maybe none: a credentials object's Secret), or None when the data did not change or nobody
+        references the Secret."""
         key = (namespace, name)
         if not self.referenced(namespace, name) or not self._keep(key, data, version):
-            return []
+            return None
         return sorted(self._by_secret.get(key) or ())
 
     def cache_secret(
