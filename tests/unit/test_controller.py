@@ -521,6 +521,44 @@ async def test_every_read_sent_is_paid_from_the_budget(world: World) -> None:
     assert sorted(world.api.journal) == [("GET", "destination-health"), ("GET", "get"), ("GET", "status")]
 
 
+async def test_idle_polls_fall_due_together_on_the_ticks_of_the_fast_poll() -> None:
+    """Polls paid from the budget are due only on multiples of the fast poll (2 s), so the idle operator wakes
+    once a tick for several reads; each read is still paid before it goes, and none comes faster than the fast
+    poll or later than the status maximum (60 s) while the budget pays for that."""
+    world = World()
+    names = [f"p{i}" for i in range(12)]
+    for name in names:
+        world.apply(pipeline(name))
+        await world.run(name)
+    for pid in world.api.phase:
+        world.api.phase[pid] = "RUNNING"
+    due: dict[str, float] = {}
+    world.now += 2.3
+    for name in names:
+        world.now += 0.37  # passes at odd times, as watch events and the budget's waits leave them
+        delay = await world.run(name)
+        assert delay is not None and delay >= 2.0
+        due[name] = world.now + delay
+        assert abs(delay - world.controller.timing.intervals()[0]) <= 1.0 + 1e-9  # the nearest tick
+    def on_tick(t: float) -> bool:
+        return abs(t / 2.0 - round(t / 2.0)) < 1e-9
+
+    assert all(on_tick(d) for d in due.values())  # one wake-up runs every poll due by then
+    assert len(set(due.values())) < len(names)
+    timing = world.controller.timing
+    for delay in (0.3, 1.0, 2.0, 2.5, 3.9, 4.0, 7.9, 59.5, 60.0, 61.0, 500.0):
+        for start in (1000.0, 1000.1, 1001.9):
+            world.now = start
+            budget_wait = timing.on_tick(delay)  # a wait for the budget: never before it has paid
+            assert delay - 1e-9 <= budget_wait < delay + 2.0 and on_tick(start + budget_wait)
+            if delay < 2.0:
+                continue  # the status cadence is never faster than the fast poll
+            poll = timing.on_tick(delay, limit=60.0)
+            assert poll >= 2.0  # never faster than the fast poll
+            assert poll <= (60.0 if delay <= 60.0 else delay + 1.0)  # the maximum while the budget pays for it
+            assert (on_tick(start + poll) and abs(poll - delay) <= 2.0) or (poll == delay and delay < 4.0)
+
+
 async def test_the_name_listing_is_renewed_ahead_of_time(world: World) -> None:
     """A burst of creates shares one listing of the remote pipelines (the name rule); past half its age it
     is renewed in the background, so no create waits for the pages of the next one."""

@@ -10,6 +10,7 @@ budget owes; a failing metrics read changes nothing else; none of it writes to K
 from __future__ import annotations
 
 import copy
+import dataclasses
 from typing import Any
 
 import httpx
@@ -258,6 +259,8 @@ async def test_metrics_reads_are_booked_in_the_read_budget() -> None:
     world, _ = metrics_world(rate_limit=10.0)  # budget 1 read/s
     await running(world)
     world.controller.timing.budget = ReadBudget(1.0, burst=0, clock=lambda: world.now)  # no burst: every read waits
+    # Poll ticks of half a second (the fast poll): every wait below ends on a tick, so it is the budget's own.
+    world.controller.timing.settings = dataclasses.replace(world.controller.settings, poll_fast_seconds=0.5)
     world.now += 10
     sent = len(world.api.journal)
     delay = await world.run()

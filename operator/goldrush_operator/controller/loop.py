@@ -203,7 +203,7 @@ class Controller:
                 # Restart with an in-sync object: spread the first reads over the intervals.
                 record.pipeline_id, record.synced_generation, record.applied_hashes = pipeline_id, p.generation, applied
                 record.next_full_check = now + random.uniform(0, full_every)
-                return random.uniform(0, status_every), "deferred"
+                return self.timing.on_tick(random.uniform(0, status_every)), "deferred"
         record.fresh = False
         poll = self.timing.plan_poll(record, work=work, stable=p.current.get("phase") in STABLE_PHASES,
                                      yield_to_writes=not work and client.writes_flowing(), now=now)

@@ -97,7 +97,9 @@ class Observer:
             record.next_full_check = self.clock() + next_full
         if held is not None:
             return status_every, "stalled"
-        return (fast if verdict.fast_poll else status_every), "ok"
+        if verdict.fast_poll:
+            return fast, "ok"
+        return self.timing.on_tick(status_every, self.settings.poll_status_max_seconds), "ok"
 
     async def _failure_hint(self, p: Pass, client: GoldRushClient, pipeline_id: str) -> str:
         """The latest non-empty log line of the failed worker (scrubbed), as a hint for humans."""

@@ -2,12 +2,20 @@
 
 Owned by `loop.Controller` (and used by `observe.Observer` and `finalize.Finalizer`). `intervals` turns the
 number of managed objects into the status-poll and full-check intervals (`scheduler.Cadence`); `pay` books a
-poll of a stable pipeline on the global read budget (`scheduler.ReadBudget`); `backoff` draws the jittered
-delay after a failure.
+poll of a stable pipeline on the global read budget (`scheduler.ReadBudget`); `on_tick` moves the due time of
+such a poll onto the poll grid; `backoff` draws the jittered delay after a failure.
+
+The poll grid: the budget-paid polls of stable pipelines fall due only on ticks, multiples of
+`GOLDRUSH_POLL_FAST_SECONDS` on the monotonic clock, so an idle operator wakes once a tick for the few reads
+due by then instead of once per read. On an idle machine a wake-up costs about as much CPU as the read it
+sends (bench/README finding 37). A poll is never sent before the budget has paid for it, never faster than
+the fast poll, and no later than `GOLDRUSH_POLL_STATUS_MAX_SECONDS` when its interval is within it; the status
+cadence moves to the nearest tick, so on average it stays what the budget pays for.
 """
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,13 +39,34 @@ class Timing:
     """The cadence and the read budget of one operator process."""
 
     def __init__(self, settings: Settings, store: Store, clock: Callable[[], float], metrics_enabled: bool) -> None:
-        self.settings, self.store = settings, store
+        self.settings, self.store, self.clock = settings, store, clock
         budget = settings.rate_limit * settings.poll_budget_share
         # Metrics reads only when something exports them (a metrics sink and its endpoint).
         metrics_every = settings.pipeline_metrics_seconds if metrics_enabled else 0.0
         self.cadence = Cadence(settings.poll_fast_seconds, settings.poll_status_max_seconds,
                                settings.poll_slow_seconds, budget, metrics_every)
         self.budget = ReadBudget(budget, clock=clock)
+
+    def on_tick(self, delay: float, limit: float | None = None) -> float:
+        """`delay` moved onto a tick of the poll grid (see the module docstring).
+
+        Without `limit` (a wait for the budget, or the first poll after a restart): the next tick at or after
+        it. With `limit` (the status cadence, at most that long while the budget pays for it): the nearest
+        tick, so the cadence stays what the budget pays for on average, or the one before when the nearest
+        would pass the limit; a delay shorter than two ticks stays as it is (never faster than the fast poll).
+        """
+        tick = self.settings.poll_fast_seconds
+        if tick <= 0:
+            return delay
+        now = self.clock()
+        if limit is None:
+            return max(0.0, math.ceil((now + delay) / tick) * tick - now)
+        if delay < 2 * tick:
+            return delay
+        due = round((now + delay) / tick) * tick
+        if delay <= limit < due - now:
+            due -= tick
+        return due - now
 
     def intervals(self) -> tuple[float, float]:
         """(status-poll interval, full-check interval) for the objects managed now."""
@@ -96,7 +125,7 @@ class Timing:
                 record.metrics_paid = True  # booked: it goes out with this poll, or with the next one
                 metrics_wait = self.budget.reserve(1)
             if wait:
-                return wait, "budget"
+                return self.on_tick(wait), "budget"  # paid by then; due with the others paid by that tick
             metrics_due = record.metrics_paid and metrics_wait <= 0.05
         record.poll_reserved = 0
         return Poll(full_check, metrics_due)
