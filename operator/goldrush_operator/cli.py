@@ -269,7 +269,8 @@ def run(
     scheduler = Scheduler(controller.run_pass, workers=settings.workers,
                           admit=election.admits if election is not None else None)
     credentials = CredentialsController(keyring, store, kube, client_for, controller.inputs.read_secret,
-                                        scheduler.wake, recheck_seconds=settings.poll_slow_seconds)
+                                        scheduler.wake, recheck_seconds=settings.poll_slow_seconds,
+                                        tick=settings.poll_fast_seconds)
     controller.on_auth_failed = credentials.auth_failed
     runtime = handlers.Runtime(controller=controller, store=store, scheduler=scheduler,
                                list_versions=kube.list_pipeline_versions, on_loop_lag=metrics.loop_lag,

@@ -218,11 +218,12 @@ def apply_settings(settings: kopf.OperatorSettings) -> None:
 async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     apply_settings(settings)
     rt: Runtime = memo.runtime
+    tick = rt.controller.settings.poll_fast_seconds  # the poll grid's: periodic wake-ups meet on its ticks
     rt.tasks = [
         asyncio.create_task(rt.scheduler.run(), name="goldrush-scheduler"),
-        asyncio.create_task(watch_service_key(rt.controller.key_source, rt.store, rt.scheduler.wake),
+        asyncio.create_task(watch_service_key(rt.controller.key_source, rt.store, rt.scheduler.wake, tick),
                             name="goldrush-key-watch"),
-        asyncio.create_task(LoopLag(rt.on_loop_lag).run(), name="goldrush-loop-lag"),
+        asyncio.create_task(LoopLag(rt.on_loop_lag, idle_interval=tick).run(), name="goldrush-loop-lag"),
     ]
     if rt.credentials is not None:
         rt.tasks.append(asyncio.create_task(rt.credentials.run(), name="goldrush-credentials"))

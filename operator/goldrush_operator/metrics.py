@@ -145,7 +145,7 @@ class PrometheusMetrics:
         self.rotations = Counter("goldrush_secret_rotations_total", "Secret rotations applied.", registry=r)
         self.loop_lag_seconds = Histogram(
             "goldrush_event_loop_lag_seconds",
-            "How late the event loop wakes up (sampled every 0.1 s while busy, up to 1 s while idle).",
+            "How late the event loop wakes up (sampled every 0.1 s while busy, on the poll ticks while idle).",
             buckets=LOOP_LAG_BUCKETS, registry=r,
         )
         self.pipeline_metrics_refresh = Gauge(

@@ -4,6 +4,8 @@ cadence and the one error policy (controller/outcome.py)."""
 from __future__ import annotations
 
 import asyncio
+import itertools
+import time
 
 import pytest
 
@@ -18,7 +20,7 @@ from goldrush_operator.goldrush_api.errors import (
 )
 from goldrush_operator.kube import KubeError
 from goldrush_operator.payload import MaskedValueError
-from goldrush_operator.scheduler import Cadence, LoopLag, ReadBudget, Scheduler
+from goldrush_operator.scheduler import Cadence, LoopLag, ReadBudget, Scheduler, until_tick
 
 
 async def test_one_pass_per_object_at_a_time_and_wake_during_a_pass_reruns() -> None:
@@ -134,3 +136,26 @@ def test_loop_lag_samples_fast_while_busy_and_slowly_while_idle() -> None:
         intervals.append(lag.next_interval)
     assert intervals == [0.2, 0.4, 0.8, 1.0, 1.0, 0.1, 0.2]
     assert seen == [0.0, 0.0, 0.0, 0.0, 0.0, 0.05, 0.0]  # every sample is reported
+
+
+def test_until_tick_is_the_wait_for_the_next_multiple_of_the_tick() -> None:
+    assert until_tick(2.0, 1000.0) == 2.0  # on a tick: the next one
+    assert until_tick(2.0, 1001.5) == pytest.approx(0.5)
+    assert until_tick(2.0, 1003.99) == pytest.approx(0.01)
+    assert until_tick(0.0, 1001.5) == 0.0
+
+
+async def test_loop_lag_samples_an_idle_loop_on_the_ticks() -> None:
+    """At its slowest pace the probe wakes on the ticks of `idle_interval`, where the operator's other
+    periodic wake-ups meet (one wake-up of the idle process instead of one for each)."""
+    times: list[float] = []
+    lag = LoopLag(lambda _lag: times.append(time.monotonic()), interval=0.05, idle_interval=0.25, busy=1.0)
+    task = asyncio.create_task(lag.run())
+    try:
+        while len(times) < 6:
+            await asyncio.sleep(0.05)
+    finally:
+        task.cancel()
+    idle = times[3:]  # 0.05, 0.1, 0.2: then at the idle pace
+    assert all(min(t % 0.25, 0.25 - t % 0.25) < 0.1 for t in idle), idle
+    assert all(b - a > 0.15 for a, b in itertools.pairwise(idle))

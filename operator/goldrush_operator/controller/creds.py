@@ -37,6 +37,7 @@ from goldrush_operator.resource_credentials import (
     PLURAL_CLUSTER_CREDENTIALS,
     PLURAL_CREDENTIALS,
 )
+from goldrush_operator.scheduler import until_tick
 from goldrush_operator.secret_values import scrub
 from goldrush_operator.state import Store
 
@@ -79,10 +80,11 @@ class CredentialsController:
     def __init__(
         self, keyring: Keyring, store: Store, kube: StatusPort, client_for: ClientFactory,
         read_secret: Callable[[str, str], Awaitable[dict[str, str] | None]], wake: Callable[[ObjectKey], None],
-        *, recheck_seconds: float, clock: Callable[[], float] = time.monotonic,
+        *, recheck_seconds: float, clock: Callable[[], float] = time.monotonic, tick: float = 2.0,
     ) -> None:
         self.keyring, self._store, self._kube, self._client_for = keyring, store, kube, client_for
         self._read_secret, self._wake, self._recheck, self._clock = read_secret, wake, recheck_seconds, clock
+        self._tick = tick  # the changed counts are looked for on the poll grid's ticks (scheduler.until_tick)
         self._due: dict[CredKey, float] = {}
         self._verdicts: dict[CredKey, Verdict] = {}
         self._written: dict[CredKey, dict[str, Any]] = {}
@@ -164,7 +166,8 @@ class CredentialsController:
                 for key in self.keyring.take_dirty():
                     if key in self.keyring.objects and key in self._verdicts:
                         await self._write(key)
-            wait = min([t - self._clock() for t in self._due.values()] + [1.0])
+            now = self._clock()
+            wait = min([t - now for t in self._due.values()] + [until_tick(self._tick, now)])
             self._signal.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._signal.wait(), max(0.05, wait))

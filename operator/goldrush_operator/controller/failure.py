@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import time
 from collections.abc import Callable
 
 from goldrush_operator import conditions as cond
@@ -21,6 +22,7 @@ from goldrush_operator.controller.external import External
 from goldrush_operator.controller.outcome import KUBERNETES_ERROR, Retry, Stall, classify
 from goldrush_operator.controller.status import Pass, StatusWriter
 from goldrush_operator.controller.timing import Timing
+from goldrush_operator.scheduler import until_tick
 from goldrush_operator.state import ObjectKey, Store
 
 log = logging.getLogger("goldrush_operator.controller")
@@ -71,13 +73,14 @@ class Failures:
 async def watch_service_key(
     key_source: ServiceKeySource, store: Store, wake: Callable[[ObjectKey], None], interval: float = 2.0,
 ) -> None:
-    """Wake every held object when the operator's key changes (a fixed key file ends `AuthFailed`)."""
+    """Wake every held object when the operator's key changes (a fixed key file ends `AuthFailed`); looked at
+    on every tick of `interval` (the poll grid's, from `handlers.configure`)."""
     def digest() -> str:
         return hashlib.sha256((key_source.get() or "").encode()).hexdigest()
 
     last = digest()
     while True:
-        await asyncio.sleep(interval)
+        await asyncio.sleep(until_tick(interval, time.monotonic()))  # with the other periodic wake-ups
         current = digest()
         if current != last:
             last = current
