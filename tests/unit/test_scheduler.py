@@ -149,13 +149,15 @@ async def test_loop_lag_samples_an_idle_loop_on_the_ticks() -> None:
     """At its slowest pace the probe wakes on the ticks of `idle_interval`, where the operator's other
     periodic wake-ups meet (one wake-up of the idle process instead of one for each)."""
     times: list[float] = []
-    lag = LoopLag(lambda _lag: times.append(time.monotonic()), interval=0.05, idle_interval=0.25, busy=1.0)
+    lag = LoopLag(lambda _lag: times.append(time.monotonic()), interval=0.05, idle_interval=0.5, busy=5.0)
+    # Started on a tick: unaligned, the idle samples would come 0.05 + 0.1 + 0.2 + 0.4 s on, half-way between.
+    await asyncio.sleep(until_tick(0.5, time.monotonic()))
     task = asyncio.create_task(lag.run())
     try:
-        while len(times) < 6:
+        while len(times) < 7:
             await asyncio.sleep(0.05)
     finally:
         task.cancel()
-    idle = times[3:]  # 0.05, 0.1, 0.2: then at the idle pace
-    assert all(min(t % 0.25, 0.25 - t % 0.25) < 0.1 for t in idle), idle
-    assert all(b - a > 0.15 for a, b in itertools.pairwise(idle))
+    idle = times[4:]  # after 0.05, 0.1, 0.2 and 0.4 s: at the idle pace
+    assert all(min(t % 0.5, 0.5 - t % 0.5) < 0.15 for t in idle), idle
+    assert all(b - a > 0.3 for a, b in itertools.pairwise(idle))
