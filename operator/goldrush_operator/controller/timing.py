@@ -5,12 +5,13 @@ number of managed objects into the status-poll and full-check intervals (`schedu
 poll of a stable pipeline on the global read budget (`scheduler.ReadBudget`); `on_tick` moves the due time of
 such a poll onto the poll grid; `backoff` draws the jittered delay after a failure.
 
-The poll grid: the budget-paid polls of stable pipelines fall due only on ticks, multiples of
-`GOLDRUSH_POLL_FAST_SECONDS` on the monotonic clock, so an idle operator wakes once a tick for the few reads
-due by then instead of once per read. On an idle machine a wake-up costs about as much CPU as the read it
-sends (bench/README finding 37). A poll is never sent before the budget has paid for it, never faster than
-the fast poll, and no later than `GOLDRUSH_POLL_STATUS_MAX_SECONDS` when its interval is within it; the status
-cadence moves to the nearest tick, so on average it stays what the budget pays for.
+The poll grid: the budget-paid polls of stable pipelines fall due on ticks, multiples of
+`GOLDRUSH_POLL_FAST_SECONDS` on the monotonic clock (a status interval shorter than two ticks is kept as it
+is), so an idle operator wakes once a tick for the few reads due by then instead of once per read. On an
+idle machine a wake-up costs about as much CPU as the read it sends (bench/README finding 37). A poll is
+never sent before the budget has paid for it, never faster than the fast poll, and no later than
+`GOLDRUSH_POLL_STATUS_MAX_SECONDS` when its interval is within it; the status cadence moves to the nearest
+tick, so on average it stays what the budget pays for.
 """
 
 from __future__ import annotations
