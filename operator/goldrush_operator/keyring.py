@@ -153,6 +153,8 @@ class Keyring:
     _refs: dict[ObjectKey, tuple[CredKey, bool]] = field(default_factory=dict)  # pipeline -> (object, allowed)
     _users: dict[CredKey, set[ObjectKey]] = field(default_factory=dict)
     dirty: set[CredKey] = field(default_factory=set)  # objects whose usedBy may have changed
+    # Called when `dirty` gains an object (the credentials loop schedules the write of the counts).
+    on_dirty: Callable[[], None] = field(default=lambda: None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.started < 0:
@@ -236,7 +238,7 @@ class Keyring:
             if not users:
                 del self._users[old[0]]
         if old[1]:
-            self.dirty.add(old[0])
+            self._mark(old[0])
 
     def _record(self, pipeline: ObjectKey, key: CredKey, allowed: bool) -> None:
         old = self._refs.get(pipeline)
@@ -246,7 +248,12 @@ class Keyring:
             self.release(pipeline)
         self._refs[pipeline] = (key, allowed)
         self._users.setdefault(key, set()).add(pipeline)
-        self.dirty.add(key)
+        self._mark(key)
+
+    def _mark(self, key: CredKey) -> None:
+        if key not in self.dirty:
+            self.dirty.add(key)
+            self.on_dirty()
 
     def credentials_of(self, pipeline: ObjectKey) -> CredKey | None:
         ref = self._refs.get(pipeline)

@@ -89,8 +89,8 @@ def until_tick(tick: float, now: float) -> float:
     """Seconds from `now` to the next tick, a multiple of `tick` on the clock `now` was read from.
 
     The operator's periodic wake-ups meet on these ticks (the budget-paid polls, `controller.timing.on_tick`;
-    the service-key watch, the credentials loop and the idle loop-lag probe), so an idle process wakes once a
-    tick instead of once for each of them (bench/README finding 37).
+    the service-key watch and the idle loop-lag probe; the credentials loop's writes of changed counts), so an
+    idle process wakes once a tick instead of once for each of them (bench/README finding 37).
     """
     return tick - now % tick if tick > 0 else 0.0
 

@@ -369,3 +369,37 @@ async def test_a_refusal_right_after_a_check_is_checked_again_not_dropped(cworld
     ctl.auth_failed(key)  # a pipeline's call was refused half a second after the check
     due = ctl._due[key] - cworld.clock.now
     assert 0 < due <= 2.0, "the check waits for the minimum interval, and is never dropped"
+
+
+async def test_the_credentials_loop_sleeps_until_a_count_changes_then_writes_the_counts_on_the_next_tick(
+        cworld: CredsWorld) -> None:
+    """No periodic wake-up while nothing changes; the first change of `usedBy` wakes the loop once, and the
+    counts changed until the next tick of the poll grid are written there in one status write."""
+    ctl, kube, _ = checker(cworld)
+    key = ("GoldRushCredentials", "ns", "team")
+    cworld.clock.now += 20  # past the start-up grace
+    await ctl.check(key)
+    written = len(kube.writes)
+    assert kube.writes[-1][3]["usedBy"] == 0
+    idle = ctl.next_wake()
+    assert idle is not None and idle >= 900, "idle: the next wake-up is the recheck, no tick in between"
+    ctl._signal.clear()
+
+    cworld.apply(with_ref("GoldRushCredentials", "team"))
+    await cworld.run()
+    assert ctl._signal.is_set(), "the first change wakes the loop (to sleep until the tick)"
+    ctl._signal.clear()
+    cworld.apply(pipeline("p2", credentialsRef={"kind": "GoldRushCredentials", "name": "team"}))
+    await cworld.run("p2")
+    assert not ctl._signal.is_set(), "a change while the write is scheduled costs no wake-up"
+
+    wait = ctl.next_wake()
+    assert wait is not None and 0 < wait <= 2.0
+    assert (cworld.clock.now + wait) % 2.0 == pytest.approx(0.0, abs=1e-9), "the write falls on a tick"
+    await ctl.flush_counts()
+    assert len(kube.writes) == written, "nothing is written before the tick"
+    cworld.clock.now += wait
+    await ctl.flush_counts()
+    assert len(kube.writes) == written + 1 and kube.writes[-1][3]["usedBy"] == 2
+    after = ctl.next_wake()
+    assert after is not None and after >= 800, "the loop sleeps again until the recheck"

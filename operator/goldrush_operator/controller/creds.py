@@ -11,7 +11,8 @@ Status (written only here, merge patch, only when it changes):
 - `Ready`: True `KeyValid`; False `AuthFailed` (401: unknown or revoked key), `NotAServiceKey` (403: a
   regular GoldRush API key), `SecretNotFound`, `ApiUnavailable` (retried with backoff), `InvalidSpec`;
 - `Stalled`: present (True) only with AuthFailed, NotAServiceKey or InvalidSpec: a human must act;
-- `usedBy`: the number of pipelines using the key (the keyring's count), `observedGeneration`.
+- `usedBy`: the number of pipelines using the key (the keyring's count; a change is written on the next tick
+  of the poll grid, together with the other changed counts), `observedGeneration`.
 Rotation never writes a pipeline: its users are woken by the Secret index and use the new key on their
 next call. No key value reaches a message: every text is scrubbed with the key before it is stored.
 """
@@ -84,7 +85,11 @@ class CredentialsController:
     ) -> None:
         self.keyring, self._store, self._kube, self._client_for = keyring, store, kube, client_for
         self._read_secret, self._wake, self._recheck, self._clock = read_secret, wake, recheck_seconds, clock
-        self._tick = tick  # the changed counts are looked for on the poll grid's ticks (scheduler.until_tick)
+        self._tick = tick  # changed counts are written together on the poll grid's ticks (scheduler.until_tick)
+        self._flush_at: float | None = None  # the tick on which the changed counts are written (None: none changed)
+        keyring.on_dirty = self._counts_changed
+        if keyring.dirty:  # marked before this controller existed
+            self._flush_at = clock()
         self._due: dict[CredKey, float] = {}
         self._verdicts: dict[CredKey, Verdict] = {}
         self._written: dict[CredKey, dict[str, Any]] = {}
@@ -151,6 +156,23 @@ class CredentialsController:
 
     # ------------------------------------------------------------------------------------------ loop
 
+    def _counts_changed(self) -> None:
+        """The keyring marked an object's `usedBy` as changed: write it on the next tick (one wake-up now, only
+        when no write of the counts is scheduled yet, so that a burst of pipelines costs one write per tick)."""
+        if self._flush_at is None:
+            now = self._clock()
+            self._flush_at = now + until_tick(self._tick, now)
+            self._signal.set()
+
+    def next_wake(self) -> float | None:
+        """Seconds until the loop has work (the first due check, or the tick of the changed counts); None:
+        nothing until a signal. An idle loop therefore never wakes on its own between rechecks."""
+        now = self._clock()
+        waits = [t - now for t in self._due.values()]
+        if self._flush_at is not None:
+            waits.append(self._flush_at - now)
+        return max(0.05, min(waits)) if waits else None
+
     async def run(self) -> None:
         """Check due objects and write changed counts until cancelled."""
         while True:
@@ -162,15 +184,24 @@ class CredentialsController:
                 except Exception:  # one object's failure must not stop the others
                     log.exception("credentials check of %s failed", describe(key))
                     self.schedule(key, RETRY_MAX_SECONDS)
-            if self.keyring.settled():
-                for key in self.keyring.take_dirty():
-                    if key in self.keyring.objects and key in self._verdicts:
-                        await self._write(key)
-            now = self._clock()
-            wait = min([t - now for t in self._due.values()] + [until_tick(self._tick, now)])
+            await self.flush_counts()
+            wait = self.next_wake()
             self._signal.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._signal.wait(), max(0.05, wait))
+                await asyncio.wait_for(self._signal.wait(), wait)
+
+    async def flush_counts(self) -> None:
+        """On the tick of the changed counts, write them (while the keyring is not settled, the next tick)."""
+        now = self._clock()
+        if self._flush_at is None or now < self._flush_at:
+            return
+        if not self.keyring.settled():
+            self._flush_at = now + until_tick(self._tick, now)
+            return
+        self._flush_at = None
+        for key in self.keyring.take_dirty():
+            if key in self.keyring.objects and key in self._verdicts:
+                await self._write(key)
 
     async def check(self, key: CredKey) -> Verdict | None:
         """Check one object's key against the API and write its status; the verdict (None: it is gone)."""
