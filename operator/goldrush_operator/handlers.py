@@ -218,6 +218,7 @@ def apply_settings(settings: kopf.OperatorSettings) -> None:
 async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     apply_settings(settings)
     rt: Runtime = memo.runtime
+    rt.controller.open_client()  # the connection pool now, not in the first pass of a burst
     tick = rt.controller.settings.poll_fast_seconds  # the poll grid's: periodic wake-ups meet on its ticks
     rt.tasks = [
         asyncio.create_task(rt.scheduler.run(), name="goldrush-scheduler"),
