@@ -7,6 +7,9 @@ STAMP := $(VENV)/.installed
 # checkov pins packaging<24, which pytest 9 cannot use: it gets a virtual environment of its own.
 CHECKOV_VENV := .venv-checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
+# The operator as the image installs it (requirements.lock and the package, no tools): what `make bench` measures.
+RUNTIME_VENV := .venv-runtime
+RUNTIME_STAMP := $(RUNTIME_VENV)/.installed
 CHART := charts/goldrush-operator
 DEV_DIR := .dev
 SIM_PORT ?= 18080
@@ -41,6 +44,12 @@ $(CHECKOV_STAMP): pyproject.toml
 	$(CHECKOV_VENV)/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
 	$(CHECKOV_VENV)/bin/python -m pip install -q --disable-pip-version-check -e '.[checkov]'
 	touch $(CHECKOV_STAMP)
+
+$(RUNTIME_STAMP): requirements.lock pyproject.toml
+	test -x $(RUNTIME_VENV)/bin/python || $(PYTHON) -m venv $(RUNTIME_VENV)
+	$(RUNTIME_VENV)/bin/python -m pip install -q --disable-pip-version-check --require-hashes --no-deps -r requirements.lock
+	$(RUNTIME_VENV)/bin/python -m pip install -q --disable-pip-version-check --no-deps -e .
+	touch $(RUNTIME_STAMP)
 
 lint: $(STAMP) $(CHECKOV_STAMP)
 	$(BIN)/ruff check .
@@ -110,11 +119,11 @@ dev-down: $(STAMP)
 	-$(BIN)/python -m support.devenv down --dir $(DEV_DIR)
 	$(BIN)/python -m support.ctlplane down --dir $(DEV_DIR)
 
-bench: $(STAMP) ensure-control-plane ensure-jemalloc
+bench: $(STAMP) $(RUNTIME_STAMP) ensure-control-plane ensure-jemalloc
 	$(BIN)/python -m bench.run
 
-bench-quick: $(STAMP) ensure-control-plane ensure-jemalloc
+bench-quick: $(STAMP) $(RUNTIME_STAMP) ensure-control-plane ensure-jemalloc
 	$(BIN)/python -m bench.run --quick
 
 clean: cluster-down
-	rm -rf $(DEV_DIR) build dist *.egg-info $(CHECKOV_VENV)
+	rm -rf $(DEV_DIR) build dist *.egg-info $(CHECKOV_VENV) $(RUNTIME_VENV)

@@ -208,6 +208,13 @@ def start_sim(*extra: str) -> SimProcess:
 # Set by `bench.run --allocator`: the allocator variables every measured operator process starts with.
 ALLOCATOR_ENV: dict[str, str] = {}
 
+# The operator as the image ships it: a virtual environment holding only requirements.lock's pins and the
+# package (`make bench` builds it). The development environment also holds the tools' libraries, and some
+# of them change what the operator loads (httpx imports its command-line client's `rich` and `pygments`
+# when they are installed: about 3 MiB). Set by `bench.run --operator-env`; None: the development one.
+RUNTIME_EXECUTABLE = REPO / ".venv-runtime" / "bin" / "goldrush-operator"
+OPERATOR_EXECUTABLE: str | None = None
+
 
 def operator_env(**overrides: str) -> dict[str, str]:
     env = {
@@ -225,7 +232,8 @@ def operator_env(**overrides: str) -> dict[str, str]:
 
 def start_operator(kubeconfig: Path, sim: SimProcess, log: Path, env: dict[str, str],
                    namespaces: list[str] | None = None) -> OperatorProcess:
-    op = OperatorProcess.start(kubeconfig, sim.base_url, log, namespaces=namespaces, env=env)
+    op = OperatorProcess.start(kubeconfig, sim.base_url, log, namespaces=namespaces, env=env,
+                               executable=OPERATOR_EXECUTABLE)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if not op.alive():

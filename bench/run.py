@@ -580,6 +580,10 @@ def main(argv: list[str] | None = None) -> int:
                         "runs it (LD_PRELOAD of libjemalloc.so.2, PYTHONMALLOC=malloc, "
                         "MALLOC_CONF=tcache:false,background_thread:true,dirty_decay_ms:1000; the default), or "
                         "Python's own (pymalloc and glibc)")
+    parser.add_argument("--operator-env", choices=["runtime", "development"], default="runtime",
+                        help="the measured operator's Python environment: runtime (the image's: requirements.lock "
+                        "and the package only, built by `make bench` in .venv-runtime; the default) or "
+                        "development (.venv, with the tools' libraries)")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs)")
     parser.add_argument("--no-write", action="store_true", help="do not write bench/results")
     args = parser.parse_args(argv)
@@ -591,6 +595,12 @@ def main(argv: list[str] | None = None) -> int:
     env.ALLOCATOR_ENV.clear()
     if args.allocator == "jemalloc":
         env.ALLOCATOR_ENV.update(jemalloc_env())
+    env.OPERATOR_EXECUTABLE = None
+    if args.operator_env == "runtime":
+        if not env.RUNTIME_EXECUTABLE.exists():
+            parser.error("the runtime environment is missing: `make bench` builds it (.venv-runtime), or pass "
+                         "--operator-env development")
+        env.OPERATOR_EXECUTABLE = str(env.RUNTIME_EXECUTABLE)
     scale = [int(x) for x in args.scale.split(",")] if args.scale else ([1000] if args.quick else [10000])
     workdir = Path(tempfile.mkdtemp(prefix="goldrush-bench-"))
     ctx = Ctx(quick=args.quick, n=n, idle_seconds=args.idle_seconds or (120.0 if args.quick else 600.0),
@@ -622,6 +632,8 @@ def main(argv: list[str] | None = None) -> int:
             "GOLDRUSH_POLL_FAST_SECONDS": "2", "GOLDRUSH_POLL_SLOW_SECONDS": "900",
             "GOLDRUSH_POLL_BUDGET_SHARE": "0.1", "GOLDRUSH_POLL_STATUS_MAX_SECONDS": "60",
             "GOLDRUSH_WORKERS": str(WORKERS), "operator allocator": args.allocator,
+            "operator environment": ("runtime (requirements.lock and the package only)"
+                                     if args.operator_env == "runtime" else "development (.venv)"),
             "B3 idle window": f"{ctx.idle_seconds:g} s",
             "B4 scale points": ", ".join(str(p) for p in scale), "B14 objects": ctx.b14_objects,
             "B10 pipelines / unrelated Secrets": f"{ctx.b10_objects} / {ctx.b10_secrets}",

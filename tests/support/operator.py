@@ -50,6 +50,7 @@ class OperatorProcess:
         service_key: str | None = "dev-key",
         env: dict[str, str] | None = None,
         args: list[str] | None = None,
+        executable: str | None = None,
     ) -> OperatorProcess:
         metrics_port, health_port = free_port(), free_port()
         full_env = {
@@ -69,7 +70,7 @@ class OperatorProcess:
         if service_key:
             full_env["GOLDRUSH_SERVICE_KEY"] = service_key
         full_env.update(env or {})
-        cmd = [operator_executable(), "run", *(args or [])]
+        cmd = [executable or operator_executable(), "run", *(args or [])]
         for ns in namespaces or []:
             cmd += ["--namespace", ns]
         if not namespaces:
