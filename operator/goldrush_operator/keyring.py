@@ -161,7 +161,11 @@ class Keyring:
             self.started = self.clock()
 
     def settled(self) -> bool:
-        return self.clock() - self.started >= self.grace
+        return self.grace_left() <= 0
+
+    def grace_left(self) -> float:
+        """Seconds until the start-up grace is over (0 once it is)."""
+        return max(0.0, self.grace - (self.clock() - self.started))
 
     # ------------------------------------------------------------------------------------- watch side
 

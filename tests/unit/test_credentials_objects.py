@@ -403,3 +403,27 @@ async def test_the_credentials_loop_sleeps_until_a_count_changes_then_writes_the
     assert len(kube.writes) == written + 1 and kube.writes[-1][3]["usedBy"] == 2
     after = ctl.next_wake()
     assert after is not None and after >= 800, "the loop sleeps again until the recheck"
+
+
+async def test_counts_changed_during_the_start_up_grace_are_written_on_the_first_tick_after_it(
+        cworld: CredsWorld) -> None:
+    """While the keyring's start-up grace runs (usedBy is not known yet), a change schedules one write, on the
+    first tick of the poll grid after the grace: the loop does not wake on every tick until then."""
+    ctl, kube, _ = checker(cworld)
+    key = ("GoldRushCredentials", "ns", "team")
+    cworld.clock.now = cworld.ring.started + 3.3  # inside the 15 s grace
+    await ctl.check(key)
+    written = len(kube.writes)
+    cworld.apply(with_ref("GoldRushCredentials", "team"))
+    await cworld.run()
+    wait = ctl.next_wake()
+    assert wait is not None
+    due = cworld.clock.now + wait
+    assert due >= cworld.ring.started + cworld.ring.grace, "not before the grace is over"
+    assert due - (cworld.ring.started + cworld.ring.grace) <= 2.0 and due % 2.0 == pytest.approx(0.0, abs=1e-9)
+    cworld.clock.now = due - 0.01
+    await ctl.flush_counts()
+    assert len(kube.writes) == written and ctl.next_wake() == pytest.approx(0.05), "one wake-up, at that tick"
+    cworld.clock.now = due
+    await ctl.flush_counts()
+    assert len(kube.writes) == written + 1 and kube.writes[-1][3]["usedBy"] == 1

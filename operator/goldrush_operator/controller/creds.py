@@ -89,7 +89,7 @@ class CredentialsController:
         self._flush_at: float | None = None  # the tick on which the changed counts are written (None: none changed)
         keyring.on_dirty = self._counts_changed
         if keyring.dirty:  # marked before this controller existed
-            self._flush_at = clock()
+            self._flush_at = self._next_settled_tick()
         self._due: dict[CredKey, float] = {}
         self._verdicts: dict[CredKey, Verdict] = {}
         self._written: dict[CredKey, dict[str, Any]] = {}
@@ -121,7 +121,7 @@ class CredentialsController:
         self._wake_all(users)
         if old is None:
             # At start the first check waits until the pipelines had time to be counted (no usedBy flap).
-            self.schedule(key, max(0.0, self.keyring.grace - (self._clock() - self.keyring.started)))
+            self.schedule(key, self.keyring.grace_left())
         elif users or (old.generation, old.secret) != (creds.generation, creds.secret):
             self.schedule(key)
 
@@ -160,9 +160,13 @@ class CredentialsController:
         """The keyring marked an object's `usedBy` as changed: write it on the next tick (one wake-up now, only
         when no write of the counts is scheduled yet, so that a burst of pipelines costs one write per tick)."""
         if self._flush_at is None:
-            now = self._clock()
-            self._flush_at = now + until_tick(self._tick, now)
+            self._flush_at = self._next_settled_tick()
             self._signal.set()
+
+    def _next_settled_tick(self) -> float:
+        """The time of the first tick after now at which the keyring is settled (its start-up grace over)."""
+        t = self._clock() + self.keyring.grace_left()
+        return t + until_tick(self._tick, t)
 
     def next_wake(self) -> float | None:
         """Seconds until the loop has work (the first due check, or the tick of the changed counts); None:
@@ -191,12 +195,12 @@ class CredentialsController:
                 await asyncio.wait_for(self._signal.wait(), wait)
 
     async def flush_counts(self) -> None:
-        """On the tick of the changed counts, write them (while the keyring is not settled, the next tick)."""
+        """On the tick of the changed counts, write them (scheduled after the keyring's start-up grace)."""
         now = self._clock()
         if self._flush_at is None or now < self._flush_at:
             return
-        if not self.keyring.settled():
-            self._flush_at = now + until_tick(self._tick, now)
+        if not self.keyring.settled():  # only when the keyring reads another clock than this loop
+            self._flush_at = self._next_settled_tick()
             return
         self._flush_at = None
         for key in self.keyring.take_dirty():
