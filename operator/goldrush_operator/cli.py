@@ -224,7 +224,7 @@ def run(
     from goldrush_operator import handlers
     from goldrush_operator.controller.creds import CredentialsController
     from goldrush_operator.controller.loop import Controller
-    from goldrush_operator.goldrush_api import GoldRushClient
+    from goldrush_operator.goldrush_api import GoldRushClient, open_pool
     from goldrush_operator.keyring import Keyring
     from goldrush_operator.kube import Kube
     from goldrush_operator.metrics import PrometheusMetrics
@@ -277,7 +277,8 @@ def run(
                                secret_watch=SecretWatch(kube, store, scheduler.wake, credentials.on_secret_changed),
                                election=election,
                                credentials=credentials, operator_namespace=settings.operator_namespace,
-                               close_writes=kube.aclose)
+                               close_writes=kube.aclose,
+                               open_pool=lambda: open_pool(settings.api_url, timeout=settings.request_timeout))
     if election is not None:
         timing = election.timing
         kube.lease_timeout = min(5.0, timing.renew_deadline / 2)

@@ -139,6 +139,7 @@ class Runtime:
     election_task: asyncio.Task[None] | None = None
     sharded_watch: ShardedWatch | None = None
     close_writes: Callable[[], Awaitable[None]] | None = None  # `kube.Kube.aclose`, the last step of cleanup
+    open_pool: Callable[[], None] = lambda: None  # `goldrush_api.open_pool` of the API's URL, run at start-up
 
     def outside(self, uid: str) -> bool:
         """An object of a shard the sharded watch did not select (an event the old watch still delivered)."""
@@ -218,7 +219,7 @@ def apply_settings(settings: kopf.OperatorSettings) -> None:
 async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     apply_settings(settings)
     rt: Runtime = memo.runtime
-    rt.controller.open_client()  # the connection pool now, not in the first pass of a burst
+    rt.open_pool()  # the GoldRush connection pool now, not in the first pass of a burst
     tick = rt.controller.settings.poll_fast_seconds  # the poll grid's: periodic wake-ups meet on its ticks
     rt.tasks = [
         asyncio.create_task(rt.scheduler.run(), name="goldrush-scheduler"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import ssl
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -22,8 +23,10 @@ from goldrush_operator.goldrush_api import (
     RuntimeStatus,
     SharedState,
     default_shared_state,
+    open_pool,
     reset_shared_state,
 )
+from goldrush_operator.goldrush_api import client as client_module
 
 pytestmark = pytest.mark.unit
 
@@ -322,6 +325,33 @@ async def test_shared_pool_per_base_url_is_refcounted() -> None:
     assert shared.pool_count() == 0
     with pytest.raises(RuntimeError, match="closed"):
         await a.get_pipeline("pipe_1")
+
+
+async def test_open_pool_builds_the_base_urls_pool_for_every_key_and_keeps_it_until_the_state_closes(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """The pool belongs to the base URL: built ahead of any client (no key needed, nothing sent), with the
+    timeouts it was given; every key's client then uses it, and it outlives them. A TLS setting that cannot be
+    loaded is only logged."""
+    shared = SharedState()
+    open_pool(BASE.rstrip("/"), timeout=7.0, connect_timeout=3.0, shared=shared)
+    assert shared.pool_count() == 1
+    a = GoldRushClient(BASE, "key_a", shared=shared)
+    b = GoldRushClient(BASE, "key_b", shared=shared)
+    http_a, _ = a._resources()
+    assert b._resources()[0] is http_a and shared.pool_count() == 1, "the clients of any key take that pool"
+    assert (http_a.timeout.read, http_a.timeout.connect) == (7.0, 3.0)
+    await a.aclose()
+    await b.aclose()
+    assert not http_a.is_closed, "held for the process, not closed with its last client"
+    await shared.aclose()
+    assert http_a.is_closed
+
+    def no_ca(*_args: Any) -> httpx.AsyncClient:
+        raise ssl.SSLError("cannot load the CA bundle")
+
+    monkeypatch.setattr(client_module, "_new_http", no_ca)
+    open_pool(BASE, shared=shared)
+    assert shared.pool_count() == 0 and "could not build the GoldRush connection pool" in caplog.text
 
 
 async def test_default_shared_state_is_per_loop_and_resettable() -> None:

@@ -759,27 +759,3 @@ async def test_a_watch_event_of_the_own_write_during_the_pass_costs_no_second_wr
     world.now += 2
     await world.run()
     assert world.obj()["status"]["phase"] == "DEPLOYING" and world.kube.status_writes == 2
-
-
-async def test_the_operator_keys_connection_pool_is_built_at_start_up_not_by_the_first_pass(
-        caplog: pytest.LogCaptureFixture) -> None:
-    """`open_client` (the handlers' start-up) builds the shared pool of the API's base URL for the operator's
-    own key, sending nothing; without a key it does nothing, and a malformed key is only logged."""
-    shared = SharedState()
-    made: list[str] = []
-
-    def client_for(key: str) -> GoldRushClient:
-        made.append(key)
-        return GoldRushClient("http://goldrush.test/platform/pipeline-api/", key, shared=shared)
-
-    def controller(key: str | None) -> Controller:
-        settings = Settings(service_key=key, poll_fast_seconds=2.0, poll_slow_seconds=900.0, rate_limit=20.0)
-        return Controller(settings, FakeKube(), Store(), client_for, ServiceKeySource(settings))
-
-    controller(None).open_client()
-    assert made == [] and shared.pool_count() == 0
-    controller(KEY).open_client()
-    assert made == [KEY] and shared.pool_count() == 1, "the pool exists before any pass"
-    controller("bad key\n with spaces").open_client()
-    assert shared.pool_count() == 1 and "could not open the GoldRush client" in caplog.text
-    await shared.aclose()

@@ -75,18 +75,6 @@ class Controller:
         self.finalizer = Finalizer(settings, store, self.inputs, self.external, client_for, key_source,
                                    self.metrics, self.timing.backoff)
 
-    def open_client(self) -> None:
-        """At start-up: open the GoldRush client of the operator's own key, when one is configured, so that its
-        connection pool is built before the first pass (`GoldRushClient.open`). A failure is only logged: the
-        passes meet it again and report it on their objects."""
-        key = self.key_source.get()
-        if not key:
-            return
-        try:
-            self.client_for(key).open()
-        except (ValueError, OSError) as exc:  # a malformed key, or a TLS setting that cannot be loaded
-            log.warning("could not open the GoldRush client at start-up: %s", exc)
-
     # ------------------------------------------------------------------------------------------ pass
 
     async def run_pass(self, key: ObjectKey) -> float | None:

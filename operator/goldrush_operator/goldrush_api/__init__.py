@@ -11,7 +11,8 @@ Client (:mod:`.client`)
     ``get_pipeline(id)``, ``update_pipeline(id, changes)`` (PATCH), ``set_status(id, "running"|"paused")``
     (PUT), ``delete_pipeline(id)``, ``get_status(id)``, ``get_logs(id)``, ``get_metrics(id)``,
     ``get_destination_health(id)``, ``aclose()``; ``RequestHook`` is the ``on_request`` callback type;
-    ``DEFAULT_BASE_URL``, ``USER_AGENT``, ``ENV_RATE_LIMIT``, ``ENV_MAX_CONCURRENCY``.
+    ``DEFAULT_BASE_URL``, ``USER_AGENT``, ``ENV_RATE_LIMIT``, ``ENV_MAX_CONCURRENCY``; ``open_pool(base_url,
+    *, connect_timeout=5.0, timeout=30.0, shared=None)`` builds a base URL's shared pool ahead of its clients.
 
 Wire models (:mod:`.models`)
     ``Pipeline`` (with ``CreatedBy``, ``Group``), ``PipelinePage``, ``Pagination``, ``RuntimeStatus``,
@@ -37,6 +38,7 @@ from .client import (
     USER_AGENT,
     GoldRushClient,
     RequestHook,
+    open_pool,
 )
 from .errors import (
     ApiError,
@@ -131,6 +133,7 @@ __all__ = [
     "WireModel",
     "api_error_for_status",
     "default_shared_state",
+    "open_pool",
     "parse_retry_after",
     "reset_shared_state",
 ]

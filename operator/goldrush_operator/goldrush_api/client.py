@@ -74,6 +74,7 @@ __all__ = [
     "USER_AGENT",
     "GoldRushClient",
     "RequestHook",
+    "open_pool",
 ]
 
 DEFAULT_BASE_URL: Final = "https://api.covalenthq.com/platform/pipeline-api/"
@@ -90,6 +91,44 @@ _MAX_PAGES: Final = 100_000
 M = TypeVar("M", bound=BaseModel)
 
 log = logging.getLogger(__name__)
+
+
+def _normalized(base_url: str | None) -> str:
+    base = (base_url or DEFAULT_BASE_URL).strip()
+    return base if base.endswith("/") else base + "/"
+
+
+def _new_http(transport: httpx.AsyncBaseTransport | None, timeout: httpx.Timeout) -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        transport=transport if transport is not None else striped_transport(),
+        timeout=timeout,
+        headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
+        follow_redirects=False,
+    )
+
+
+def _timeouts(timeout: float, connect_timeout: float) -> httpx.Timeout:
+    return httpx.Timeout(timeout, connect=connect_timeout, pool=connect_timeout)
+
+
+def open_pool(
+    base_url: str | None, *, connect_timeout: float = 5.0, timeout: float = 30.0, shared: SharedState | None = None
+) -> None:
+    """Build the shared connection pool of ``base_url`` now and keep it open until the shared state closes.
+
+    Called at start-up by the handlers (``Runtime.open_pool``, set by ``cli.run`` with the operator's timeouts):
+    building a pool imports httpx's transport modules and loads the CA bundle, about 60 ms of the event loop
+    and 2-3 MiB, which the first pass of a create burst would otherwise pay while the burst waits. The pool
+    belongs to the base URL, not to a key: every :class:`GoldRushClient` of that URL uses it, whatever its
+    key. Sends nothing. Must run on the event loop the clients will be used on; the timeouts must be the
+    clients' (the pool's are those of whoever builds it first). A TLS setting that cannot be loaded is only
+    logged here: every request meets it again and reports it.
+    """
+    state = shared or default_shared_state()
+    try:
+        state.acquire_pool(_normalized(base_url), lambda: _new_http(None, _timeouts(timeout, connect_timeout)))
+    except OSError as exc:  # ssl.SSLError and a missing CA file are OSErrors
+        log.warning("could not build the GoldRush connection pool at start-up: %s", exc)
 
 
 class _NotSent(Exception):
@@ -177,8 +216,7 @@ class GoldRushClient:
         write_guard: Callable[[], None] | None = None,
     ) -> None:
         self.dry_run = dry_run
-        base = (base_url or DEFAULT_BASE_URL).strip()
-        self.base_url: str = base if base.endswith("/") else base + "/"
+        self.base_url: str = _normalized(base_url)
         self._service_key = _check_service_key(service_key)
         self._rate = _env_number(ENV_RATE_LIMIT, 20.0) if rate_limit is None else max(0.0, rate_limit)
         self._burst = burst
@@ -193,7 +231,7 @@ class GoldRushClient:
             rng=rng or random.Random(),
         )
         self._timeout = timeout
-        self._http_timeout = httpx.Timeout(timeout, connect=connect_timeout, pool=connect_timeout)
+        self._http_timeout = _timeouts(timeout, connect_timeout)
         self._on_request = on_request
         self._transport = transport
         self._shared = shared
@@ -234,23 +272,6 @@ class GoldRushClient:
         elif self._bound_state is not None:
             await self._bound_state.release_pool(self.base_url, http)
 
-    def open(self) -> None:
-        """Take the connection pool and this key's limits now instead of at the first request.
-
-        Called at start-up for the operator's own key (``Controller.open_client`` from the handlers' start-up):
-        building a base URL's shared pool imports httpx's transport modules and loads the CA bundle, about
-        60 ms of the event loop and 2-3 MiB, which the first pass of a create burst would otherwise pay while
-        the burst waits. Must run on the event loop the client will be used on."""
-        self._resources()
-
-    def _new_http(self, transport: httpx.AsyncBaseTransport | None) -> httpx.AsyncClient:
-        return httpx.AsyncClient(
-            transport=transport if transport is not None else striped_transport(),
-            timeout=self._http_timeout,
-            headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
-            follow_redirects=False,
-        )
-
     def _resources(self) -> tuple[httpx.AsyncClient, KeyLimits]:
         if self._closed:
             raise RuntimeError("GoldRushClient is closed")
@@ -258,9 +279,9 @@ class GoldRushClient:
             state = self._shared or default_shared_state()
             self._bound_state = state
             if self._transport is not None:
-                self._http = self._new_http(self._transport)
+                self._http = _new_http(self._transport, self._http_timeout)
             else:
-                self._http = state.acquire_pool(self.base_url, lambda: self._new_http(None))
+                self._http = state.acquire_pool(self.base_url, lambda: _new_http(None, self._http_timeout))
             self._limits = state.limiters.get(
                 self.base_url,
                 self._service_key,
