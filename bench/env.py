@@ -22,6 +22,7 @@ import os
 import platform
 import re
 import ssl
+import sys
 import time
 import urllib.request
 from collections import Counter
@@ -214,6 +215,13 @@ ALLOCATOR_ENV: dict[str, str] = {}
 # when they are installed: about 3 MiB). Set by `bench.run --operator-env`; None: the development one.
 RUNTIME_EXECUTABLE = REPO / ".venv-runtime" / "bin" / "goldrush-operator"
 OPERATOR_EXECUTABLE: str | None = None
+
+
+def probe_command(module: str) -> list[str]:
+    """`python -m MODULE` in the measured operator's environment (the floors' probes, `bench.lagprobe` and
+    `bench.pollfloor`: the same interpreter and library versions as the process they are the floor of)."""
+    python = str(Path(OPERATOR_EXECUTABLE).parent / "python") if OPERATOR_EXECUTABLE else sys.executable
+    return [python, "-m", module]
 
 
 def operator_env(**overrides: str) -> dict[str, str]:

@@ -7,14 +7,14 @@ A separate Python process whose event loop does nothing but the operator's own l
 machine's share of the loop lag (the process not being scheduled while the kube-apiserver, etcd, the
 simulator, the driver and the operator share the cores), not work of its own. `Probe` runs it from
 `bench.run.b1` around the burst; the operator's lag is read from its `goldrush_event_loop_lag_seconds`
-histogram, and both are reported with the same bucket bounds (`metrics.LOOP_LAG_BUCKETS`).
+histogram, and both are reported with the same bucket bounds (`metrics.LOOP_LAG_BUCKETS`). It runs in the
+measured operator's Python environment (`env.probe_command`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import subprocess
-import sys
 import time
 
 from goldrush_operator.metrics import LOOP_LAG_BUCKETS
@@ -34,8 +34,9 @@ class Probe:
         self._proc: subprocess.Popen[str] | None = None
 
     def start(self) -> None:
-        self._proc = subprocess.Popen([sys.executable, "-m", "bench.lagprobe"], stdout=subprocess.PIPE,
-                                      stderr=subprocess.DEVNULL, text=True)
+        from bench import env  # not at the top: the probe itself runs without the bench driver's imports
+        self._proc = subprocess.Popen(env.probe_command("bench.lagprobe"), stdout=subprocess.PIPE,
+                                      stderr=subprocess.DEVNULL, text=True, cwd=env.REPO)
 
     def stop(self, since: float, until: float) -> list[float]:
         """Stop the probe; its lag samples taken between the wall-clock times `since` and `until`."""

@@ -11,7 +11,8 @@ due by then, as the operator sends its budget-paid polls (`controller.timing.on_
 goes out at its own time. No bookkeeping, no Kubernetes, no status: that is the part of B3's idle CPU that
 the reads themselves cost on this machine. `run` starts it from `bench.run.b3_b6` right after B3's idle
 window, at the rate the operator read during the window, replaying the reads it sent (status and full reads
-alike): once on the operator's ticks (the floor) and once evenly paced (what the ticks save).
+alike): once on the operator's ticks (the floor) and once evenly paced (what the ticks save). It runs in the
+measured operator's Python environment (`env.probe_command`): the same httpx.
 """
 
 from __future__ import annotations
@@ -49,9 +50,11 @@ def run(base_url: str, key: str, rate: float, seconds: float, tick: float, paths
     """Millicores the probe process spent sending the reads (the driver's side of the command above)."""
     if rate <= 0 or not paths:
         return 0.0
-    out = subprocess.run([sys.executable, "-m", "bench.pollfloor", base_url, f"{rate:.6f}", f"{seconds:g}",
+    from bench import env  # not at the top: the probe itself runs without the bench driver's imports
+
+    out = subprocess.run([*env.probe_command("bench.pollfloor"), base_url, f"{rate:.6f}", f"{seconds:g}",
                           f"{tick:g}", *paths], input=key, capture_output=True, text=True, check=True,
-                         timeout=seconds + 120).stdout
+                         timeout=seconds + 120, cwd=env.REPO).stdout
     return float(out.strip()) / seconds * 1000
 
 
