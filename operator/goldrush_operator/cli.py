@@ -247,13 +247,14 @@ def run(
     election = _election(kube, store, metrics)
     write_guard = election.check_write if election is not None else None
     clients: dict[str, GoldRushClient] = {}
+    timeout = settings.request_timeout  # every client's and their shared pool's (`open_pool` at start-up)
 
     def client_for(key: str) -> GoldRushClient:
         client = clients.get(key)
         if client is None:
             client = GoldRushClient(
                 settings.api_url, key, rate_limit=settings.rate_limit,
-                max_concurrency=settings.max_concurrency, timeout=settings.request_timeout,
+                max_concurrency=settings.max_concurrency, timeout=timeout,
                 on_request=metrics.on_request, dry_run=settings.dry_run, write_guard=write_guard,
             )
             clients[key] = client
@@ -278,7 +279,7 @@ def run(
                                election=election,
                                credentials=credentials, operator_namespace=settings.operator_namespace,
                                close_writes=kube.aclose,
-                               open_pool=lambda: open_pool(settings.api_url, timeout=settings.request_timeout))
+                               open_pool=lambda: open_pool(settings.api_url, timeout=timeout))
     if election is not None:
         timing = election.timing
         kube.lease_timeout = min(5.0, timing.renew_deadline / 2)
