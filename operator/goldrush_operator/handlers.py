@@ -194,9 +194,11 @@ class _NoObjectMemories(ResourceMemories):
                                     ephemeral=True)
 
 
-WORKER_IDLE_SECONDS = 1.0
+WORKER_IDLE_SECONDS = 0.2
 """How long kopf's worker for an object waits for its next event before it exits (kopf's default: 5 s). While it
-waits it keeps the object's last event, the whole body: after a list, every listed object's body at once."""
+waits it keeps the object's last event, the whole body: after a list, every listed object's body at once. The
+event handler only updates the object's slim record, so a worker that exits early costs only a new worker at the
+object's next event (bench/README findings 35 and 39)."""
 
 
 def apply_settings(settings: kopf.OperatorSettings) -> None:

@@ -66,4 +66,4 @@ def test_kopf_lists_in_pages_and_keeps_no_diff_base() -> None:
     assert isinstance(settings.persistence.diffbase_storage, handlers._NoDiffBaseStorage)
     assert settings.posting.enabled is False
     # kopf's worker per object holds the object's last body until idle this long: not kopf's 5 s
-    assert settings.queueing.idle_timeout == handlers.WORKER_IDLE_SECONDS <= 1.0
+    assert settings.queueing.idle_timeout == handlers.WORKER_IDLE_SECONDS <= 0.2
