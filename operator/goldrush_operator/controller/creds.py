@@ -157,8 +157,9 @@ class CredentialsController:
     # ------------------------------------------------------------------------------------------ loop
 
     def _counts_changed(self) -> None:
-        """The keyring marked an object's `usedBy` as changed: write it on the next tick (one wake-up now, only
-        when no write of the counts is scheduled yet, so that a burst of pipelines costs one write per tick)."""
+        """The keyring marked an object's `usedBy` as changed: write it on the next tick after the keyring's
+        start-up grace (one wake-up now, only when no write of the counts is scheduled yet, so that a burst of
+        pipelines costs one write per tick)."""
         if self._flush_at is None:
             self._flush_at = self._next_settled_tick()
             self._signal.set()
