@@ -224,7 +224,7 @@ def run(
     from goldrush_operator import handlers
     from goldrush_operator.controller.creds import CredentialsController
     from goldrush_operator.controller.loop import Controller
-    from goldrush_operator.goldrush_api import GoldRushClient, open_pool
+    from goldrush_operator.goldrush_api import GoldRushClient, open_pool, reset_shared_state
     from goldrush_operator.keyring import Keyring
     from goldrush_operator.kube import Kube
     from goldrush_operator.metrics import PrometheusMetrics
@@ -279,7 +279,8 @@ def run(
                                election=election,
                                credentials=credentials, operator_namespace=settings.operator_namespace,
                                close_writes=kube.aclose,
-                               open_pool=lambda: open_pool(settings.api_url, timeout=timeout))
+                               open_pool=lambda: open_pool(settings.api_url, timeout=timeout),
+                               close_pools=reset_shared_state)
     if election is not None:
         timing = election.timing
         kube.lease_timeout = min(5.0, timing.renew_deadline / 2)

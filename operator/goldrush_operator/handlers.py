@@ -140,6 +140,7 @@ class Runtime:
     sharded_watch: ShardedWatch | None = None
     close_writes: Callable[[], Awaitable[None]] | None = None  # `kube.Kube.aclose`, the last step of cleanup
     open_pool: Callable[[], None] = lambda: None  # `goldrush_api.open_pool` of the API's URL, run at start-up
+    close_pools: Callable[[], Awaitable[None]] | None = None  # `goldrush_api.reset_shared_state`, at cleanup
 
     def outside(self, uid: str) -> bool:
         """An object of a shard the sharded watch did not select (an event the old watch still delivered)."""
@@ -279,6 +280,7 @@ async def follow_shards(rt: Runtime, held: frozenset[int]) -> None:
 
 @kopf.on.cleanup()
 async def stop_tasks(memo: kopf.Memo, **_: Any) -> None:
+    """kopf's cleanup: stop the tasks, release the Lease, then close the GoldRush pools and the writes client."""
     rt: Runtime = memo.runtime
     if rt.election is not None:
         rt.election.stopping = True  # no write leaves this process from now on
@@ -289,6 +291,8 @@ async def stop_tasks(memo: kopf.Memo, **_: Any) -> None:
             await task
     if rt.election is not None:
         await rt.election.release()
+    if rt.close_pools is not None:  # the GoldRush connections: nothing is sent any more
+        await rt.close_pools()
     if rt.close_writes is not None:
         await rt.close_writes()
 
