@@ -31,10 +31,13 @@ help:
 	@echo "make chart-files  copy the CRD and deploy/monitoring files into the Helm chart"
 	@echo "make bench      run the benchmark scenarios (bench/README)"
 
-$(STAMP): pyproject.toml operator/pyproject.toml
+# The runtime dependencies at the lock's versions (the image's; pip takes no hashes in a constraints file): the
+# e2e tier runs the operator as it ships. test-deps runs the unit and sim tiers on the lowest and newest too.
+$(STAMP): pyproject.toml operator/pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check --upgrade pip
-	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[dev]' -e ./operator
+	grep -E '^[A-Za-z0-9_.-]+==' requirements.lock | sed 's/ *\\$$//' > $(VENV)/constraints.txt
+	$(BIN)/python -m pip install -q --disable-pip-version-check -c $(VENV)/constraints.txt -e '.[dev]' -e ./operator
 	touch $(STAMP)
 
 venv: $(STAMP)
