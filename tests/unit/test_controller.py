@@ -702,6 +702,51 @@ async def test_deleting_an_object_whose_create_may_still_land_keeps_the_finalize
     assert world.api.pipelines == {} and ("DELETE", "delete") in world.api.writes()
 
 
+def _foreign(world: World, topic: str, created_at: str) -> None:
+    world.api.pipelines["pipe_foreign"] = {"id": "pipe_foreign", "name": "ns-p1", "project": "proj",
+                                           "topic": topic, "created_at": created_at}
+
+
+@pytest.mark.parametrize(("topic", "created_at"), [
+    ("eth.mainnet.ref.block.logs", "2099-01-01T00:00:00Z"),  # another topic, created after the mark
+    ("base-mainnet.covalent.raw.block.v1", "2019-12-31T23:00:00Z"),  # the object's topic, long before the mark
+])
+async def test_a_marked_create_that_never_landed_meets_the_name_rule(world: World, topic: str, created_at: str) -> None:
+    """An interrupted create whose POST never landed is not repeated beside a pipeline of the same name and
+    project that it did not create (design: NameConflict whatever its topic): no twin, a NameConflict stall."""
+    _foreign(world, topic, created_at)
+    _marked_by_another_process(world)
+    await world.run()
+    world.now += 36.0
+    await world.run()
+    assert world.api.writes() == [] and set(world.api.pipelines) == {"pipe_foreign"}
+    stalled = world.cond("Stalled")
+    assert stalled is not None and stalled["reason"] == "NameConflict" and "pipe_foreign" in stalled["message"]
+    assert "pipelineId" not in world.obj().get("status", {})
+
+
+async def test_a_marked_create_that_landed_is_adopted(world: World) -> None:
+    """The pipeline the interrupted POST created (same name, project and topic, created after the mark) is
+    adopted at once: no second POST."""
+    _foreign(world, "base-mainnet.covalent.raw.block.v1", "2020-01-01T00:00:01Z")
+    _marked_by_another_process(world)
+    await world.run()
+    assert world.api.writes() == [] and world.obj()["status"]["pipelineId"] == "pipe_foreign"
+    assert "Adopted" in [r for r, _ in world.kube.events]
+
+
+async def test_deleting_a_marked_object_never_deletes_an_older_pipeline_of_the_same_name(world: World) -> None:
+    """A pipeline of the same name, project and topic created long before the intent mark is not what the
+    interrupted create left: deleting the object leaves it alone."""
+    _foreign(world, "base-mainnet.covalent.raw.block.v1", "2019-12-31T23:00:00Z")
+    _marked_by_another_process(world)
+    world.now += 36.0
+    world.obj()["metadata"]["deletionTimestamp"] = "2099-01-01T00:00:00Z"
+    world.sync()
+    await world.controller.finalizer.delete(world.obj())
+    assert world.api.writes() == [] and set(world.api.pipelines) == {"pipe_foreign"}
+
+
 async def test_deleting_a_marked_object_once_no_create_can_land_lets_it_go(world: World) -> None:
     _marked_by_another_process(world)
     world.now += 36.0

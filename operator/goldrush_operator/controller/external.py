@@ -62,6 +62,9 @@ def now_iso() -> str:
 
 
 def parse_time(value: Any) -> dt.datetime | None:
+    """An aware datetime from an ISO 8601 string (status, annotations) or a parsed wire datetime; else None."""
+    if isinstance(value, dt.datetime):
+        return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
     if not isinstance(value, str) or not value:
         return None
     try:
@@ -69,6 +72,16 @@ def parse_time(value: Any) -> dt.datetime | None:
     except ValueError:
         return None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+
+
+def _not_before_mark(items: list[Pipeline], pending: str) -> list[Pipeline]:
+    """The pipelines an interrupted create marked at `pending` can have made: not created more than 5 s
+    (clock skew between the operator and the API) before its mark; all of them when a time is unknown."""
+    mark = parse_time(pending)
+    if mark is None:
+        return items
+    floor = mark - dt.timedelta(seconds=5)
+    return [i for i in items if (parse_time(i.created_at) or floor) >= floor]
 
 
 def pending_hashes(annotations: Mapping[str, str]) -> dict[str, str]:
@@ -316,7 +329,8 @@ class External:
             found = await self._resolve_pending(p, d, pending, [i for i in named if i.topic == d.payload["topic"]])
             if found is not None:
                 return found
-        elif named:
+            # Nothing this object sent landed: any pipeline of that name and project is someone else's.
+        if named:
             if p.annotations.get(ANNOTATION_ADOPT) == "true" and len(named) == 1:
                 trusted = trusted_hashes(d.resolved, named[0].destination_config)
                 await self.record_id(p, named[0].id, [u.to_status() for u in d.resolved.uses if u.field in trusted])
@@ -381,11 +395,10 @@ class External:
     async def _resolve_pending(
         self, p: Pass, d: Desired, pending: str, same: list[Pipeline]
     ) -> tuple[Pipeline, bool] | None:
-        """Adopt what an interrupted create left; None when it never landed (then create)."""
-        mark = parse_time(pending)
-        if mark is not None:
-            floor = mark - dt.timedelta(seconds=5)
-            same = [i for i in same if (parse_time(i.created_at) or floor) >= floor]
+        """Adopt what an interrupted create left (`same`: the listing's pipelines with the object's name,
+        project and topic; those created more than 5 s before the mark are not its); None when it never
+        landed (then the name rule decides, as for any create)."""
+        same = _not_before_mark(same, pending)
         if len(same) == 1:
             record = p.record
             sent = record.pending_hashes if record.pending_hashes is not None else pending_hashes(p.annotations)
@@ -420,12 +433,13 @@ class External:
     # ------------------------------------------------------------------------------------------ delete
 
     async def find_interrupted(self, client: GoldRushClient, key_id: str, name: str, project: str,
-                               topic: str) -> str | None:
-        """The id of a pipeline an interrupted create may have left (deletion must not orphan it)."""
-        for item in await self.listing(client, key_id, fresh=True):
-            if item.name == name and item.project == project and item.topic == topic:
-                return item.id
-        return None
+                               topic: str, pending: str) -> str | None:
+        """The id of a pipeline an interrupted create may have left (deletion must not orphan it); one
+        created well before the mark is someone else's and is never deleted."""
+        items = [i for i in await self.listing(client, key_id, fresh=True)
+                 if i.name == name and i.project == project and i.topic == topic]
+        landed = _not_before_mark(items, pending)
+        return landed[0].id if landed else None
 
     async def delete(self, client: GoldRushClient, pipeline_id: str, *, already_sent: bool) -> bool:
         """Send DELETE once; True when the pipeline is gone (404 counts as gone)."""
