@@ -91,6 +91,7 @@ class FakeApi:
         self.phase: dict[str, str] = {}
         self.journal: list[tuple[str, str]] = []
         self.fail: dict[tuple[str, str], int] = {}
+        self.no_runtime: set[str] = set()  # pipelines whose `/status/` answers 404 (the API leaves it open)
         self._ids = itertools.count(1)
 
     def handler(self, request: httpx.Request) -> httpx.Response:
@@ -124,6 +125,8 @@ class FakeApi:
             del self.pipelines[pid]
             return httpx.Response(204)
         if route == "status":
+            if pid in self.no_runtime:
+                return httpx.Response(404, json={"data": None, "error": True, "error_message": "no runtime"})
             return self._ok({"status": self.phase[pid], "replicas": 1, "ready": 1})
         if route == "destination-health":
             return self._ok({"healthy": True, "last_error": None})
@@ -780,6 +783,28 @@ async def test_a_pipeline_deleted_out_of_band_is_reported_once_even_before_the_w
     await world.run()
     assert world.api.writes() == [("POST", "create"), ("POST", "create")]
     assert [r for r, _ in world.kube.events].count("RemoteDeleted") == 1
+
+
+@pytest.mark.parametrize(("paused", "phase"), [(True, "PAUSED"), (False, "DEPLOYING")])
+async def test_a_status_404_of_a_pipeline_that_exists_is_no_runtime_not_a_deletion(
+    world: World, paused: bool, phase: str,
+) -> None:
+    """The API leaves open what `/status/` answers while no runtime exists (a paused pipeline, right after a
+    create): a 404 there is checked with `GET /{id}/`; the pipeline is not created a second time."""
+    pid = await _running(world)
+    world.api.no_runtime.add(pid)
+    if paused:
+        world.api.pipelines[pid]["status"] = "paused"
+        world.apply(pipeline(generation=2, paused=True))
+    world.now += 3
+    await world.run()
+    world.now += 3
+    await world.run()
+    assert [w for w in world.api.writes() if w != ("PUT", "put")] == [("POST", "create")]
+    assert len(world.api.pipelines) == 1 and world.obj()["status"]["pipelineId"] == pid
+    assert world.obj()["status"]["phase"] == phase
+    assert "RemoteDeleted" not in [r for r, _ in world.kube.events]
+    assert ("GET", "get") in world.api.journal
 
 
 async def test_a_watch_event_of_the_own_write_during_the_pass_costs_no_second_write(world: World) -> None:

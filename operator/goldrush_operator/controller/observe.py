@@ -46,9 +46,8 @@ class Observer:
     ) -> tuple[float, str]:
         """Read the runtime (and, on a full check, destination health) and write the status."""
         record = p.record
-        try:
-            runtime: RuntimeStatus = await client.get_status(pipeline_id)
-        except NotFoundError:
+        runtime = await self._runtime(client, pipeline_id)
+        if runtime is None:
             await self.remote_gone(p, d, pipeline_id)
             return 0.0, "recreate"
         phase, prev_phase = runtime.status, p.current.get("phase")
@@ -100,6 +99,25 @@ class Observer:
         if verdict.fast_poll:
             return fast, "ok"
         return self.timing.on_tick(status_every, self.settings.poll_status_max_seconds), "ok"
+
+    @staticmethod
+    async def _runtime(client: GoldRushClient, pipeline_id: str) -> RuntimeStatus | None:
+        """`GET /{id}/status/`; None only when the pipeline itself is gone.
+
+        The API does not say what `/status/` answers while no runtime exists (right after a create, for a
+        paused pipeline): a 404 there is confirmed with `GET /{id}/` before the pipeline counts as deleted,
+        which would create it again. A pipeline without a runtime is `PAUSED` when its intent is paused,
+        else `DEPLOYING` (polled fast until the runtime shows up).
+        """
+        try:
+            return await client.get_status(pipeline_id)
+        except NotFoundError:
+            pass
+        try:
+            remote = await client.get_pipeline(pipeline_id)
+        except NotFoundError:
+            return None
+        return RuntimeStatus(status="PAUSED" if remote.status == "paused" else "DEPLOYING", replicas=0, ready=0)
 
     async def _failure_hint(self, p: Pass, client: GoldRushClient, pipeline_id: str) -> str:
         """The latest non-empty log line of the failed worker (scrubbed), as a hint for humans."""
