@@ -92,6 +92,7 @@ class FakeApi:
         self.journal: list[tuple[str, str]] = []
         self.fail: dict[tuple[str, str], int] = {}
         self.no_runtime: set[str] = set()  # pipelines whose `/status/` answers 404 (the API leaves it open)
+        self.vanish_on_patch = False  # the pipeline is deleted out of band just before a PATCH arrives
         self._ids = itertools.count(1)
 
     def handler(self, request: httpx.Request) -> httpx.Response:
@@ -114,6 +115,8 @@ class FakeApi:
             self.phase[pid] = "DEPLOYING"
             return self._ok(self._masked(self.pipelines[pid]), 201)
         pid = parts[0]
+        if route == "patch" and self.vanish_on_patch:
+            self.pipelines.pop(pid, None)
         if pid not in self.pipelines:
             return httpx.Response(404, json={"data": None, "error": True, "error_message": "not found"})
         if route == "get":
@@ -296,6 +299,59 @@ async def test_rejected_patch_is_not_sent_again_until_the_spec_changes(world: Wo
     await world.run()
     assert world.api.writes().count(("PATCH", "patch")) == patches + 1
     assert world.cond("Stalled") is None and world.cond("Ready")["status"] == "True"  # type: ignore[index]
+
+
+@pytest.mark.parametrize("code", [402, 405, 413, 415])
+async def test_a_write_answered_any_other_4xx_is_not_sent_again_until_the_spec_changes(world: World, code: int) -> None:
+    """Not only 400/422: a write refused with any 4xx but 409/429 would be refused again (issue: "a write
+    answered 4xx is not sent again until the spec, a Secret or the key changes")."""
+    await _running(world)
+    world.api.fail[("PATCH", "patch")] = code
+    world.apply(pipeline(generation=2, description="x"))
+    await world.run()
+    stalled = world.cond("Stalled")
+    assert stalled is not None and stalled["reason"] == "UnexpectedResponse" and str(code) in stalled["message"]
+    for _ in range(3):
+        world.now += 1000
+        await world.run()
+    assert world.api.writes().count(("PATCH", "patch")) == 1
+    del world.api.fail[("PATCH", "patch")]
+    world.apply(pipeline(generation=3, description="y"))
+    await world.run()
+    assert world.api.writes().count(("PATCH", "patch")) == 2 and world.cond("Stalled") is None
+
+
+async def test_a_create_refused_for_sure_drops_its_intent_mark(world: World) -> None:
+    """A POST answered 4xx created nothing: no mark stays that could make another object's pipeline of the
+    same name look like this object's (adopted later, or deleted with it). One answered 500 keeps it."""
+    world.apply(pipeline())
+    world.api.fail[("POST", "create")] = 422
+    await world.run()
+    assert world.api.writes() == [("POST", "create")] and world.cond("Stalled")["reason"] == "InvalidSpec"  # type: ignore[index]
+    annotations = world.obj()["metadata"]["annotations"]
+    assert ANNOTATION_CREATE_PENDING not in annotations and "goldrush.dev/create-pending-secrets" not in annotations
+    world.apply(pipeline(name="p2"))
+    world.api.fail[("POST", "create")] = 500
+    await world.run("p2")
+    assert ANNOTATION_CREATE_PENDING in world.obj("p2")["metadata"]["annotations"]
+
+
+async def test_a_patch_answered_404_recreates_only_a_pipeline_that_is_gone(world: World) -> None:
+    """A 404 to a PATCH is checked with `GET /{id}/`: deleted meanwhile, the pipeline is created again; still
+    there, the 404 is the write's own answer (a held stall), and nothing is created."""
+    pid = await _running(world)
+    world.api.fail[("PATCH", "patch")] = 404
+    world.apply(pipeline(generation=2, description="x"))
+    await world.run()
+    assert world.cond("Stalled")["reason"] == "UnexpectedResponse" and list(world.api.pipelines) == [pid]  # type: ignore[index]
+    del world.api.fail[("PATCH", "patch")]
+    world.api.vanish_on_patch = True
+    world.apply(pipeline(generation=3, description="y"))
+    await world.run()
+    assert "RemoteDeleted" in [r for r, _ in world.kube.events] and world.api.pipelines == {}
+    world.api.vanish_on_patch = False
+    await world.run()
+    assert world.api.writes().count(("POST", "create")) == 2 and len(world.api.pipelines) == 1
 
 
 async def test_unexpected_status_gets_its_own_reason(world: World) -> None:

@@ -26,6 +26,15 @@ from goldrush_operator.resource import ANNOTATION_PIPELINE_ID
 from goldrush_operator.state import NOTHING
 
 
+async def _gone(client: GoldRushClient, pipeline_id: str) -> bool:
+    """A write answered 404: gone only if `GET /{id}/` says so too (else the 404 is the write's, a stall)."""
+    try:
+        await client.get_pipeline(pipeline_id)
+    except NotFoundError:
+        return True
+    return False
+
+
 class Act:
     """The configuration step of a pass; one per `loop.Controller`."""
 
@@ -79,7 +88,13 @@ class Act:
         if diff.patch:
             in_sync_before = p.applied_generation() == p.generation and d.resolved.hashes == applied
             rotated = sorted({u.name for u in d.resolved.uses if applied.get(u.field) != u.hash})
-            await self.external.update(client, pipeline_id, diff.patch)
+            try:
+                await self.external.update(client, pipeline_id, diff.patch)
+            except NotFoundError:
+                if not await _gone(client, pipeline_id):
+                    raise
+                await self.observer.remote_gone(p, d, pipeline_id)  # deleted since it was read
+                return None
             fields = ", ".join(diff.changed_fields)
             if not created and in_sync_before:
                 self.metrics.drift_corrected()
@@ -91,7 +106,13 @@ class Act:
                 await self.external.event(p, "Updated", f"updated pipeline {pipeline_id}: {fields}")
         record.applied_hashes = d.resolved.hashes
         if diff.status is not None:
-            await self.external.set_paused(p, client, pipeline_id, diff.status == "paused")
+            try:
+                await self.external.set_paused(p, client, pipeline_id, diff.status == "paused")
+            except NotFoundError:
+                if not await _gone(client, pipeline_id):
+                    raise
+                await self.observer.remote_gone(p, d, pipeline_id)
+                return None
         p.out["secrets"] = d.resolved.status_entries()
         p.out["pipelineName"] = d.payload["name"]
         record.synced_generation = p.generation

@@ -40,7 +40,16 @@ from goldrush_operator.controller.ports import KubePort
 from goldrush_operator.controller.status import Pass, StatusWriter
 from goldrush_operator.crash import crash_point
 from goldrush_operator.credentials import ResolvedSecrets, get_dotted
-from goldrush_operator.goldrush_api import GoldRushClient, NotFoundError, Pipeline
+from goldrush_operator.goldrush_api import (
+    ApiError,
+    ConnectError,
+    DryRunRefusedError,
+    GoldRushClient,
+    GoldRushError,
+    MaskedSecretError,
+    NotFoundError,
+    Pipeline,
+)
 from goldrush_operator.kube import KubeError, NotFound
 from goldrush_operator.resource import ANNOTATION_ADOPT, ANNOTATION_CREATE_PENDING, ANNOTATION_PIPELINE_ID, FINALIZER
 from goldrush_operator.secret_values import MASK
@@ -72,6 +81,14 @@ def parse_time(value: Any) -> dt.datetime | None:
     except ValueError:
         return None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+
+
+def refused_for_sure(exc: GoldRushError) -> bool:
+    """Whether a failed POST certainly created nothing: the API answered with an error below 500 (a 5xx to a
+    write is an unknown outcome), or the request never left (no connection, a mask or dry-run refusal)."""
+    if isinstance(exc, ApiError):
+        return exc.status is not None and exc.status < 500
+    return isinstance(exc, ConnectError | MaskedSecretError | DryRunRefusedError)
 
 
 def _not_before_mark(items: list[Pipeline], pending: str) -> list[Pipeline]:
@@ -354,6 +371,10 @@ class External:
         crash_point("create.after-intent")
         try:
             remote = await client.create_pipeline(d.payload)
+        except GoldRushError as exc:
+            if refused_for_sure(exc):
+                await self._drop_pending(p)
+            raise
         finally:
             record.create_call_ended = self._clock()
         crash_point("create.after-post")
@@ -365,6 +386,19 @@ class External:
         await self.event(p, "Created", f"created pipeline {remote.id}")
         record.applied_hashes = d.resolved.hashes
         return remote, True
+
+    async def _drop_pending(self, p: Pass) -> None:
+        """The POST was refused (nothing created, and no earlier attempt can still land: a create is sent only
+        once they cannot): the intent mark goes, so it never makes another object's pipeline look like this
+        one's (adopted later, or deleted with this object)."""
+        try:
+            await self._kube.patch_annotations(
+                p.namespace, p.name, {ANNOTATION_CREATE_PENDING: None, ANNOTATION_CREATE_PENDING_SECRETS: None})
+        except KubeError as exc:  # the mark stays; the name rule still guards what it could match
+            log.warning("could not drop the create-pending mark of %s/%s: %s", p.namespace, p.name, exc)
+            return
+        p.record.create_pending = None
+        p.record.pending_hashes = None
 
     async def find_existing(self, p: Pass, d: Desired, client: GoldRushClient) -> Pipeline | None:
         """Without Create: the pipeline with the object's name and project, recorded as its id; None if none.

@@ -2,7 +2,7 @@
 
 `Failures.handle` is called by `loop.Controller` with any exception a pass raised (after `outcome.classify`
 has turned it into a `Retry` or a `Stall`): it writes the failure's conditions, sends the warning Event once,
-and returns the delay until the object is due again. Stalls in `HOLD_UNTIL_CHANGE` are held: the loop sends no
+and returns the delay until the object is due again. Stalls that `outcome.holds` are held: the loop sends no
 API call for the object until its fingerprint (spec, Secret values, key) changes. `watch_service_key` (run as
 a task by the handlers) wakes every held object when the operator's own key changes.
 """
@@ -15,11 +15,10 @@ import logging
 import time
 from collections.abc import Callable
 
-from goldrush_operator import conditions as cond
 from goldrush_operator.config import ServiceKeySource
 from goldrush_operator.controller import status
 from goldrush_operator.controller.external import External
-from goldrush_operator.controller.outcome import KUBERNETES_ERROR, Retry, Stall, classify
+from goldrush_operator.controller.outcome import KUBERNETES_ERROR, Retry, Stall, classify, holds
 from goldrush_operator.controller.status import Pass, StatusWriter
 from goldrush_operator.controller.timing import Timing
 from goldrush_operator.scheduler import until_tick
@@ -28,8 +27,6 @@ from goldrush_operator.state import ObjectKey, Store
 log = logging.getLogger("goldrush_operator.controller")
 
 HOLD_RECHECK_SECONDS = 30.0
-# Stalls that only a change of the inputs can end (a write answered 4xx is never repeated as it was).
-HOLD_UNTIL_CHANGE = frozenset({cond.AUTH_FAILED, cond.INVALID_SPEC})
 KUBE_BACKOFF_MAX_SECONDS = 15.0
 
 
@@ -50,7 +47,7 @@ class Failures:
             delay, result = self.timing.backoff(record, outcome.delay, cap), "retry"
         else:
             await self.external.warn_once(p, outcome.reason, outcome.message)
-            if outcome.reason in HOLD_UNTIL_CHANGE:
+            if holds(outcome):
                 # Held (no API call) until the fingerprint changes; "" marks a hold set before the inputs were
                 # known, which the next pass re-evaluates. The key watcher wakes every held object.
                 record.held_on = record.held_on or ""

@@ -24,11 +24,11 @@ from goldrush_operator.config import ServiceKeySource, Settings
 from goldrush_operator.controller import status
 from goldrush_operator.controller.act import Act
 from goldrush_operator.controller.external import ANNOTATION_CREATE_PENDING_SECRETS, External, Wait, WouldWrite
-from goldrush_operator.controller.failure import HOLD_RECHECK_SECONDS, HOLD_UNTIL_CHANGE, Failures
+from goldrush_operator.controller.failure import HOLD_RECHECK_SECONDS, Failures
 from goldrush_operator.controller.finalize import DeleteLater, Finalizer
 from goldrush_operator.controller.inputs import Desired, Inputs, Missing, parse_spec, reconcile_requested
 from goldrush_operator.controller.observe import Observer
-from goldrush_operator.controller.outcome import InputProblem, Stall, classify
+from goldrush_operator.controller.outcome import InputProblem, Stall, classify, holds
 from goldrush_operator.controller.ports import ClientFactory, KubePort, Metrics, NoMetrics
 from goldrush_operator.controller.status import Pass, StatusWriter
 from goldrush_operator.controller.timing import FULL_CHECK_READS, Poll, Timing
@@ -137,7 +137,7 @@ class Controller:
             return undecided.delay, "create_wait"
         except (InputProblem, GoldRushError) as exc:
             outcome = classify(exc, p.scrub)
-            if isinstance(outcome, Stall) and outcome.reason in HOLD_UNTIL_CHANGE:
+            if holds(outcome):
                 # Never send the same rejected write again before the inputs change.
                 record.held_on, record.held_reason = fingerprint, (outcome.reason, outcome.message)
             if isinstance(outcome, Stall) and outcome.reason == cond.AUTH_FAILED and d.credentials is not None:

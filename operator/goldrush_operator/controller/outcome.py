@@ -9,8 +9,8 @@ between "try again later" and "a human must act". The rules:
 - `Stall(reason, message)`: retrying the same input cannot succeed (400/422, 401/403, 3xx or other
   unexpected statuses, a secret mask or an invalid value in the desired payload, a name conflict, missing
   input, a write refused by dry-run mode). The object is held until its spec, a referenced Secret or the
-  service key changes, or an on-demand reconcile is requested; a write answered 4xx is never sent again
-  before that.
+  service key changes, or an on-demand reconcile is requested; a write answered 4xx (409 and 429 aside,
+  which are retried) is never sent again before that (`holds`).
 
 The error tree's `transient` flag decides for any `GoldRushError` without a more precise rule here.
 Messages are scrubbed by the caller's `scrub` before they are returned: nothing here may leak a secret.
@@ -56,14 +56,25 @@ class Retry:
 
 @dataclass(frozen=True)
 class Stall:
-    """Hold until the inputs change; `synced_reason` is the reason `Synced` shows (default `ApiError`)."""
+    """A human must act; `synced_reason` is the reason `Synced` shows (default `ApiError`). `hold`: a write
+    the API refused, never sent again before the inputs change (as the reasons of `HOLD_UNTIL_CHANGE`)."""
 
     reason: str
     message: str
     synced_reason: str = cond.API_ERROR
+    hold: bool = False
 
 
 Outcome = Retry | Stall
+
+# Stalls that only a change of the inputs can end, whatever raised them.
+HOLD_UNTIL_CHANGE = frozenset({cond.AUTH_FAILED, cond.INVALID_SPEC})
+WRITE_METHODS = frozenset({"POST", "PATCH", "PUT"})
+
+
+def holds(outcome: Outcome) -> bool:
+    """Whether the object is held (no API write) until its spec, a Secret or the key changes."""
+    return isinstance(outcome, Stall) and (outcome.hold or outcome.reason in HOLD_UNTIL_CHANGE)
 
 
 class InputProblem(Exception):
@@ -96,7 +107,9 @@ def _api(exc: GoldRushError, message: str) -> Outcome:
                                           f"(check GOLDRUSH_API_URL): {message}")
     if exc.transient:
         return Retry(cond.API_UNAVAILABLE, f"GoldRush API unavailable: {message}")
-    return Stall(UNEXPECTED_RESPONSE, f"GoldRush API answered an unexpected status{status}: {message}")
+    # Any other 4xx to a write (402, 405, 410, 413, 415, ...): the same request would be refused again.
+    refused = exc.method in WRITE_METHODS and exc.status is not None and 400 <= exc.status < 500
+    return Stall(UNEXPECTED_RESPONSE, f"GoldRush API answered an unexpected status{status}: {message}", hold=refused)
 
 
 def classify(exc: BaseException, scrub: Callable[[str], str]) -> Outcome:
