@@ -107,8 +107,10 @@ def secret_values(payload: Mapping[str, Any]) -> set[str]:
 
 
 def _encoded_forms(secret: str) -> set[str]:
-    """Forms in which ``secret`` may appear in text: raw, JSON-escaped (once and twice), percent-encoded."""
-    forms = {secret}
+    """Forms in which ``secret`` may appear in text: raw, JSON-escaped (once and twice), percent-encoded; and
+    with its whitespace trimmed or collapsed (a value read from a file often ends in a newline, and error text
+    is shown on one line)."""
+    forms = {secret, secret.strip(), " ".join(secret.split())}
     once_ascii = json.dumps(secret)[1:-1]
     once_utf8 = json.dumps(secret, ensure_ascii=False)[1:-1]
     forms.update({once_ascii, once_utf8, json.dumps(once_ascii)[1:-1], json.dumps(once_utf8)[1:-1]})

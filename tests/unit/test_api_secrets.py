@@ -157,6 +157,33 @@ async def test_extra_redactor_secrets_are_scrubbed() -> None:
     assert "operator-known-secret" not in str(info.value)
 
 
+DSN = "postgresql://u:Hunter2-in-a-dsn@db.internal:5432/orders"
+
+
+@pytest.mark.parametrize("call", ["create", "update"])
+async def test_secrets_of_other_fields_are_scrubbed_before_the_text_is_shortened(call: str) -> None:
+    """A Secret-sourced value outside the known secret fields (a DSN `url`): the write's `secrets` scrub it
+    before the error text is collapsed and cut, which would otherwise leave an unrecognisable prefix."""
+    def handler(request: httpx.Request) -> httpx.Response:
+        text = "x" * 470 + " bad url " + DSN + "\n"  # the cut at 500 characters falls inside the DSN
+        return httpx.Response(400, json={"error": True, "error_message": text})
+
+    async with make(handler) as client:
+        write = (client.create_pipeline({"name": "p", "destination_config": {"url": DSN}}, secrets=[DSN + "\n"])
+                 if call == "create" else
+                 client.update_pipeline("pipe_1", {"destination_config": {"url": DSN}}, secrets=[DSN]))
+        with pytest.raises(GoldRushError) as info:
+            await write
+    assert "Hunter2" not in str(info.value) and "postgresql://u:" not in str(info.value)
+
+
+def test_a_value_read_from_a_file_is_scrubbed_without_its_newline() -> None:
+    """`kubectl create secret --from-file` keeps the trailing newline; the API echoes the value without it."""
+    redactor = Redactor([DSN + "\n"])
+    assert "Hunter2" not in redactor.scrub(f"cannot connect to {DSN}: refused")
+    assert "Hunter2" not in redactor.scrub("cannot connect to " + " ".join((DSN + "\n  tail").split()))
+
+
 @pytest.mark.parametrize(
     "body",
     [

@@ -89,7 +89,7 @@ class Act:
             in_sync_before = p.applied_generation() == p.generation and d.resolved.hashes == applied
             rotated = sorted({u.name for u in d.resolved.uses if applied.get(u.field) != u.hash})
             try:
-                await self.external.update(client, pipeline_id, diff.patch)
+                await self.external.update(client, pipeline_id, diff.patch, p.secrets)
             except NotFoundError:
                 if not await _gone(client, pipeline_id):
                     raise

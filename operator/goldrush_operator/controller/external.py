@@ -27,7 +27,7 @@ import datetime as dt
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -370,7 +370,7 @@ class External:
         record.create_pending, record.pending_hashes = mark, dict(d.resolved.hashes)
         crash_point("create.after-intent")
         try:
-            remote = await client.create_pipeline(d.payload)
+            remote = await client.create_pipeline(d.payload, secrets=p.secrets)
         except GoldRushError as exc:
             if refused_for_sure(exc):
                 await self._drop_pending(p)
@@ -451,9 +451,11 @@ class External:
 
     # ------------------------------------------------------------------------------------------ update
 
-    async def update(self, client: GoldRushClient, pipeline_id: str, patch: Mapping[str, Any]) -> Pipeline:
+    async def update(
+        self, client: GoldRushClient, pipeline_id: str, patch: Mapping[str, Any], secrets: Iterable[str] = (),
+    ) -> Pipeline:
         crash_point("update.before-patch")
-        remote = await client.update_pipeline(pipeline_id, patch)
+        remote = await client.update_pipeline(pipeline_id, patch, secrets=secrets)
         crash_point("update.after-patch")
         return remote
 

@@ -30,7 +30,7 @@ import os
 import random
 import time
 import urllib.parse
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from types import TracebackType
 from typing import Any, Final, Literal, TypeVar
 
@@ -329,9 +329,13 @@ class GoldRushClient:
             f"list did not end after {_MAX_PAGES} pages", method="GET", route="list"
         )
 
-    async def create_pipeline(self, payload: Mapping[str, Any]) -> Pipeline:
-        """Create a pipeline (``POST /``); raises OutcomeUnknownError when it may or may not exist now."""
-        response, redactor = await self._call("POST", "create", "", body=payload)
+    async def create_pipeline(self, payload: Mapping[str, Any], *, secrets: Iterable[str] = ()) -> Pipeline:
+        """Create a pipeline (``POST /``); raises OutcomeUnknownError when it may or may not exist now.
+
+        ``secrets``: every secret value the body carries beyond the known secret fields (e.g. a Secret-sourced
+        ``url``); error text is scrubbed of them before it is shortened.
+        """
+        response, redactor = await self._call("POST", "create", "", body=payload, secrets=secrets)
         return self._parse(response, Pipeline, "POST", "create", redactor)
 
     async def get_pipeline(self, pipeline_id: str) -> Pipeline:
@@ -339,9 +343,14 @@ class GoldRushClient:
         response, redactor = await self._call("GET", "get", _pipeline_path(pipeline_id))
         return self._parse(response, Pipeline, "GET", "get", redactor)
 
-    async def update_pipeline(self, pipeline_id: str, changes: Mapping[str, Any]) -> Pipeline:
-        """Partially update writeable fields (``PATCH /{id}/``); OutcomeUnknownError when undecidable."""
-        response, redactor = await self._call("PATCH", "patch", _pipeline_path(pipeline_id), body=changes)
+    async def update_pipeline(
+        self, pipeline_id: str, changes: Mapping[str, Any], *, secrets: Iterable[str] = ()
+    ) -> Pipeline:
+        """Partially update writeable fields (``PATCH /{id}/``); OutcomeUnknownError when undecidable.
+        ``secrets`` as for :meth:`create_pipeline`."""
+        response, redactor = await self._call(
+            "PATCH", "patch", _pipeline_path(pipeline_id), body=changes, secrets=secrets
+        )
         return self._parse(response, Pipeline, "PATCH", "patch", redactor)
 
     async def set_status(self, pipeline_id: str, status: Literal["running", "paused"]) -> Pipeline:
@@ -379,9 +388,9 @@ class GoldRushClient:
 
     # ----------------------------------------------------------------- request machinery
 
-    def _request_redactor(self, body: Mapping[str, Any] | None) -> Redactor:
+    def _request_redactor(self, body: Mapping[str, Any] | None, secrets: Iterable[str] = ()) -> Redactor:
         redactor = (self._redactor or Redactor()).with_payload(body)
-        redactor.add(self._service_key)
+        redactor.add(self._service_key, *secrets)
         return redactor
 
     async def _call(
@@ -393,6 +402,7 @@ class GoldRushClient:
         body: Mapping[str, Any] | None = None,
         params: Mapping[str, Any] | None = None,
         urgent: bool | None = None,
+        secrets: Iterable[str] = (),
     ) -> tuple[httpx.Response, Redactor]:
         """Send one logical call with the retry rules; return the 2xx response and the call's redactor.
 
@@ -410,7 +420,7 @@ class GoldRushClient:
                 content = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
             except (TypeError, ValueError):
                 raise ValueError(f"{method} {route}: request body is not JSON-serialisable") from None
-        redactor = self._request_redactor(body)
+        redactor = self._request_redactor(body, secrets)
         http, limits = self._resources()
         idempotent = method in IDEMPOTENT_METHODS
         url = self.base_url + path
