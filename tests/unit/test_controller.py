@@ -652,14 +652,14 @@ async def test_an_outdated_name_listing_is_not_kept(world: World) -> None:
     await world.run("p1")  # listed before its POST: the listing is empty
     world.now += 11
     world.apply(pipeline("p2"))
-    await world.run("p2")  # a new listing (it holds p1), then p2 is created
+    await world.run("p2")  # a new listing (it holds p1), then p2 is created and joins it
     directory = next(iter(world.controller.external._directories.values()))
-    assert len(directory.items) == 1
+    assert [i.name for i in directory.items] == ["ns-p1", "ns-p2"] and len(directory.created) == 1
     await asyncio.sleep(0.2)
-    assert len(directory.items) == 1  # still young on the controller's clock: kept
+    assert len(directory.items) == 2  # still young on the controller's clock: kept
     world.now += 11
     await asyncio.sleep(0.2)
-    assert directory.items == [] and directory.expiry is None
+    assert directory.items == [] and directory.created == [] and directory.expiry is None
 
 
 async def test_a_poll_steps_aside_while_writes_flow() -> None:
@@ -759,6 +759,31 @@ async def test_deleting_an_object_whose_create_may_still_land_keeps_the_finalize
     world.now += 2.0  # the next look, a fresh listing
     await world.controller.finalizer.delete(world.obj())
     assert world.api.pipelines == {} and ("DELETE", "delete") in world.api.writes()
+
+
+async def test_two_objects_naming_one_pipeline_within_a_listings_life_get_one_create(world: World) -> None:
+    """The second object's create uses the listing fetched before the first one's POST (kept up to 10 s): the
+    pipeline this process just created joins it, so the second object meets the name rule, not a twin."""
+    world.apply(pipeline(pipelineName="orders"))
+    await world.run()
+    world.now += 3
+    world.apply(pipeline(name="p2", pipelineName="orders"))
+    await world.run("p2")
+    assert world.api.writes() == [("POST", "create")] and len(world.api.pipelines) == 1
+    stalled = world.cond("Stalled", "p2")
+    assert stalled is not None and stalled["reason"] == "NameConflict"
+
+
+async def test_a_create_in_flight_keeps_another_object_from_creating_the_same_name(world: World) -> None:
+    """Two passes that both found no pipeline named so: the second waits on nothing and stalls NameConflict
+    while the first one's POST is in flight (same process)."""
+    world.apply(pipeline(pipelineName="orders"))
+    world.apply(pipeline(name="p2", pipelineName="orders"))
+    await asyncio.gather(world.controller.run_pass(("ns", "p1")), world.controller.run_pass(("ns", "p2")))
+    world.sync()
+    assert world.api.writes() == [("POST", "create")] and len(world.api.pipelines) == 1
+    reasons = {n: (world.cond("Stalled", n) or {}).get("reason") for n in ("p1", "p2")}
+    assert sorted(reasons.values(), key=str) == ["NameConflict", None]
 
 
 def _foreign(world: World, topic: str, created_at: str) -> None:

@@ -132,6 +132,9 @@ class _Directory:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     refresh: asyncio.Task[None] | None = None  # a listing fetched ahead of time (see `External.listing`)
     expiry: asyncio.TimerHandle | None = None  # drops `items` once no caller can use them any more
+    # Pipelines this process created since (event-loop time -> pipeline): a listing that began before their
+    # POST may lack them, and the next create of the same name must still see them.
+    created: list[tuple[float, Pipeline]] = field(default_factory=list)
 
 
 def adopted_secrets_note(trusted: Mapping[str, str]) -> str:
@@ -170,6 +173,8 @@ class External:
         self._fast = fast
         self._clock = clock
         self._directories: dict[str, _Directory] = {}
+        # (key id, name, project) -> the object whose create of that name is in flight in this process.
+        self._creating: dict[tuple[str, str, str], tuple[str, str]] = {}
         self.listing_kept = LOOKUP_TTL_SECONDS + 1.0  # seconds (event-loop time) a fetched listing is kept
         self.writer_since = clock()  # when this process last became a writer (start, or a Lease taken over)
 
@@ -233,7 +238,10 @@ class External:
         # Creates wait on this listing: it gets the rate-limit priority of a write. `fetched_at` is when the
         # listing began: it holds every pipeline created before then.
         began = self._clock()
-        directory.items = [item async for item in client.list_pipelines(urgent=True)]
+        items = [item async for item in client.list_pipelines(urgent=True)]
+        directory.created = [(at, item) for at, item in directory.created if at >= began]
+        listed = {item.id for item in items}
+        directory.items = items + [item for _, item in directory.created if item.id not in listed]
         directory.fetched_at = began
         # Past its age limit a listing is never read again (the next caller fetches a new one): keeping it
         # would hold a model of every remote pipeline of the key for as long as the process runs.
@@ -243,7 +251,7 @@ class External:
 
     def _expire(self, directory: _Directory) -> None:
         if self._clock() - directory.fetched_at > LOOKUP_TTL_SECONDS:
-            directory.items, directory.expiry = [], None
+            directory.items, directory.created, directory.expiry = [], [], None  # a new listing shows them all
         else:  # still young (renewed meanwhile): look again later
             directory.expiry = asyncio.get_running_loop().call_later(self.listing_kept, self._expire, directory)
 
@@ -327,8 +335,12 @@ class External:
         p.record.create_pending = None
         p.record.pending_hashes = None
 
-    async def forget_id(self, p: Pass) -> None:
-        """Drop the id annotation (the remote pipeline vanished out of band)."""
+    async def forget_id(self, p: Pass, pipeline_id: str) -> None:
+        """Drop the id annotation (the remote pipeline vanished out of band), and the pipeline from the cached
+        listings (the object's next create must not meet it under the name rule)."""
+        for directory in self._directories.values():
+            directory.items = [i for i in directory.items if i.id != pipeline_id]
+            directory.created = [(at, i) for at, i in directory.created if i.id != pipeline_id]
         await self._kube.patch_annotations(p.namespace, p.name, {ANNOTATION_PIPELINE_ID: None})
 
     async def create_or_adopt(self, p: Pass, d: Desired, client: GoldRushClient) -> tuple[Pipeline, bool]:
@@ -362,6 +374,22 @@ class External:
             raise InputProblem(Stall(cond.NAME_CONFLICT, msg, synced_reason=cond.NAME_CONFLICT))
         if client.dry_run:
             raise WouldWrite(decide.create_call(d.payload))
+        claim = (d.key_id, name, project)
+        holder = self._creating.get(claim)
+        if holder is not None and holder != record.key:
+            msg = (f"object {holder[0]}/{holder[1]} is creating a pipeline named {name!r} in project {project!r}; "
+                   "two objects cannot share one remote pipeline (set spec.pipelineName)")
+            await self.warn_once(p, cond.NAME_CONFLICT, msg)
+            raise InputProblem(Stall(cond.NAME_CONFLICT, msg, synced_reason=cond.NAME_CONFLICT))
+        self._creating[claim] = record.key
+        try:
+            return await self._create(p, d, client)
+        finally:
+            self._creating.pop(claim, None)
+
+    async def _create(self, p: Pass, d: Desired, client: GoldRushClient) -> tuple[Pipeline, bool]:
+        """Mark the intent, POST once, record the id; the new pipeline joins the key's cached listing."""
+        record = p.record
         crash_point("create.before-intent")
         mark = now_iso()
         marks = {ANNOTATION_CREATE_PENDING: mark,
@@ -378,6 +406,10 @@ class External:
         finally:
             record.create_call_ended = self._clock()
         crash_point("create.after-post")
+        directory = self._directories.get(d.key_id)
+        if directory is not None:  # later creates of the same name meet it before the next listing
+            directory.created.append((self._clock(), remote))
+            directory.items.append(remote)
         # The id goes into the first full status of the new pipeline: one status write, not two.
         rules.created(p, remote.id)
         p.out.update(createdAt=now_iso(), pipelineName=d.payload["name"])

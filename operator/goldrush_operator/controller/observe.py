@@ -150,7 +150,7 @@ class Observer:
         again = "creating it again" if d.spec.allows("Create") else "looking it up by name"
         msg = f"remote pipeline {pipeline_id} no longer exists; {again}"
         log.warning(msg)
-        await self.external.forget_id(p)
+        await self.external.forget_id(p, pipeline_id)
         await self.writer.record(p, {"pipelineId": None, "phase": "PENDING"})
         record = p.record
         record.forgotten_id = pipeline_id
