@@ -127,7 +127,8 @@ async def _inspect(
         print(f"Phase:        {status.status}")
         print(f"Replicas:     {status.ready}/{status.replicas} ready")
         print(f"Started:      {status.start_time or '-'}")
-        print(f"Destination:  {'healthy' if health.healthy else 'unhealthy'}"
+        verdict = "not probed yet" if health.healthy is None else "healthy" if health.healthy else "unhealthy"
+        print(f"Destination:  {verdict}"
               + (f" ({scrub(health.last_error, [key])})" if health.last_error else ""))
         print("Metrics:" + (f"      trend over {trend_seconds:g}s" if before is not None else ""))
         for line in metrics_table(metrics, before, arrows_for(sys.stdout)):

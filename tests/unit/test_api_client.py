@@ -213,6 +213,25 @@ async def test_pagination_across_several_pages() -> None:
     assert seen_params == [("1", "3"), ("2", "3"), ("3", "3")]
 
 
+@pytest.mark.parametrize("block", [
+    {"total_count": 7},  # no has_more: the total decides
+    {},  # neither: a full page means another follows
+])
+async def test_pagination_without_has_more_reads_every_page(block: dict[str, int]) -> None:
+    """The documented list shape was truncated: a pagination block without `has_more` must not end the
+    listing after page 1 (a missed pipeline is a missed name conflict, or a twin)."""
+    total = 7
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        number, size = int(request.url.params["page_number"]), int(request.url.params["page_size"])
+        ids = list(range(total))[(number - 1) * size : number * size]
+        return ok({"items": [pipe(f"pipe_{i}") for i in ids], "pagination": {"page_number": number, **block}})
+
+    async with make(handler) as client:
+        got = [p.id async for p in client.list_pipelines(page_size=3)]
+    assert got == [f"pipe_{i}" for i in range(total)]
+
+
 async def test_pagination_without_pagination_block_stops_on_empty_or_repeated_page() -> None:
     pages = {1: [pipe("pipe_a"), pipe("pipe_b")], 2: [pipe("pipe_b"), pipe("pipe_c")], 3: []}
 

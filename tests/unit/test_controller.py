@@ -93,6 +93,7 @@ class FakeApi:
         self.fail: dict[tuple[str, str], int] = {}
         self.no_runtime: set[str] = set()  # pipelines whose `/status/` answers 404 (the API leaves it open)
         self.vanish_on_patch = False  # the pipeline is deleted out of band just before a PATCH arrives
+        self.health: dict[str, Any] = {"healthy": True, "last_error": None}
         self._ids = itertools.count(1)
 
     def handler(self, request: httpx.Request) -> httpx.Response:
@@ -132,7 +133,7 @@ class FakeApi:
                 return httpx.Response(404, json={"data": None, "error": True, "error_message": "no runtime"})
             return self._ok({"status": self.phase[pid], "replicas": 1, "ready": 1})
         if route == "destination-health":
-            return self._ok({"healthy": True, "last_error": None})
+            return self._ok(self.health)
         return self._ok({"pods": [{"pod": "w-0", "logs": "boom: disk full\n"}]})
 
     @staticmethod
@@ -371,6 +372,19 @@ async def test_transient_poll_error_keeps_ready_and_says_retrying(world: World) 
     assert world.cond("Ready")["status"] == "True"  # type: ignore[index]
     assert world.cond("Synced")["status"] == "True"  # type: ignore[index]
     assert world.cond("Reconciling")["reason"] == "Retrying"  # type: ignore[index]
+
+
+@pytest.mark.parametrize("health", [{"healthy": None, "last_error": None}, {"last_error": None}, "fail"])
+async def test_a_destination_health_without_a_verdict_keeps_the_phase_mirrored(world: World, health: Any) -> None:
+    """`healthy: null` (no probe yet), a schema without it, or a failing read: the runtime phase is still
+    written, and no DestinationHealthy verdict is made up."""
+    if health == "fail":
+        world.api.fail[("GET", "destination-health")] = 503
+    else:
+        world.api.health = health
+    pid = await _running(world)
+    assert world.obj()["status"]["phase"] == "RUNNING" and world.cond("Ready")["status"] == "True"  # type: ignore[index]
+    assert world.cond("DestinationHealthy") is None and world.obj()["status"]["pipelineId"] == pid
 
 
 async def test_inline_mask_ends_in_a_condition(world: World) -> None:

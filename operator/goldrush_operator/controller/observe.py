@@ -55,11 +55,7 @@ class Observer:
         if phase != prev_phase:
             self.metrics.phase_changed(record.key, phase)
         if full_check or phase != prev_phase:
-            try:
-                health = await client.get_destination_health(pipeline_id)
-                status.destination_health(p, health.healthy, p.scrub(health.last_error or "") or None, now_iso())
-            except NotFoundError:
-                pass
+            await self._destination_health(p, client, pipeline_id)
         hint = ""
         if phase == "FAILED":
             old = cond.get_condition(p.current.get("conditions"), cond.READY) or {}
@@ -99,6 +95,20 @@ class Observer:
         if verdict.fast_poll:
             return fast, "ok"
         return self.timing.on_tick(status_every, self.settings.poll_status_max_seconds), "ok"
+
+    @staticmethod
+    async def _destination_health(p: Pass, client: GoldRushClient, pipeline_id: str) -> None:
+        """The latest destination probe into `DestinationHealthy`; kept as it was when the API has no verdict
+        or the read fails (an auxiliary read never keeps the phase from being mirrored)."""
+        try:
+            health = await client.get_destination_health(pipeline_id)
+        except NotFoundError:
+            return
+        except GoldRushError as exc:
+            log.info("destination health of pipeline %s not read: %s", pipeline_id, p.scrub(str(exc)))
+            return
+        if health.healthy is not None:
+            status.destination_health(p, health.healthy, p.scrub(health.last_error or "") or None, now_iso())
 
     @staticmethod
     async def _runtime(client: GoldRushClient, pipeline_id: str) -> RuntimeStatus | None:

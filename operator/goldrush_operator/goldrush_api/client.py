@@ -304,7 +304,8 @@ class GoldRushClient:
     ) -> AsyncIterator[Pipeline]:
         """Yield every pipeline of the key's group, fetching page after page (``GET /``).
 
-        Stops when ``pagination.has_more`` is false (or, without a pagination block, at an empty page).
+        Stops when ``pagination.has_more`` is false (without it: once ``total_count`` pipelines were seen, or at a
+        page that is not full; without a pagination block: at an empty page).
         A pipeline seen on an earlier page is not yielded twice. ``urgent`` gives the pages the rate-limit
         priority of writes: for a listing that a create is waiting on. ``on_page`` is called with each page's
         pagination block (for progress reports) before its items are yielded.
@@ -322,7 +323,8 @@ class GoldRushClient:
             for item in new:
                 seen.add(item.id)
                 yield item
-            more = page.pagination.has_more if page.pagination is not None else bool(page.items)
+            more = (page.pagination.more_after(len(seen), len(page.items), page_size)
+                    if page.pagination is not None else bool(page.items))
             if not more or not new:
                 return
         raise UnexpectedResponseError(

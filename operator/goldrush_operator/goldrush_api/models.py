@@ -113,7 +113,16 @@ class Pagination(WireModel):
     page_number: int = 1
     page_size: int | None = None
     total_count: int | None = None
-    has_more: bool = False
+    has_more: bool | None = None  # None: not sent (the documented shape was truncated): see `more_after`
+
+    def more_after(self, seen: int, items_on_page: int, asked_page_size: int) -> bool:
+        """Whether another page follows: `has_more` when sent, else `total_count` against the pipelines seen,
+        else whether this page was full."""
+        if self.has_more is not None:
+            return self.has_more
+        if self.total_count is not None:
+            return seen < self.total_count
+        return items_on_page >= (self.page_size or asked_page_size)
 
 
 class PipelinePage(WireModel):
@@ -162,9 +171,10 @@ class PipelineMetrics(WireModel):
 
 
 class DestinationHealth(WireModel):
-    """``/destination-health/``: result of the latest destination probe; ``last_error`` when unhealthy."""
+    """``/destination-health/``: result of the latest destination probe; ``last_error`` when unhealthy.
+    ``healthy`` is None when the API has no verdict yet (no probe ran; its schema is not documented)."""
 
-    healthy: bool
+    healthy: bool | None = None
     last_error: str | None = None
 
 
