@@ -132,19 +132,42 @@ def _is_empty(value: Any) -> bool:
     return value is None or value == "" or value == {} or value == []
 
 
-def _config_equal(desired: Any, remote: Any) -> bool:
-    """Value equality where a masked remote value matches anything (secrets are compared by hash)."""
+# The API's documented defaults of optional destination settings (goldrush-api.md section 9). A remote
+# setting the spec leaves out is no drift when it holds this value: an API that echoes its defaults would
+# otherwise get a PATCH (and a redeploy) at every configuration check.
+DOCUMENTED_DEFAULTS: dict[str, dict[str, Any]] = {
+    "postgres": {"batch_size": 1000, "flush_interval_ms": 5000},
+    "clickhouse": {"batch_size": 10000, "flush_interval_ms": 5000},
+    "object_storage": {"format": "json", "compression": "none", "partition_by": ["hour"], "batch_size": 10000,
+                       "batch_interval_ms": 60000},
+    "sqs": {"batch_size": 10},
+    "webhook": {"method": "POST", "batch_size": 1, "timeout_ms": 10000,
+                "retry": {"max_attempts": 3, "backoff_ms": 1000}},
+}
+
+
+def _is_default(value: Any, default: Any) -> bool:
+    """Whether a remote value the spec does not set is the API's default (or empty, in a nested mapping)."""
+    if isinstance(value, Mapping) and isinstance(default, Mapping):
+        return all(_is_empty(v) or (k in default and _is_default(v, default[k])) for k, v in value.items())
+    return default is not None and bool(value == default)
+
+
+def _config_equal(desired: Any, remote: Any, defaults: Any = None) -> bool:
+    """Value equality where a masked remote value matches anything (secrets are compared by hash) and a
+    remote-only setting matches when it is empty or holds its documented default (`defaults`)."""
     if remote == MASK:
         return True
     if isinstance(desired, Mapping) and isinstance(remote, Mapping):
         for key in set(desired) | set(remote):
+            default = defaults.get(key) if isinstance(defaults, Mapping) else None
             if key not in remote:
                 if not _is_empty(desired[key]):
                     return False
             elif key not in desired:
-                if not (_is_empty(remote[key]) or remote[key] == MASK):
+                if not (_is_empty(remote[key]) or remote[key] == MASK or _is_default(remote[key], default)):
                     return False
-            elif not _config_equal(desired[key], remote[key]):
+            elif not _config_equal(desired[key], remote[key], default):
                 return False
         return True
     return bool(desired == remote)
@@ -170,7 +193,7 @@ def destination_config_changed(
         delete_dotted(remote_view, secret_field)
     if "type" not in remote_view and "type" in desired_view:
         remote_view["type"] = desired_view["type"]  # tolerate an API that does not echo the type
-    return not _config_equal(desired_view, remote_view)
+    return not _config_equal(desired_view, remote_view, DOCUMENTED_DEFAULTS.get(str(desired_view.get("type"))))
 
 
 def diff_payload(

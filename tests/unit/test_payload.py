@@ -196,6 +196,35 @@ def test_removed_config_key_is_detected() -> None:
     assert list(pl.diff_payload(desired, remote, hashes, hashes)) == ["destination_config"]
 
 
+def test_documented_defaults_the_api_echoes_are_not_drift() -> None:
+    """An API that fills in its documented defaults (postgres: batch_size 1000, flush_interval_ms 5000) is in
+    sync with a spec that leaves them out; a remote-only value that is not the default is still drift, so
+    removing a setting from the spec brings the default back."""
+    desired, hashes = desired_for(pg_spec())
+    del desired["destination_config"]["batch_size"]
+    remote = remote_from(desired, ["password"])
+    remote["destination_config"].update(batch_size=1000, flush_interval_ms=5000)
+    assert pl.diff_payload(desired, remote, hashes, hashes) == {}
+    remote["destination_config"]["batch_size"] = 500
+    assert list(pl.diff_payload(desired, remote, hashes, hashes)) == ["destination_config"]
+
+
+def test_nested_documented_defaults_are_not_drift() -> None:
+    """Webhook `retry.max_attempts` / `retry.backoff_ms` echoed as a nested object."""
+    spec = PipelineSpec.model_validate({
+        "project": "p", "topic": "eth.mainnet.ref.block.logs",
+        "destination": {"type": "webhook", "config": {"url": "https://hooks.example/x"}},
+        "execution": {"mode": "unbounded"},
+    })
+    desired = pl.desired_payload("ns", "n", spec, {}, None)
+    remote = remote_from(desired, [])
+    remote["destination_config"].update(method="POST", batch_size=1, timeout_ms=10000,
+                                        retry={"max_attempts": 3, "backoff_ms": 1000})
+    assert pl.diff_payload(desired, remote, {}, {}) == {}
+    remote["destination_config"]["retry"]["max_attempts"] = 7
+    assert list(pl.diff_payload(desired, remote, {}, {})) == ["destination_config"]
+
+
 def test_added_or_removed_secret_ref_is_detected() -> None:
     desired, hashes = desired_for(pg_spec())
     remote = remote_from(desired, ["password"])
