@@ -219,7 +219,10 @@ class PipelineApi:
         return web.Response(status=204)
 
     def status(self, request: web.Request, group: str, _: Any) -> web.Response:
-        return envelope(self.store.status_view(self._find(request["sim_pipeline_id"], group)))
+        p = self._find(request["sim_pipeline_id"], group)
+        if self.sim.config.status_without_runtime == "404" and self.store.phase(p)[0] in ("PAUSED", "STOPPED"):
+            raise ApiError(404, f"Pipeline {p.id} has no runtime")
+        return envelope(self.store.status_view(p))
 
     def logs(self, request: web.Request, group: str, _: Any) -> web.Response:
         return envelope(self.store.logs_view(self._find(request["sim_pipeline_id"], group)))

@@ -77,6 +77,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--create-status", type=int, choices=[200, 201], default=201, help="create status code")
     p.add_argument("--rate-limit-rps", type=float, default=None, help="requests/second per key before 429")
+    p.add_argument(
+        "--status-without-runtime",
+        choices=["phase", "404"],
+        default="phase",
+        help="/status/ of a PAUSED or STOPPED pipeline (no runtime): its phase (default) or 404",
+    )
+    p.add_argument(
+        "--echo-defaults",
+        action="store_true",
+        help="reads fill in the documented defaults of destination settings the pipeline leaves out",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed for fault probabilities (default 0)")
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default="info")
     return p
@@ -106,6 +117,8 @@ def config_from_args(argv: Sequence[str] | None = None) -> SimConfig:
             patch_merge=args.patch_merge,
             create_status=args.create_status,
             rate_limit_rps=args.rate_limit_rps,
+            status_without_runtime=args.status_without_runtime,
+            echo_defaults=args.echo_defaults,
             seed=args.seed,
             log_level=args.log_level,
         )

@@ -57,6 +57,13 @@ class SimConfig(BaseModel):
     patch_merge: Literal["replace", "deep"] = "replace"
     create_status: Literal[200, 201] = 201
     rate_limit_rps: float | None = Field(default=None, gt=0)
+    status_without_runtime: Literal["phase", "404"] = Field(
+        default="phase",
+        description="`/status/` of a pipeline without a runtime (PAUSED, STOPPED): its phase, or 404.",
+    )
+    echo_defaults: bool = Field(
+        default=False, description="Reads fill in the documented defaults of destination settings left out."
+    )
     seed: int = 0
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 

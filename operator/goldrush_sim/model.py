@@ -6,6 +6,7 @@ Pure functions without I/O, called by `goldrush_sim.state` (create/patch/put log
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import re
 from typing import Any
@@ -76,6 +77,36 @@ DEFAULTS: dict[str, Any] = {
     "abi_unmatched": "",
     "status": "running",
 }
+# Documented defaults of optional destination settings (the API reference's destination pages); echoed in
+# reads only with `--echo-defaults` (whether the real API echoes them is not documented).
+DESTINATION_DEFAULTS: dict[str, dict[str, Any]] = {
+    "postgres": {"batch_size": 1000, "flush_interval_ms": 5000},
+    "clickhouse": {"batch_size": 10000, "flush_interval_ms": 5000},
+    "object_storage": {"format": "json", "compression": "none", "partition_by": ["hour"], "batch_size": 10000,
+                       "batch_interval_ms": 60000},
+    "sqs": {"batch_size": 10},
+    "webhook": {"method": "POST", "batch_size": 1, "timeout_ms": 10000,
+                "retry": {"max_attempts": 3, "backoff_ms": 1000}},
+}
+
+
+def with_defaults(config: Any, destination_type: Any) -> Any:
+    """`config` with the documented defaults of the settings it leaves out (nested ones merged)."""
+    if not isinstance(config, dict):
+        return config
+    return _merge_defaults(config, DESTINATION_DEFAULTS.get(str(destination_type), {}))
+
+
+def _merge_defaults(config: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
+    out = dict(config)
+    for key, value in defaults.items():
+        if key not in out:
+            out[key] = copy.deepcopy(value)
+        elif isinstance(out[key], dict) and isinstance(value, dict):
+            out[key] = _merge_defaults(out[key], value)
+    return out
+
+
 SECRET_KEYS = frozenset({"password", "secret_access_key"})
 
 

@@ -410,6 +410,8 @@ class Store:
         """The API object (`secrets`: mask -> `******`, hash -> `sha256:<hex>`)."""
         f = p.fields
         config = f.get("destination_config")
+        if self.config.echo_defaults:
+            config = model.with_defaults(config, f.get("destination_type"))
         out: dict[str, Any] = {
             "id": p.id,
             "name": f.get("name"),

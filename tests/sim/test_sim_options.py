@@ -121,6 +121,33 @@ def test_patch_merge_deep() -> None:
         assert set(data["transforms"]) == {"swaps", "extra"}
 
 
+def test_status_without_runtime_404() -> None:
+    """`/status/` of a pipeline with no runtime (paused, or a finished bounded one) answers 404, as the
+    API may (what it answers there is not documented); the pipeline itself is still there."""
+    with SimProcess.start("--status-without-runtime", "404", "--deploy-seconds", "0", "--stop-seconds", "0") as sim:
+        pid = sim.api("POST", "", example_pipeline()).json()["data"]["id"]
+        assert sim.api("GET", f"{pid}/status/").json()["data"]["status"] == "RUNNING"
+        sim.api("PUT", f"{pid}/", {"status": "paused"})
+        missing = sim.api("GET", f"{pid}/status/")
+        assert missing.status_code == 404 and missing.json()["error"] is True
+        assert sim.api("GET", f"{pid}/").json()["data"]["status"] == "paused"
+
+
+def test_echo_defaults() -> None:
+    """Reads fill in the documented defaults of the settings a pipeline leaves out; stored values win."""
+    with SimProcess.start("--echo-defaults") as sim:
+        body = example_pipeline()
+        body["destination_config"]["batch_size"] = 500
+        created = sim.api("POST", "", body).json()["data"]
+        assert created["destination_config"]["batch_size"] == 500
+        assert created["destination_config"]["flush_interval_ms"] == 5000
+        got = sim.api("GET", f"{created['id']}/").json()["data"]["destination_config"]
+        assert (got["batch_size"], got["flush_interval_ms"], got["password"]) == (500, 5000, "******")
+    with SimProcess.start() as sim:
+        created = sim.api("POST", "", example_pipeline()).json()["data"]
+        assert "flush_interval_ms" not in created["destination_config"]
+
+
 def test_delete_seconds_keeps_pipeline_stopping() -> None:
     with SimProcess.start("--delete-seconds", "0.5", "--deploy-seconds", "0") as sim:
         pid = sim.api("POST", "", example_pipeline()).json()["data"]["id"]
