@@ -407,6 +407,46 @@ async def test_missing_secret_waits_without_api_calls(world: World) -> None:
     assert world.api.journal == [] and world.obj()["status"]["phase"] == "PENDING"
 
 
+async def test_a_new_generation_waiting_for_its_secret_is_reconciling(world: World) -> None:
+    """Generation 2 names a Secret that does not exist yet: Synced False (SecretNotFound) and, while the
+    generation is not applied, Reconciling True; the remote keeps running what generation 1 applied."""
+    await _running(world)
+    spec = pipeline(generation=2)["spec"]
+    spec["destination"]["secretRefs"]["password"]["name"] = "pg-new"
+    world.apply({**pipeline(generation=2), "spec": spec})
+    await world.run()
+    synced, reconciling = world.cond("Synced"), world.cond("Reconciling")
+    assert synced is not None and (synced["status"], synced["reason"]) == ("False", "SecretNotFound")
+    assert reconciling is not None and (reconciling["status"], reconciling["reason"]) == ("True", "SecretNotFound")
+    assert world.cond("Stalled") is None and world.api.writes() == [("POST", "create")]
+
+
+async def test_synced_is_false_before_a_spec_change_is_sent(world: World) -> None:
+    """As soon as the generation is ahead of what was applied, and before the PATCH (which may wait for
+    rate-limit tokens or a Retry-After): Synced False UpdatePending and Reconciling True are written."""
+    await _running(world)
+    seen: list[tuple[int, dict[str, Any] | None, dict[str, Any] | None]] = []
+    patch_status = world.kube.patch_status
+
+    async def recording(namespace: str, name: str, status: Mapping[str, Any]) -> None:
+        conds = status.get("conditions")
+        seen.append((world.api.writes().count(("PATCH", "patch")), c.get_condition(conds, "Synced"),
+                     c.get_condition(conds, "Reconciling")))
+        await patch_status(namespace, name, status)
+
+    world.kube.patch_status = recording  # type: ignore[method-assign]
+    world.apply(pipeline(generation=2, description="new"))
+    await world.run()
+    before = [(s, r) for n, s, r in seen if n == 0]
+    assert before, "no status write before the PATCH"
+    synced, reconciling = before[0]
+    assert synced is not None and (synced["status"], synced["reason"], synced["observedGeneration"]) == (
+        "False", "UpdatePending", 2)
+    assert reconciling is not None and (reconciling["status"], reconciling["reason"]) == ("True", "UpdatePending")
+    assert world.cond("Synced")["status"] == "True" and world.cond("Reconciling") is None  # type: ignore[index]
+    assert world.api.writes().count(("PATCH", "patch")) == 1
+
+
 async def test_passes_missing_the_same_secret_at_once_share_one_read(world: World) -> None:
     """A restart's start-up pass runs many objects at once that share a Secret: one GET serves them all (one
     GET each cost as many reader threads and connections as the pool allows, memory kept after the pass)."""

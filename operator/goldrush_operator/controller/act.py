@@ -85,6 +85,9 @@ class Act:
             fields = ", ".join(f"{name} (remote {r!r}, spec {w!r})" for name, (w, r) in sorted(diff.immutable.items()))
             msg = f"remote pipeline {pipeline_id} differs in fields that cannot change: {fields}"
             raise InputProblem(Stall(cond.IMMUTABLE_FIELD_CHANGED, msg))
+        if (diff.patch or diff.status is not None) and p.applied_generation() != p.generation and not created:
+            status.update_pending(p, pipeline_id)
+            await self.writer.write(p)  # what GitOps tools read while the write is under way
         if diff.patch:
             in_sync_before = p.applied_generation() == p.generation and d.resolved.hashes == applied
             rotated = sorted({u.name for u in d.resolved.uses if applied.get(u.field) != u.hash})

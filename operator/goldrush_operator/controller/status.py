@@ -224,11 +224,22 @@ def not_found(p: Pass, message: str) -> None:
 
 
 def waiting(p: Pass, reason: str, message: str) -> None:
-    """An input the user must provide is missing (a Secret, a ConfigMap): not stalled, not progressing."""
+    """An input the user must provide is missing (a Secret, a ConfigMap): not stalled; `Reconciling` while
+    this generation is not applied yet (it will be, once the input exists)."""
     p.set(cond.READY, False, reason, message)
     p.set(cond.SYNCED, False, reason, message)
-    p.set(cond.RECONCILING, False, reason, "")
+    ahead = p.applied_generation() != p.generation
+    p.set(cond.RECONCILING, ahead, reason, message if ahead else "")
     p.set(cond.STALLED, False, reason, "")
+
+
+def update_pending(p: Pass, pipeline_id: str) -> None:
+    """This generation's changes are about to be sent: `Synced` False and `Reconciling` True before the write
+    (which may wait for rate-limit tokens or a Retry-After); `Ready` keeps describing the runtime it saw."""
+    message = f"applying generation {p.generation} to remote pipeline {pipeline_id}"
+    p.set(cond.SYNCED, False, cond.UPDATE_PENDING, message)
+    p.set(cond.RECONCILING, True, cond.UPDATE_PENDING, message)
+    p.set(cond.STALLED, False, cond.UPDATE_PENDING, "")
 
 
 def pending_unless_created(p: Pass) -> None:
