@@ -35,7 +35,9 @@ REPO = Path(__file__).resolve().parents[2]
 TESTDATA = REPO / "deploy" / "argocd" / "testdata"
 HEALTH_TEST = REPO / "deploy" / "argocd" / "health_test.yaml"
 RECORD = os.environ.get("GOLDRUSH_RECORD_SNAPSHOTS") == "1"
-SIM_ARGS = ("--service-key", "dev-key=group_default", "--deploy-seconds", "3", "--stop-seconds", "0.5")
+# `limited-key`: a second key of the same group, for the object whose writes a Retry-After holds (per key).
+SIM_ARGS = ("--service-key", "dev-key=group_default", "--service-key", "limited-key=group_default",
+            "--deploy-seconds", "3", "--stop-seconds", "0.5")
 FIXED_TIME = "2026-01-01T00:00:00Z"
 
 
@@ -208,6 +210,50 @@ def test_argo_cd_and_kstatus_agree_on_every_state(
     snap("degraded_invalid_spec", when("rejected", lambda o: cond(o, "Stalled").get("reason") == "InvalidSpec"))
     kubectl.apply(conflicting)
     snap("degraded_name_conflict", when("conflict", lambda o: cond(o, "Stalled").get("reason") == "NameConflict"))
+
+    # Writes under way or refused: each on an object of its own, running first.
+    def running_object(name: str, **spec: Any) -> str:
+        kubectl.apply(pipeline_manifest(name, **spec))
+        return str(wait_phase(kubectl, name, "RUNNING", ready="True")["status"]["pipelineId"])
+
+    running_object("changing")
+    sim.faults(delay_after_commit={"route": "patch", "method": "*", "seconds": 4, "count": 1})
+    kubectl.apply(pipeline_manifest("changing", description="a change the API takes its time over"))
+    snap("progressing_update_pending", when("changing", lambda o: cond(o, "Synced").get("reason") == "UpdatePending",
+                                            timeout=4))
+    sim.clear_faults()
+    sim.faults(rules=[{"route": "patch", "method": "*", "status": 500, "rate": 1.0}])
+    kubectl.apply(pipeline_manifest("changing", description="a change answered 500"))
+    snap("progressing_outcome_unknown", when("changing", lambda o: cond(o, "Synced").get("reason") == "OutcomeUnknown"))
+    sim.clear_faults()
+    kubectl.apply(secret_manifest("limitedkey", {"key": "limited-key"}))
+    limited_key = {"serviceKeySecretRef": {"name": "limitedkey", "key": "key"}}
+    running_object("limited", **limited_key)
+    sim.faults(rules=[{"route": "patch", "method": "*", "status": 429, "rate": 1.0, "retry_after": 90, "count": 1}])
+    kubectl.apply(pipeline_manifest("limited", description="a change the key may not send yet", **limited_key))
+    snap("progressing_rate_limited", when("limited", lambda o: cond(o, "Reconciling").get("reason") == "RateLimited"))
+    running_object("refused")
+    sim.faults(rules=[{"route": "patch", "method": "*", "status": 413, "rate": 1.0, "count": 1}])
+    kubectl.apply(pipeline_manifest("refused", description="x" * 200))
+    snap("degraded_unexpected_response", when("refused", lambda o: cond(o, "Stalled").get("reason")
+                                              == "UnexpectedResponse"))
+    pid = running_object("moved")
+    sim.admin("PATCH", f"pipelines/{pid}", {"topic": "eth.mainnet.ref.block.logs"})
+    kubectl("annotate", "--overwrite", "grp", "moved", "goldrush.dev/reconcile-requested-at=1")
+    snap("degraded_immutable_field_changed", when("moved", lambda o: cond(o, "Stalled").get("reason")
+                                                  == "ImmutableFieldChanged"))
+    pid = running_object("stopping")
+    sim.force_phase(pid, "STOPPING")
+    kubectl("annotate", "--overwrite", "grp", "stopping", "goldrush.dev/reconcile-requested-at=1")
+    snap("progressing_stopping", when("stopping", lambda o: cond(o, "Ready").get("reason") == "Stopping"))
+
+    # Management policies: nothing to observe; a difference kept unwritten.
+    kubectl.apply(pipeline_manifest("observed", managementPolicies=["Observe"]))
+    snap("progressing_not_found", when("observed", lambda o: cond(o, "Ready").get("reason") == "NotFound"))
+    running_object("frozen")
+    kubectl.apply(pipeline_manifest("frozen", description="not to be written",
+                                    managementPolicies=["Observe", "Create", "Delete"]))
+    snap("healthy_update_not_allowed", when("frozen", lambda o: cond(o, "Synced").get("reason") == "UpdateNotAllowed"))
 
     assert set(seen) == set(table), f"README cases without a snapshot: {sorted(set(table) - set(seen))}"
     if RECORD:
