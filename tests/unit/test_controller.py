@@ -566,6 +566,19 @@ async def test_delete_removes_the_remote_and_forgets_the_object(world: World) ->
     assert pid not in world.api.pipelines and world.store.get(("ns", "p1")) is None
 
 
+async def test_a_delete_the_api_refuses_is_reported_once_on_the_object(world: World) -> None:
+    """The object stays Terminating while its DELETE is refused: a Warning Event says why, once per reason."""
+    await _running(world)
+    body = world.obj()
+    body["metadata"]["deletionTimestamp"] = "2099-01-01T00:00:00Z"
+    world.api.fail[("DELETE", "delete")] = 403
+    for _ in range(3):
+        with pytest.raises(DeleteLater, match="403"):
+            await world.controller.finalizer.delete(body)
+    refused = [m for r, m in world.kube.events if r == "AuthFailed"]
+    assert len(refused) == 1 and "cannot delete the remote pipeline" in refused[0]
+
+
 async def test_the_finalizer_is_the_operators_own_from_the_intent_mark_to_the_deletion(world: World) -> None:
     """The create adds the finalizer in the intent-mark patch (no write of its own; another controller's
     finalizer stays); a deleted object's pass deletes the remote, retries a failure, then removes only its

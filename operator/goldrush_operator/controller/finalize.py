@@ -96,7 +96,10 @@ class Finalizer:
                 outcome = classify(exc, p.scrub)
                 delay = (self._backoff(record, outcome.delay, None) if isinstance(outcome, Retry)
                          else self.settings.poll_slow_seconds / 10)
-                raise DeleteLater(f"cannot delete the remote pipeline yet: {outcome.message}", delay) from None
+                message = f"cannot delete the remote pipeline yet: {outcome.message}"
+                # The object stays Terminating: say why where `kubectl describe` shows it (once per reason).
+                await self.external.warn_once(p, outcome.reason, message)
+                raise DeleteLater(message, delay) from None
         self.metrics.phase_changed(key, None)
         self.store.forget(key)
 
