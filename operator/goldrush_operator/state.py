@@ -100,6 +100,7 @@ class ObjectRecord:
     create_pending: str | None = None
     create_call_ended: float | None = None  # when this process's POST for `create_pending` returned or failed
     pending_hashes: dict[str, str] | None = None
+    pending_name: str | None = None  # the remote name the create marked `create_pending` was sent with
     applied_hashes: dict[str, str] | None = None
     synced_generation: int | None = None
     _last_status: bytes | None = None

@@ -886,6 +886,38 @@ async def test_a_marked_create_that_landed_is_adopted(world: World) -> None:
     assert "Adopted" in [r for r, _ in world.kube.events]
 
 
+def _renamed_after_an_interrupted_create(world: World) -> None:
+    """The killed process sent its POST as `ns-p1` (it landed); the user renamed the pipeline since."""
+    world.api.pipelines["pipe_landed"] = {"id": "pipe_landed", "name": "ns-p1", "project": "proj",
+                                          "topic": "base-mainnet.covalent.raw.block.v1", "destination_type": "postgres",
+                                          "execution_mode": "unbounded", "created_at": "2020-01-01T00:00:01Z"}
+    body = pipeline(pipelineName="orders")
+    body["metadata"]["annotations"] = {ANNOTATION_CREATE_PENDING: "2020-01-01T00:00:00Z",
+                                       "goldrush.dev/create-pending-name": "ns-p1"}
+    body["metadata"]["finalizers"] = [FINALIZER]
+    world.apply(body)
+
+
+async def test_an_interrupted_create_is_found_by_the_name_it_was_sent_with(world: World) -> None:
+    """spec.pipelineName changed before the interrupted create was resolved: the pipeline it left is adopted
+    (and renamed by a PATCH), not orphaned beside a second one."""
+    _renamed_after_an_interrupted_create(world)
+    await world.run()
+    assert ("POST", "create") not in world.api.writes() and world.obj()["status"]["pipelineId"] == "pipe_landed"
+    world.now += 3
+    await world.run()
+    assert list(world.api.pipelines) == ["pipe_landed"] and world.api.pipelines["pipe_landed"]["name"] == "orders"
+    assert "goldrush.dev/create-pending-name" not in world.obj()["metadata"]["annotations"]
+
+
+async def test_deleting_a_renamed_object_deletes_what_its_interrupted_create_left(world: World) -> None:
+    _renamed_after_an_interrupted_create(world)
+    world.obj()["metadata"]["deletionTimestamp"] = "2099-01-01T00:00:00Z"
+    world.sync()
+    await world.controller.finalizer.delete(world.obj())
+    assert world.api.pipelines == {}
+
+
 async def test_deleting_a_marked_object_never_deletes_an_older_pipeline_of_the_same_name(world: World) -> None:
     """A pipeline of the same name, project and topic created long before the intent mark is not what the
     interrupted create left: deleting the object leaves it alone."""

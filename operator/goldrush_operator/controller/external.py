@@ -64,6 +64,10 @@ LANDING_MARGIN_SECONDS = 5.0
 # Written with the create-pending mark: the keyed hashes of the secret values the POST sends, so that a
 # pipeline adopted after an interrupted create is not PATCHed with the same secrets again.
 ANNOTATION_CREATE_PENDING_SECRETS = "goldrush.dev/create-pending-secrets"
+# Written with the create-pending mark: the remote name the POST sends. `spec.pipelineName` may change before an
+# interrupted create is resolved; the pipeline that create left carries this name, not the new one.
+ANNOTATION_CREATE_PENDING_NAME = "goldrush.dev/create-pending-name"
+PENDING_ANNOTATIONS = (ANNOTATION_CREATE_PENDING, ANNOTATION_CREATE_PENDING_SECRETS, ANNOTATION_CREATE_PENDING_NAME)
 
 
 def now_iso() -> str:
@@ -181,6 +185,11 @@ class External:
     def became_writer(self) -> None:
         """This process just took over objects another process wrote (`handlers.take_over`)."""
         self.writer_since = self._clock()
+
+    @staticmethod
+    def pending_name(p: Pass) -> str | None:
+        """The remote name an interrupted create of this object was sent with (None: not recorded)."""
+        return p.record.pending_name or p.annotations.get(ANNOTATION_CREATE_PENDING_NAME) or None
 
     def create_may_land_for(self, record: ObjectRecord, pending: str) -> float:
         """Seconds during which a POST of the create marked `pending` may still land at the API (0: none can).
@@ -328,12 +337,10 @@ class External:
         """Annotate the id and drop the create-pending marks."""
         await self._kube.patch_annotations(
             p.namespace, p.name,
-            {ANNOTATION_PIPELINE_ID: pipeline_id, ANNOTATION_CREATE_PENDING: None,
-             ANNOTATION_CREATE_PENDING_SECRETS: None},
+            {ANNOTATION_PIPELINE_ID: pipeline_id, **dict.fromkeys(PENDING_ANNOTATIONS)},
         )
         p.record.pipeline_id = pipeline_id
-        p.record.create_pending = None
-        p.record.pending_hashes = None
+        p.record.create_pending = p.record.pending_hashes = p.record.pending_name = None
 
     async def forget_id(self, p: Pass, pipeline_id: str) -> None:
         """Drop the id annotation (the remote pipeline vanished out of band), and the pipeline from the cached
@@ -352,10 +359,12 @@ class External:
         record = p.record
         pending = record.create_pending or p.annotations.get(ANNOTATION_CREATE_PENDING)
         name, project = d.payload["name"], d.payload["project"]
-        named = [i for i in await self.listing(client, d.key_id, fresh=bool(pending))
-                 if i.name == name and i.project == project]
+        items = await self.listing(client, d.key_id, fresh=bool(pending))
+        named = [i for i in items if i.name == name and i.project == project]
         if pending:
-            found = await self._resolve_pending(p, d, pending, [i for i in named if i.topic == d.payload["topic"]])
+            sent_as = self.pending_name(p) or name
+            found = await self._resolve_pending(p, d, pending, [
+                i for i in items if i.name == sent_as and i.project == project and i.topic == d.payload["topic"]])
             if found is not None:
                 return found
             # Nothing this object sent landed: any pipeline of that name and project is someone else's.
@@ -393,9 +402,11 @@ class External:
         crash_point("create.before-intent")
         mark = now_iso()
         marks = {ANNOTATION_CREATE_PENDING: mark,
-                 ANNOTATION_CREATE_PENDING_SECRETS: json.dumps(d.resolved.hashes, sort_keys=True)}
+                 ANNOTATION_CREATE_PENDING_SECRETS: json.dumps(d.resolved.hashes, sort_keys=True),
+                 ANNOTATION_CREATE_PENDING_NAME: d.payload["name"]}
         await self._patch_metadata(p, marks)
         record.create_pending, record.pending_hashes = mark, dict(d.resolved.hashes)
+        record.pending_name = d.payload["name"]
         crash_point("create.after-intent")
         try:
             remote = await client.create_pipeline(d.payload, secrets=p.secrets)
@@ -424,13 +435,11 @@ class External:
         once they cannot): the intent mark goes, so it never makes another object's pipeline look like this
         one's (adopted later, or deleted with this object)."""
         try:
-            await self._kube.patch_annotations(
-                p.namespace, p.name, {ANNOTATION_CREATE_PENDING: None, ANNOTATION_CREATE_PENDING_SECRETS: None})
+            await self._kube.patch_annotations(p.namespace, p.name, dict.fromkeys(PENDING_ANNOTATIONS))
         except KubeError as exc:  # the mark stays; the name rule still guards what it could match
             log.warning("could not drop the create-pending mark of %s/%s: %s", p.namespace, p.name, exc)
             return
-        p.record.create_pending = None
-        p.record.pending_hashes = None
+        p.record.create_pending = p.record.pending_hashes = p.record.pending_name = None
 
     async def find_existing(self, p: Pass, d: Desired, client: GoldRushClient) -> Pipeline | None:
         """Without Create: the pipeline with the object's name and project, recorded as its id; None if none.

@@ -146,9 +146,9 @@ class Finalizer:
         pending = record.create_pending or p.annotations.get(ANNOTATION_CREATE_PENDING)
         if not pipeline_id and pending and spec is not None:
             key_id = hashlib.sha256(service_key.encode()).hexdigest()
-            pipeline_id = await self.external.find_interrupted(
-                client, key_id, spec.pipeline_display_name(p.namespace, p.name), spec.project, spec.topic,
-                pending)
+            sent_as = self.external.pending_name(p) or spec.pipeline_display_name(p.namespace, p.name)
+            pipeline_id = await self.external.find_interrupted(client, key_id, sent_as, spec.project, spec.topic,
+                                                               pending)
             if not pipeline_id and self.external.create_may_land_for(record, pending) > 0:
                 raise DeleteLater("an interrupted create of this object may still land at the API; looking "
                                   "again before the finalizer is removed", self.settings.poll_fast_seconds)

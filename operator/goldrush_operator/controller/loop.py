@@ -23,7 +23,7 @@ from goldrush_operator import conditions as cond
 from goldrush_operator.config import ServiceKeySource, Settings
 from goldrush_operator.controller import status
 from goldrush_operator.controller.act import Act
-from goldrush_operator.controller.external import ANNOTATION_CREATE_PENDING_SECRETS, External, Wait, WouldWrite
+from goldrush_operator.controller.external import PENDING_ANNOTATIONS, External, Wait, WouldWrite
 from goldrush_operator.controller.failure import HOLD_RECHECK_SECONDS, Failures
 from goldrush_operator.controller.finalize import DeleteLater, Finalizer
 from goldrush_operator.controller.inputs import Desired, Inputs, Missing, parse_spec, reconcile_requested
@@ -39,7 +39,6 @@ from goldrush_operator.lease import Fenced
 from goldrush_operator.logcontext import about
 from goldrush_operator.resource import (
     ANNOTATION_ADOPT,
-    ANNOTATION_CREATE_PENDING,
     ANNOTATION_PAUSE_RECONCILIATION,
     ANNOTATION_PIPELINE_ID,
 )
@@ -156,7 +155,7 @@ class Controller:
             await self.external.ensure_finalizer(p)  # e.g. adopted by annotation, or removed by hand
         if pipeline_id and not record.pipeline_id and (
             p.annotations.get(ANNOTATION_PIPELINE_ID) != pipeline_id
-            or ANNOTATION_CREATE_PENDING in p.annotations or ANNOTATION_CREATE_PENDING_SECRETS in p.annotations
+            or any(mark in p.annotations for mark in PENDING_ANNOTATIONS)
         ):
             await self.external.finish_record(p, pipeline_id)  # a crash between the two writes of record_id
         remote, created = None, False
