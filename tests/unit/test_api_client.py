@@ -232,6 +232,23 @@ async def test_pagination_without_has_more_reads_every_page(block: dict[str, int
     assert got == [f"pipe_{i}" for i in range(total)]
 
 
+async def test_a_refused_page_size_falls_back_to_the_apis_default() -> None:
+    """`page_size`'s maximum is not documented: a first page refused with 422 is asked again without it, and
+    later listings of the client do not send it."""
+    asked: list[str | None] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        asked.append(request.url.params.get("page_size"))
+        if "page_size" in request.url.params:
+            return httpx.Response(422, json={"data": None, "error": True, "error_message": "page_size > 50"})
+        return ok({"items": [pipe("pipe_a")], "pagination": {"page_number": 1, "has_more": False}})
+
+    async with make(handler) as client:
+        assert [p.id async for p in client.list_pipelines()] == ["pipe_a"]
+        assert [p.id async for p in client.list_pipelines()] == ["pipe_a"]
+    assert asked == ["100", None, None]
+
+
 async def test_pagination_without_pagination_block_stops_on_empty_or_repeated_page() -> None:
     pages = {1: [pipe("pipe_a"), pipe("pipe_b")], 2: [pipe("pipe_b"), pipe("pipe_c")], 3: []}
 

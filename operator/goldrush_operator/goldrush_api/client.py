@@ -44,6 +44,7 @@ from .errors import (
     ConnectError,
     DryRunRefusedError,
     GoldRushError,
+    InvalidRequestError,
     MaskedSecretError,
     OutcomeUnknownError,
     RateLimitedError,
@@ -237,6 +238,9 @@ class GoldRushClient:
         self._shared = shared
         self._clock: Clock = clock or SystemClock()
         self._redactor = redactor
+        # Whether listings send `page_size` (the API documents neither its default nor its maximum): cleared
+        # for this client's life once a first page asked with it is refused as invalid.
+        self._send_page_size = True
         self._write_guard = write_guard
         self._http: httpx.AsyncClient | None = None
         self._bound_state: SharedState | None = None
@@ -304,9 +308,10 @@ class GoldRushClient:
     ) -> AsyncIterator[Pipeline]:
         """Yield every pipeline of the key's group, fetching page after page (``GET /``).
 
-        Stops when ``pagination.has_more`` is false (without it: once ``total_count`` pipelines were seen, or at a
-        page that is not full; without a pagination block: at an empty page).
-        A pipeline seen on an earlier page is not yielded twice. ``urgent`` gives the pages the rate-limit
+        ``page_size`` is sent until the API refuses a first page asked with it (400/422); then the API's default
+        applies for the client's life. Stops when ``pagination.has_more`` is false (without it: once
+        ``total_count`` pipelines were seen, or at a page that is not full; without a pagination block: at an
+        empty page). A pipeline seen on an earlier page is not yielded twice. ``urgent`` gives the pages the rate-limit
         priority of writes: for a listing that a create is waiting on. ``on_page`` is called with each page's
         pagination block (for progress reports) before its items are yielded.
         """
@@ -314,8 +319,18 @@ class GoldRushClient:
             raise ValueError("page_size must be >= 1")
         seen: set[str] = set()
         for page_number in range(1, _MAX_PAGES + 1):
-            params = {"page_number": page_number, "page_size": page_size}
-            response, redactor = await self._call("GET", "list", "", params=params, urgent=urgent)
+            params = {"page_number": page_number}
+            if self._send_page_size:
+                params["page_size"] = page_size
+            try:
+                response, redactor = await self._call("GET", "list", "", params=params, urgent=urgent)
+            except InvalidRequestError:
+                if page_number > 1 or not self._send_page_size:
+                    raise
+                log.warning("GoldRush list: page_size=%d refused; listing with the API's default page size",
+                            page_size)
+                self._send_page_size = False
+                response, redactor = await self._call("GET", "list", "", params={"page_number": 1}, urgent=urgent)
             page = self._parse(response, PipelinePage, "GET", "list", redactor)
             if on_page is not None:
                 on_page(page.pagination)
