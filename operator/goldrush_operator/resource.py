@@ -827,7 +827,7 @@ class DestinationHealth(CRModel):
     checked_at: str | None = Field(
         default=None,
         alias="checkedAt",
-        description="When the health was last fetched.",
+        description="When this verdict (healthy, lastError) was first seen; not moved by later checks that confirm it.",
         json_schema_extra=_TIME,
     )
 
