@@ -199,6 +199,9 @@ def test_argo_cd_and_kstatus_agree_on_every_state(
     missing["spec"]["destination"]["secretRefs"]["password"]["name"] = "not-there"
     kubectl.apply(missing)
     snap("progressing_secret_not_found", when("nosecret", lambda o: cond(o, "Ready").get("reason") == "SecretNotFound"))
+    kubectl.apply(pipeline_manifest("nocreds", credentialsRef={"kind": "GoldRushCredentials", "name": "not-there"}))
+    snap("progressing_credentials_not_found", when("nocreds", lambda o: cond(o, "Ready").get("reason")
+                                                   == "CredentialsNotFound"))
     kubectl.apply(pipeline_manifest("noabi", abi={"configMapRef": {"name": "abi-missing", "key": "abi.json"}}))
     snap("progressing_configmap_not_found", when("noabi", lambda o: cond(o, "Ready").get("reason")
                                                  == "ConfigMapNotFound"))
