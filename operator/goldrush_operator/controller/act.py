@@ -21,18 +21,9 @@ from goldrush_operator.controller.ports import Metrics
 from goldrush_operator.controller.status import Pass, StatusWriter
 from goldrush_operator.controller.timing import Timing
 from goldrush_operator.goldrush_api import GoldRushClient, NotFoundError
-from goldrush_operator.payload import compute_diff
+from goldrush_operator.payload import PayloadDiff, compute_diff
 from goldrush_operator.resource import ANNOTATION_PIPELINE_ID
 from goldrush_operator.state import NOTHING
-
-
-async def _gone(client: GoldRushClient, pipeline_id: str) -> bool:
-    """A write answered 404: gone only if `GET /{id}/` says so too (else the 404 is the write's, a stall)."""
-    try:
-        await client.get_pipeline(pipeline_id)
-    except NotFoundError:
-        return True
-    return False
 
 
 class Act:
@@ -54,9 +45,8 @@ class Act:
         """
         record = p.record
         if remote is None:
-            try:
-                remote = await client.get_pipeline(pipeline_id)
-            except NotFoundError:
+            remote = await self.external.fetch(client, pipeline_id)
+            if remote is None:
                 await self.observer.remote_gone(p, d, pipeline_id)
                 return None
         if adopting:
@@ -88,16 +78,28 @@ class Act:
         if (diff.patch or diff.status is not None) and p.applied_generation() != p.generation and not created:
             status.update_pending(p, pipeline_id)
             await self.writer.write(p)  # what GitOps tools read while the write is under way
+        try:
+            await self._send(p, d, client, pipeline_id, diff, applied, created)
+        except NotFoundError:  # a write answered 404: gone only if `GET /{id}/` says so too
+            if await self.external.fetch(client, pipeline_id) is not None:
+                raise  # the 404 is the write's own answer: a stall
+            await self.observer.remote_gone(p, d, pipeline_id)  # deleted since it was read
+            return None
+        p.out["secrets"] = d.resolved.status_entries()
+        p.out["pipelineName"] = d.payload["name"]
+        record.synced_generation = p.generation
+        p.in_sync = True
+        return True
+
+    async def _send(
+        self, p: Pass, d: Desired, client: GoldRushClient, pipeline_id: str, diff: PayloadDiff,
+        applied: dict[str, str], created: bool,
+    ) -> None:
+        """The PATCH (with the Event that says why), then the pause/resume PUT."""
         if diff.patch:
             in_sync_before = p.applied_generation() == p.generation and d.resolved.hashes == applied
             rotated = sorted({u.name for u in d.resolved.uses if applied.get(u.field) != u.hash})
-            try:
-                await self.external.update(client, pipeline_id, diff.patch, p.secrets)
-            except NotFoundError:
-                if not await _gone(client, pipeline_id):
-                    raise
-                await self.observer.remote_gone(p, d, pipeline_id)  # deleted since it was read
-                return None
+            await self.external.update(client, pipeline_id, diff.patch, p.secrets)
             fields = ", ".join(diff.changed_fields)
             if not created and in_sync_before:
                 self.metrics.drift_corrected()
@@ -107,20 +109,9 @@ class Act:
                 await self.external.event(p, "SecretRotated", f"applied new values from Secret(s) {', '.join(rotated)}")
             else:
                 await self.external.event(p, "Updated", f"updated pipeline {pipeline_id}: {fields}")
-        record.applied_hashes = d.resolved.hashes
+        p.record.applied_hashes = d.resolved.hashes
         if diff.status is not None:
-            try:
-                await self.external.set_paused(p, client, pipeline_id, diff.status == "paused")
-            except NotFoundError:
-                if not await _gone(client, pipeline_id):
-                    raise
-                await self.observer.remote_gone(p, d, pipeline_id)
-                return None
-        p.out["secrets"] = d.resolved.status_entries()
-        p.out["pipelineName"] = d.payload["name"]
-        record.synced_generation = p.generation
-        p.in_sync = True
-        return True
+            await self.external.set_paused(p, client, pipeline_id, diff.status == "paused")
 
     def not_applied(self, p: Pass, d: Desired, pipeline_id: str, plan: decide.ConfigPlan) -> bool:
         """The remote differs and nothing is sent: the policies forbid it, or dry-run mode (announced)."""

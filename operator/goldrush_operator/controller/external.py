@@ -518,6 +518,15 @@ class External:
         landed = _not_before_mark(items, pending)
         return landed[0].id if landed else None
 
+    @staticmethod
+    async def fetch(client: GoldRushClient, pipeline_id: str) -> Pipeline | None:
+        """`GET /{id}/`; None when the pipeline is gone. Every "is it really gone?" asks this: a 404 from another
+        route (`/status/`, a write) may be that route's own answer."""
+        try:
+            return await client.get_pipeline(pipeline_id)
+        except NotFoundError:
+            return None
+
     async def delete(self, client: GoldRushClient, pipeline_id: str, *, already_sent: bool) -> bool:
         """Send DELETE once; True when the pipeline is gone (404 counts as gone)."""
         if not already_sent:
@@ -525,8 +534,4 @@ class External:
             with contextlib.suppress(NotFoundError):
                 await client.delete_pipeline(pipeline_id)
             crash_point("delete.after-delete")
-        try:
-            await client.get_pipeline(pipeline_id)
-        except NotFoundError:
-            return True
-        return False
+        return await self.fetch(client, pipeline_id) is None

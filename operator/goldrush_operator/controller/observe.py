@@ -110,8 +110,7 @@ class Observer:
         if health.healthy is not None:
             status.destination_health(p, health.healthy, p.scrub(health.last_error or "") or None, now_iso())
 
-    @staticmethod
-    async def _runtime(client: GoldRushClient, pipeline_id: str) -> RuntimeStatus | None:
+    async def _runtime(self, client: GoldRushClient, pipeline_id: str) -> RuntimeStatus | None:
         """`GET /{id}/status/`; None only when the pipeline itself is gone.
 
         The API does not say what `/status/` answers while no runtime exists (right after a create, for a
@@ -123,9 +122,8 @@ class Observer:
             return await client.get_status(pipeline_id)
         except NotFoundError:
             pass
-        try:
-            remote = await client.get_pipeline(pipeline_id)
-        except NotFoundError:
+        remote = await self.external.fetch(client, pipeline_id)
+        if remote is None:
             return None
         return RuntimeStatus(status="PAUSED" if remote.status == "paused" else "DEPLOYING", replicas=0, ready=0)
 
