@@ -34,6 +34,7 @@ class FakeKube:
         self.events: list[tuple[str, str]] = []
         self.status_writes = 0
         self.annotation_writes = 0
+        self.refuse_annotations = False  # the apiserver refuses writes to the object itself (not its status)
 
     async def get_secret(self, namespace: str, name: str) -> tuple[dict[str, str], str]:
         if (namespace, name) not in self.secrets:
@@ -48,6 +49,8 @@ class FakeKube:
         finalizers: list[str] | None = None, resource_version: str | None = None,
     ) -> None:
         self.annotation_writes += 1
+        if self.refuse_annotations:
+            raise KubeError("Kubernetes API 500 InternalError", 500)
         meta = self.objects[(namespace, name)]["metadata"]
         if finalizers is not None:
             if resource_version is not None and resource_version != meta.get("resourceVersion"):
@@ -532,6 +535,23 @@ async def test_foreign_pipeline_with_same_name_and_project_is_a_conflict_whateve
     assert ("POST", "create") not in world.api.writes()
 
 
+async def test_an_interrupted_create_that_left_two_pipelines_stalls_create_incomplete(world: World) -> None:
+    """Both match the mark (name, project, topic, created after it): which one is the object's is not for the
+    operator to guess. Nothing is created or deleted; Synced says the same reason; the phase stays PENDING."""
+    for pid in ("pipe_one", "pipe_two"):
+        world.api.pipelines[pid] = {"id": pid, "name": "ns-p1", "project": "proj", "created_at": "2099-01-01T00:00:00Z",
+                                    "topic": "base-mainnet.covalent.raw.block.v1", "destination_config": {}}
+    _marked_by_another_process(world)
+    await world.run()
+    stalled, synced = world.cond("Stalled"), world.cond("Synced")
+    assert stalled is not None and stalled["reason"] == "CreateIncomplete"
+    assert "pipe_one, pipe_two" in stalled["message"] and "goldrush.dev/pipeline-id" in stalled["message"]
+    assert synced is not None and synced["reason"] == "CreateIncomplete"
+    assert world.obj()["status"]["phase"] == "PENDING" and "pipelineId" not in world.obj()["status"]
+    assert world.api.writes() == [] and set(world.api.pipelines) == {"pipe_one", "pipe_two"}
+    assert [r for r, _ in world.kube.events] == ["CreateIncomplete"]
+
+
 async def test_remote_failed_is_stalled_with_the_log_hint(world: World) -> None:
     pid = await _running(world)
     world.api.phase[pid] = "FAILED"
@@ -782,6 +802,8 @@ async def test_a_create_another_process_marked_waits_until_its_post_cannot_land(
     timeout (30 s) + 5 s have passed since this process became the writer."""
     _marked_by_another_process(world)
     await world.run()
+    waiting = world.obj()["status"]
+    assert waiting["phase"] == "PENDING" and world.cond("Ready")["reason"] == "Pending"  # type: ignore[index]
     await _created_once_35_seconds_on(world)
     assert world.cond("Ready") is not None and world.obj()["status"]["pipelineId"]
 
@@ -937,6 +959,31 @@ async def test_deleting_a_marked_object_once_no_create_can_land_lets_it_go(world
     world.sync()
     await world.controller.finalizer.delete(world.obj())
     assert world.api.writes() == [] and world.store.get(("ns", "p1")) is None
+
+
+async def test_a_vanished_pipeline_is_not_reported_ready_while_the_apiserver_refuses_to_forget_it(
+    world: World,
+) -> None:
+    """Deleted out of band, and the id cannot be dropped from the object (the apiserver refuses the write):
+    the status stops saying Ready/Running/InSync for a pipeline that no longer exists, and nothing is created
+    before the id is forgotten."""
+    pid = await _running(world)
+    del world.api.pipelines[pid]
+    world.kube.refuse_annotations = True
+    world.now += 3
+    await world.run()
+    status = world.obj()["status"]
+    assert status["phase"] == "PENDING"
+    ready, synced = world.cond("Ready"), world.cond("Synced")
+    assert ready is not None and (ready["status"], ready["reason"]) == ("False", "KubernetesError")
+    assert synced is not None and (synced["status"], synced["reason"]) == ("False", "KubernetesError")
+    assert world.cond("Reconciling")["status"] == "True"  # type: ignore[index]
+    assert ("POST", "create") not in world.api.writes()[1:] and world.api.pipelines == {}
+    world.kube.refuse_annotations = False
+    world.now += 30
+    await world.run()
+    await world.run()
+    assert len(world.api.pipelines) == 1 and world.obj()["status"]["pipelineId"] != pid
 
 
 async def test_a_pipeline_deleted_out_of_band_is_reported_once_even_before_the_watch_catches_up(

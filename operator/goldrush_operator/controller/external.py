@@ -485,7 +485,7 @@ class External:
             ids = ", ".join(sorted(i.id for i in same))
             msg = f"an interrupted create left several matching pipelines ({ids}); set {ANNOTATION_PIPELINE_ID}"
             await self.warn_once(p, cond.CREATE_INCOMPLETE, msg)
-            raise InputProblem(Stall(cond.CREATE_INCOMPLETE, msg))
+            raise InputProblem(Stall(cond.CREATE_INCOMPLETE, msg, synced_reason=cond.CREATE_INCOMPLETE))
         if self.create_may_land_for(p.record, pending) > 0:
             raise Wait(self._fast)  # an earlier POST may still land: look again before deciding
         return None

@@ -249,6 +249,9 @@ def pending_unless_created(p: Pass) -> None:
 
 
 def creating(p: Pass) -> None:
+    """A create is about to be decided: whatever this pass ends in (a wait, a retry, a stall), the phase says
+    PENDING until a pipeline id is known."""
+    pending_unless_created(p)
     p.set(cond.READY, False, cond.PENDING, "creating the remote pipeline")
     p.set(cond.SYNCED, False, cond.UPDATE_PENDING, "creating the remote pipeline")
     p.set(cond.RECONCILING, True, cond.CREATING, "creating the remote pipeline")
@@ -257,6 +260,7 @@ def creating(p: Pass) -> None:
 def created(p: Pass, pipeline_id: str) -> None:
     """The remote pipeline was just created from this generation; its runtime has not been read yet."""
     message = f"created remote pipeline {pipeline_id}; waiting for its first runtime status"
+    p.out.pop("phase", None)  # `creating` said PENDING; the first status read says what it is
     p.set(cond.SYNCED, True, cond.IN_SYNC, f"remote pipeline {pipeline_id} matches generation {p.generation}")
     p.set(cond.READY, False, cond.PENDING, message)
     p.set(cond.RECONCILING, True, cond.CREATING, message)
