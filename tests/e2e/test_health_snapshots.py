@@ -14,6 +14,7 @@ It also times the failing-update case: both tools must say "not healthy" within 
 from __future__ import annotations
 
 import copy
+import datetime as dt
 import os
 import re
 import time
@@ -35,9 +36,10 @@ REPO = Path(__file__).resolve().parents[2]
 TESTDATA = REPO / "deploy" / "argocd" / "testdata"
 HEALTH_TEST = REPO / "deploy" / "argocd" / "health_test.yaml"
 RECORD = os.environ.get("GOLDRUSH_RECORD_SNAPSHOTS") == "1"
-# `limited-key`: a second key of the same group, for the object whose writes a Retry-After holds (per key).
+# `limited-key`: a second key of the same group, for the object whose writes a Retry-After holds (per key);
+# `fresh-key`: a third, whose first listing (the operator caches one per key) meets an API that answers 503.
 SIM_ARGS = ("--service-key", "dev-key=group_default", "--service-key", "limited-key=group_default",
-            "--deploy-seconds", "3", "--stop-seconds", "0.5")
+            "--service-key", "fresh-key=group_default", "--deploy-seconds", "3", "--stop-seconds", "0.5")
 FIXED_TIME = "2026-01-01T00:00:00Z"
 
 
@@ -61,6 +63,9 @@ def normalise(obj: dict[str, Any]) -> dict[str, Any]:
         "spec": copy.deepcopy(obj.get("spec", {})),
         "status": copy.deepcopy(obj.get("status", {})),
     }
+    annotations = out["metadata"].get("annotations", {})
+    if "goldrush.dev/create-pending" in annotations:
+        annotations["goldrush.dev/create-pending"] = FIXED_TIME
     status = out["status"]
     for condition in status.get("conditions", []):
         condition["lastTransitionTime"] = FIXED_TIME
@@ -70,6 +75,10 @@ def normalise(obj: dict[str, Any]) -> dict[str, Any]:
     if "destinationHealth" in status:
         status["destinationHealth"]["checkedAt"] = FIXED_TIME
     return out
+
+
+def utc_now(offset: float = 0) -> str:
+    return (dt.datetime.now(dt.UTC) + dt.timedelta(seconds=offset)).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @pytest.fixture
@@ -82,8 +91,10 @@ def health_sim() -> Any:
 def health_operator(operator_identity: Path, namespace: str, health_sim: SimProcess, tmp_path: Path,
                     crd_installed: None) -> Any:
     """The operator as the default install's ServiceAccount (see conftest.py); no request of it is denied."""
+    # A request timeout of 30 s (the default): an interrupted create waits that long, plus a margin, before
+    # the name rule decides, which keeps the Pending case in view for seconds.
     proc = OperatorProcess.start(operator_identity, health_sim.base_url, tmp_path / "operator.log",
-                                 namespaces=[namespace])
+                                 namespaces=[namespace], env={"GOLDRUSH_REQUEST_TIMEOUT_SECONDS": "30"})
     yield proc
     if proc.alive():
         proc.stop()
@@ -93,9 +104,16 @@ def health_operator(operator_identity: Path, namespace: str, health_sim: SimProc
 
 
 def test_argo_cd_and_kstatus_agree_on_every_state(
-    kubectl: Kubectl, health_sim: SimProcess, health_operator: OperatorProcess
+    kubectl: Kubectl, health_sim: SimProcess, health_operator: OperatorProcess, operator_identity: Path,
+    tmp_path: Path,
 ) -> None:
     sim = health_sim
+    # First of all, while the operator is new: an object marked by an interrupted create whose POST may
+    # still land (request timeout plus a margin after the operator became its writer) waits, Pending.
+    kubectl.apply(secret_manifest())
+    waiting = pipeline_manifest("waiting")
+    waiting["metadata"].setdefault("annotations", {})["goldrush.dev/create-pending"] = utc_now()
+    kubectl.apply(waiting)
     table = readme_table()
     assert len(table) >= 12, "the README health table is missing or unparsable"
     argocd.ensure_binary()
@@ -129,6 +147,8 @@ def test_argo_cd_and_kstatus_agree_on_every_state(
                 return dict(c)
         return {}
 
+    snap("progressing_pending", when("waiting", lambda o: cond(o, "Ready").get("reason") == "Pending", timeout=20))
+
     # A foreign pipeline with the name and project of an object applied last (seeded before any listing,
     # which the operator caches for a few seconds).
     conflicting = pipeline_manifest("conflict")
@@ -136,7 +156,17 @@ def test_argo_cd_and_kstatus_agree_on_every_state(
              topic="eth.mainnet.ref.block.logs", destination_type="postgres", execution_mode="unbounded",
              group="group_default", destination_config={"type": "postgres", "url": "postgresql://x/y",
                                                         "user": "u", "password": "theirs"})
-    kubectl.apply(secret_manifest())
+    # What an interrupted create left twice (a create-pending mark, two pipelines of its name, project and
+    # topic created after it), also seeded before any listing.
+    incomplete = pipeline_manifest("incomplete")
+    mark = utc_now(-1)
+    for _ in range(2):
+        sim.seed(name=f"{kubectl.namespace}-incomplete", project=incomplete["spec"]["project"],
+                 topic=incomplete["spec"]["topic"], destination_type="postgres", execution_mode="unbounded",
+                 group="group_default", destination_config={"type": "postgres", "url": "postgresql://x/y",
+                                                            "user": "u", "password": "either"})
+    incomplete["metadata"].setdefault("annotations", {})["goldrush.dev/create-pending"] = mark
+    kubectl.apply(incomplete)
     # Deploying, then running.
     kubectl.apply(pipeline_manifest("running"))
     snap("progressing_deploying", when("running", lambda o: o.get("status", {}).get("phase") == "DEPLOYING"))
@@ -160,6 +190,12 @@ def test_argo_cd_and_kstatus_agree_on_every_state(
     # Transient API trouble while running: still Ready, retrying.
     sim.faults(rules=[{"route": "status", "method": "*", "status": 503, "rate": 1.0}])
     snap("progressing_api_unavailable", when("running", lambda o: cond(o, "Reconciling").get("reason") == "Retrying"))
+    sim.faults(rules=[{"route": "status", "method": "*", "status": 503, "rate": 1.0},
+                      {"route": "list", "method": "*", "status": 503, "rate": 1.0}])
+    kubectl.apply(secret_manifest("freshkey", {"key": "fresh-key"}))
+    kubectl.apply(pipeline_manifest("unavailable", serviceKeySecretRef={"name": "freshkey", "key": "key"}))
+    snap("progressing_api_unavailable_create", when("unavailable", lambda o: cond(o, "Ready").get("reason")
+                                                    == "ApiUnavailable"))
     sim.clear_faults()
     wait_reason(kubectl, "running", "Ready", "True", "Running")
     when("running", lambda o: not cond(o, "Reconciling"))
@@ -213,6 +249,20 @@ def test_argo_cd_and_kstatus_agree_on_every_state(
     snap("degraded_invalid_spec", when("rejected", lambda o: cond(o, "Stalled").get("reason") == "InvalidSpec"))
     kubectl.apply(conflicting)
     snap("degraded_name_conflict", when("conflict", lambda o: cond(o, "Stalled").get("reason") == "NameConflict"))
+    snap("degraded_create_incomplete", when("incomplete", lambda o: cond(o, "Stalled").get("reason")
+                                            == "CreateIncomplete"))
+    elsewhere = f"{kubectl.namespace}-elsewhere"
+    kubectl.apply({"apiVersion": "goldrush.dev/v1alpha1", "kind": "ClusterGoldRushCredentials",
+                   "metadata": {"name": elsewhere},
+                   "spec": {"serviceKeySecretRef": {"name": "goldrush-key", "key": "key"},
+                            "namespaceSelector": {"matchLabels": {"goldrush.dev/team": "someone-else"}}}})
+    try:
+        kubectl.apply(pipeline_manifest("notallowed", credentialsRef={"kind": "ClusterGoldRushCredentials",
+                                                                      "name": elsewhere}))
+        snap("degraded_credentials_not_allowed", when("notallowed", lambda o: cond(o, "Stalled").get("reason")
+                                                      == "CredentialsNotAllowed"))
+    finally:
+        kubectl("delete", "clustergoldrushcredentials", elsewhere, "--wait=false", check=False)
 
     # Writes under way or refused: each on an object of its own, running first.
     def running_object(name: str, **spec: Any) -> str:
@@ -257,6 +307,49 @@ def test_argo_cd_and_kstatus_agree_on_every_state(
     kubectl.apply(pipeline_manifest("frozen", description="not to be written",
                                     managementPolicies=["Observe", "Create", "Delete"]))
     snap("healthy_update_not_allowed", when("frozen", lambda o: cond(o, "Synced").get("reason") == "UpdateNotAllowed"))
+
+    # The apiserver refuses the operator's writes to the object itself (a webhook it cannot reach; status
+    # writes go through): the remote pipeline vanished, and the mark that must precede a new POST fails.
+    blocked = pipeline_manifest("blocked")
+    blocked["metadata"].setdefault("labels", {})["goldrush.dev/e2e-webhook"] = kubectl.namespace
+    kubectl.apply(blocked)
+    pid = str(wait_phase(kubectl, "blocked", "RUNNING", ready="True")["status"]["pipelineId"])
+    hook = f"{kubectl.namespace}-unreachable"
+    kubectl.apply({
+        "apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingWebhookConfiguration",
+        "metadata": {"name": hook},
+        "webhooks": [{
+            "name": "unreachable.e2e.goldrush.dev", "admissionReviewVersions": ["v1"], "sideEffects": "None",
+            "failurePolicy": "Fail", "timeoutSeconds": 1, "clientConfig": {"url": "https://127.0.0.1:1/validate"},
+            "objectSelector": {"matchLabels": {"goldrush.dev/e2e-webhook": kubectl.namespace}},
+            "rules": [{"apiGroups": ["goldrush.dev"], "apiVersions": ["*"], "operations": ["UPDATE"],
+                       "resources": ["goldrushpipelines"], "scope": "Namespaced"}],
+        }],
+    })
+    try:
+        wait_for(lambda: kubectl("label", "--overwrite", "grp", "blocked", "probe=1", check=False).returncode != 0,
+                 10, message="the webhook to be in force")
+        sim.admin("DELETE", f"pipelines/{pid}")
+        snap("progressing_kubernetes_error", when("blocked", lambda o: cond(o, "Ready").get("reason")
+                                                  == "KubernetesError"))
+    finally:
+        kubectl("delete", "validatingwebhookconfiguration", hook, "--wait=false", check=False)
+    recreated = when("blocked", lambda o: o.get("status", {}).get("pipelineId") not in (None, pid)
+                     and cond(o, "Ready").get("status") == "True", timeout=60)
+    named = [i for i in sim.admin("GET", "pipelines")["items"] if i["name"] == f"{kubectl.namespace}-blocked"]
+    assert [i["id"] for i in named] == [recreated["status"]["pipelineId"]], named
+
+    # Dry run: the same operator with GOLDRUSH_DRY_RUN=true only announces a change of a running pipeline.
+    health_operator.stop()
+    dry = OperatorProcess.start(operator_identity, sim.base_url, tmp_path / "dry-run.log",
+                                namespaces=[kubectl.namespace], env={"GOLDRUSH_DRY_RUN": "true"})
+    try:
+        kubectl.apply(pipeline_manifest("running", description="a change a dry run only announces"))
+        snap("healthy_dry_run", when("running", lambda o: cond(o, "Synced").get("reason") == "DryRun"))
+    finally:
+        dry.stop()
+    denied = forbidden_lines(dry.log)
+    assert not denied, f"the dry-run operator's requests were denied by RBAC: {denied}"
 
     assert set(seen) == set(table), f"README cases without a snapshot: {sorted(set(table) - set(seen))}"
     if RECORD:

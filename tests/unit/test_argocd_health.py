@@ -312,6 +312,32 @@ def test_snapshots_are_the_readme_table() -> None:
     assert cases == set(_readme_table())
 
 
+def _readme_condition_reasons() -> dict[str, set[str]]:
+    """condition type -> every reason the README's condition table names for it (Paused and Completed too)."""
+    text = (ROOT / "README.md").read_text()
+    section = text.split("| condition | True when | False / reasons |", 1)[1].split("\n\n", 1)[0]
+    out: dict[str, set[str]] = {}
+    for ctype, rest in re.findall(r"^\| `(\w+)` \|(.*)$", section, flags=re.M):
+        out[ctype] = set(re.findall(r"`([A-Z][A-Za-z]+)`", rest)) - {"RUNNING", "PAUSED", "FAILED", "STOPPED",
+                                                                      "Ready", "Synced", "Stalled", "Reconciling"}
+    return out
+
+
+def test_every_reason_of_the_readme_condition_table_has_a_snapshot() -> None:
+    """Issue contract: the snapshots cover every reason the README promises for Ready, Synced, Stalled (the
+    conditions Argo CD and kstatus judge by); Paused and Completed are Ready=True reasons, also covered."""
+    promised = _readme_condition_reasons()
+    assert {"Ready", "Synced", "Reconciling", "Stalled"} <= set(promised)
+    recorded: dict[str, set[str]] = {}
+    for case in CASES:
+        for c in _load_input(case)["status"].get("conditions", []):
+            recorded.setdefault(c["type"], set()).add(c["reason"])
+    for ctype in ("Ready", "Synced"):
+        assert promised[ctype] - recorded.get(ctype, set()) == set(), ctype
+    every = set().union(*recorded.values())
+    assert promised["Stalled"] | promised["Reconciling"] <= every | {"Retrying"}
+
+
 @pytest.mark.parametrize("case", CASES, ids=lambda c: Path(c["inputPath"]).stem)
 def test_verdicts_of_both_tools_agree_and_match_the_readme(case: dict[str, Any], argocd_bin: Path,
                                                            kstatus_bin: Path) -> None:
