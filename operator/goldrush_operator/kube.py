@@ -76,14 +76,26 @@ class NotFound(KubeError):
     """The object does not exist (HTTP 404)."""
 
 
-def _answer_error(status: int, body: bytes) -> KubeError:
-    """The error for an answer of `status` >= 400: `NotFound` for 404, with the Status object's reason."""
+# How much of the apiserver's own explanation an error keeps (it reaches conditions, after the scrub).
+MAX_ERROR_DETAIL = 300
+
+
+def _answer_error(status: int, body: bytes | str | None, fallback_reason: str = "") -> KubeError:
+    """The error for an answer of `status` >= 400: `NotFound` for 404, with the Status object's reason and,
+    except for 404 and 409 (which callers handle by status), its message: "failed calling webhook ...",
+    "... is forbidden: ...", an invalid field. Called by `_run` and the direct aiohttp writes."""
     try:
-        answer = json.loads(body)
+        answer = json.loads(body or b"")
     except ValueError:
         answer = None
-    reason = str(answer.get("reason") or "") if isinstance(answer, dict) else ""
-    return (NotFound if status == 404 else KubeError)(f"Kubernetes API {status} {reason}".strip(), status)
+    answer = answer if isinstance(answer, dict) else {}
+    reason = str(answer.get("reason") or fallback_reason or "")
+    text = f"Kubernetes API {status} {reason}".strip()
+    detail = " ".join(str(answer.get("message") or "").split())
+    if detail and status not in (404, 409):
+        cut = detail[:MAX_ERROR_DETAIL]
+        text += f": {cut}" + ("..." if len(detail) > len(cut) else "")
+    return (NotFound if status == 404 else KubeError)(text, status)
 
 
 @dataclass
@@ -144,11 +156,7 @@ class Kube:
         try:
             return await loop.run_in_executor(self._pool, context.run, fn)
         except ApiException as exc:
-            status = int(exc.status or 0)
-            text = f"Kubernetes API {status} {exc.reason}"
-            if status == 404:
-                raise NotFound(text, status) from None
-            raise KubeError(text, status) from None
+            raise _answer_error(int(exc.status or 0), exc.body, str(exc.reason or "")) from None
         except OSError as exc:  # urllib3 wraps most transport errors into OSError subclasses
             raise KubeError(f"Kubernetes API unreachable: {type(exc).__name__}") from None
 

@@ -38,7 +38,7 @@ class Server:
             self.received.append({"method": request.method, "path": request.path,
                                   "content_type": request.headers.get("Content-Type"),
                                   "authorization": request.headers.get("Authorization"),
-                                  "body": json.loads(await request.read())})
+                                  "body": json.loads(await request.read() or b"null")})
             if self.gate is not None:
                 await self.gate.wait()
             return web.json_response(self.answer, status=self.status)
@@ -105,6 +105,27 @@ async def test_an_error_answer_keeps_its_status_and_reason(server: Server) -> No
     assert conflict.value.status == 409 and not isinstance(conflict.value, NotFound)
     assert str(conflict.value) == "Kubernetes API 409 Conflict"
     assert server.received[1]["body"]["metadata"] == {"finalizers": ["goldrush.dev/cleanup"], "resourceVersion": "7"}
+
+
+async def test_an_error_answer_carries_the_apiservers_explanation_on_writes_and_reads(server: Server) -> None:
+    """A webhook that cannot be reached, a denied read: the condition says why, not only "500 InternalError"
+    (cut at a bounded length); 404 and 409 keep their short form (callers act on the status)."""
+    kube = kube_for(server.port)
+    webhook = ('Internal error occurred: failed calling webhook "check.example.com": failed to call webhook: '
+               'Post "https://127.0.0.1:1/validate?timeout=1s": dial tcp 127.0.0.1:1: connect: connection refused')
+    server.status, server.answer = 500, {"kind": "Status", "reason": "InternalError", "message": webhook}
+    with pytest.raises(KubeError) as refused:
+        await kube.patch_annotations("ns", "p1", {"goldrush.dev/create-pending": "t"})
+    forbidden = 'secrets "pg" is forbidden: User "x" cannot get resource ' + "y" * 400
+    server.status, server.answer = 403, {"kind": "Status", "reason": "Forbidden", "message": forbidden}
+    with pytest.raises(KubeError) as denied:
+        await kube.get_secret("ns", "pg")
+    await kube.aclose()
+    assert refused.value.status == 500
+    assert str(refused.value) == f"Kubernetes API 500 InternalError: {webhook}"
+    assert denied.value.status == 403 and str(denied.value).startswith(
+        'Kubernetes API 403 Forbidden: secrets "pg" is forbidden')
+    assert str(denied.value).endswith("y...") and len(str(denied.value)) < 360
 
 
 async def test_an_unreachable_apiserver_is_a_kube_error_without_status() -> None:
