@@ -89,7 +89,7 @@ def _answer_error(status: int, body: bytes | str | None, fallback_reason: str = 
     except ValueError:
         answer = None
     answer = answer if isinstance(answer, dict) else {}
-    reason = str(answer.get("reason") or fallback_reason or "")
+    reason = str(answer.get("reason") or fallback_reason)
     text = f"Kubernetes API {status} {reason}".strip()
     detail = " ".join(str(answer.get("message") or "").split())
     if detail and status not in (404, 409):

@@ -158,12 +158,7 @@ class Observer:
         again = "creating it again" if d.spec.allows("Create") else "looking it up by name"
         msg = f"remote pipeline {pipeline_id} no longer exists; {again}"
         log.warning(msg)
-        # From here the status describes no pipeline, even if forgetting the id fails (the apiserver may
-        # refuse the write): a pass ending in an error reports it against a spec that is not applied.
-        p.in_sync = False
-        p.out["phase"] = "PENDING"
-        p.set(cond.READY, False, cond.PENDING, msg)
-        p.set(cond.SYNCED, False, cond.UPDATE_PENDING, msg)
+        status.vanished(p, msg)
         await self.external.forget_id(p, pipeline_id)
         await self.writer.record(p, {"pipelineId": None, "phase": "PENDING"})
         record = p.record

@@ -257,6 +257,15 @@ def creating(p: Pass) -> None:
     p.set(cond.RECONCILING, True, cond.CREATING, "creating the remote pipeline")
 
 
+def vanished(p: Pass, message: str) -> None:
+    """The remote pipeline is gone (deleted out of band): from here the status describes no pipeline, even
+    if forgetting its id then fails; a pass ending in an error reports it against a spec not applied."""
+    p.in_sync = False
+    p.out["phase"] = "PENDING"
+    p.set(cond.READY, False, cond.PENDING, message)
+    p.set(cond.SYNCED, False, cond.UPDATE_PENDING, message)
+
+
 def created(p: Pass, pipeline_id: str) -> None:
     """The remote pipeline was just created from this generation; its runtime has not been read yet."""
     message = f"created remote pipeline {pipeline_id}; waiting for its first runtime status"
