@@ -105,7 +105,7 @@ class ObjectRecord:
     synced_generation: int | None = None
     _last_status: bytes | None = None
     held_on: str | None = None
-    held_reason: tuple[str, str] | None = None  # (reason, message) of the stall that holds the writes
+    held_reason: tuple[str, str, str] | None = None  # (reason, message, Synced's reason) of the holding stall
     handled_tokens: frozenset[str] = NOTHING
     secret_keys: frozenset[ObjectKey] = NOTHING  # (namespace, name) of every Secret it references
     next_full_check: float = 0.0

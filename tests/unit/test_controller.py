@@ -35,6 +35,7 @@ class FakeKube:
         self.status_writes = 0
         self.annotation_writes = 0
         self.refuse_annotations = False  # the apiserver refuses writes to the object itself (not its status)
+        self.configmaps: dict[tuple[str, str], dict[str, str]] = {}
 
     async def get_secret(self, namespace: str, name: str) -> tuple[dict[str, str], str]:
         if (namespace, name) not in self.secrets:
@@ -42,7 +43,9 @@ class FakeKube:
         return dict(self.secrets[(namespace, name)]), "1"
 
     async def get_configmap_data(self, namespace: str, name: str) -> dict[str, str]:
-        raise NotFound("Kubernetes API 404 Not Found", 404)
+        if (namespace, name) not in self.configmaps:
+            raise NotFound("Kubernetes API 404 Not Found", 404)
+        return dict(self.configmaps[(namespace, name)])
 
     async def patch_annotations(
         self, namespace: str, name: str, annotations: Mapping[str, str | None], *,
@@ -399,6 +402,66 @@ async def test_inline_mask_ends_in_a_condition(world: World) -> None:
     assert stalled is not None and stalled["reason"] == "InvalidSpec"
     assert "destination_config.host" in stalled["message"]
     assert world.api.journal == [] and delay is not None and delay > 0
+    synced = world.cond("Synced")  # no API error happened: Synced names what is wrong, not ApiError
+    assert synced is not None and synced["status"] == "False" and synced["reason"] == "InvalidSpec"
+
+
+async def test_an_abi_that_is_not_json_stalls_invalid_spec_on_every_condition(world: World) -> None:
+    """The operator finds the input unusable itself: Ready, Synced and Stalled all say InvalidSpec (no API
+    call was made, so Synced must not say ApiError), and no request leaves."""
+    world.kube.configmaps[("ns", "abi")] = {"abi.json": "{not json"}
+    world.apply(pipeline(abi={"configMapRef": {"name": "abi", "key": "abi.json"}}))
+    await world.run()
+    for ctype in ("Ready", "Synced", "Stalled"):
+        got = world.cond(ctype)
+        assert got is not None and got["reason"] == "InvalidSpec" and "spec.abi.configMapRef" in got["message"], ctype
+    assert world.api.journal == [] and world.obj()["status"]["phase"] == "PENDING"
+
+
+async def test_a_held_stall_keeps_the_synced_reason_it_was_held_with(world: World,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """The client's own backstop refuses a body with the API's mask (nothing sent); the stall is held, and
+    later passes under the hold keep Synced=InvalidSpec instead of falling back to ApiError."""
+    from goldrush_operator.controller import inputs
+
+    real = inputs.desired_payload
+
+    def with_mask(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        out = real(*args, **kwargs)
+        out["description"] = "******"  # past the payload's own check: only the client's backstop sees it
+        return out
+
+    await _running(world)
+    writes = len(world.api.writes())
+    monkeypatch.setattr(inputs, "desired_payload", with_mask)
+    world.apply(pipeline(generation=2, description="x"))
+    await world.run()
+    assert world.cond("Stalled")["reason"] == "InvalidSpec"  # type: ignore[index]
+    assert world.cond("Synced")["reason"] == "InvalidSpec"  # type: ignore[index]
+    polls = world.api.journal.count(("GET", "status"))
+    for _ in range(2):  # held: the remote is still observed, the status rewritten, nothing sent
+        world.now += 1000
+        await world.run()
+        assert world.cond("Synced")["reason"] == "InvalidSpec"  # type: ignore[index]
+        assert world.cond("Stalled")["reason"] == "InvalidSpec"  # type: ignore[index]
+    assert len(world.api.writes()) == writes and world.api.journal.count(("GET", "status")) > polls
+
+
+async def test_a_remote_changed_in_an_immutable_field_stalls_and_synced_says_so(world: World) -> None:
+    """The remote's topic changed out of band: nothing is patched, Stalled and Synced name
+    ImmutableFieldChanged (not ApiError: the API refused nothing), Ready keeps describing the runtime."""
+    pid = await _running(world)
+    world.api.pipelines[pid]["topic"] = "eth-mainnet.covalent.raw.block.v1"
+    writes = len(world.api.writes())
+    for _ in range(3):  # until the full configuration check is due (the slow poll carries jitter)
+        world.now += 1000
+        await world.run()
+        if world.cond("Stalled") is not None:
+            break
+    stalled, synced = world.cond("Stalled"), world.cond("Synced")
+    assert stalled is not None and stalled["reason"] == "ImmutableFieldChanged" and "topic" in stalled["message"]
+    assert synced is not None and synced["status"] == "False" and synced["reason"] == "ImmutableFieldChanged"
+    assert len(world.api.writes()) == writes
 
 
 async def test_missing_secret_waits_without_api_calls(world: World) -> None:

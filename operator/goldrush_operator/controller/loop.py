@@ -136,9 +136,10 @@ class Controller:
             return undecided.delay, "create_wait"
         except (InputProblem, GoldRushError) as exc:
             outcome = classify(exc, p.scrub)
-            if holds(outcome):
+            if isinstance(outcome, Stall) and holds(outcome):
                 # Never send the same rejected write again before the inputs change.
-                record.held_on, record.held_reason = fingerprint, (outcome.reason, outcome.message)
+                record.held_on, record.held_reason = fingerprint, (outcome.reason, outcome.message,
+                                                                 outcome.synced_reason)
             if isinstance(outcome, Stall) and outcome.reason == cond.AUTH_FAILED and d.credentials is not None:
                 self.on_auth_failed(d.credentials)
             raise

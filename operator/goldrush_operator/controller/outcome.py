@@ -67,6 +67,12 @@ class Stall:
 
 Outcome = Retry | Stall
 
+
+def invalid(message: str) -> Stall:
+    """The operator itself found the spec unusable before any request (no API error happened): `Synced`
+    names `InvalidSpec` too, not `ApiError`."""
+    return Stall(cond.INVALID_SPEC, message, synced_reason=cond.INVALID_SPEC)
+
 # Stalls that only a change of the inputs can end, whatever raised them.
 HOLD_UNTIL_CHANGE = frozenset({cond.AUTH_FAILED, cond.INVALID_SPEC})
 WRITE_METHODS = frozenset({"POST", "PATCH", "PUT"})
@@ -95,7 +101,7 @@ def _api(exc: GoldRushError, message: str) -> Outcome:
         # The controller announces its writes before it would send them; this is the client's backstop.
         return Stall(cond.DRY_RUN, f"{message}; the operator runs in dry-run mode", synced_reason=cond.DRY_RUN)
     if isinstance(exc, MaskedSecretError):
-        return Stall(cond.INVALID_SPEC, f"refusing to send the API's secret mask: {message}")
+        return invalid(f"refusing to send the API's secret mask: {message}")
     if isinstance(exc, RateLimitedError):
         return Retry(cond.RATE_LIMITED, f"GoldRush API rate limit: {message}", exc.retry_after)
     if isinstance(exc, ConflictError):
@@ -122,7 +128,7 @@ def classify(exc: BaseException, scrub: Callable[[str], str]) -> Outcome:
     if isinstance(exc, KubeError):
         return Retry(KUBERNETES_ERROR, f"Kubernetes API error: {message}")
     if isinstance(exc, MaskedValueError):
-        return Stall(cond.INVALID_SPEC, f"spec.destination.config: {message}")
+        return invalid(f"spec.destination.config: {message}")
     if isinstance(exc, ValueError):
-        return Stall(cond.INVALID_SPEC, f"invalid input: {message}")
+        return invalid(f"invalid input: {message}")
     return Retry(INTERNAL_ERROR, f"internal error ({type(exc).__name__}); retrying")
