@@ -51,8 +51,32 @@ def readme_table() -> dict[str, tuple[str, str]]:
     return {case: (argo, flux) for case, argo, flux in rows}
 
 
-def normalise(obj: dict[str, Any]) -> dict[str, Any]:
-    """The live object as a stable test case: no server-set identity, fixed times."""
+PIPELINE_ID = re.compile(r"pipe_[0-9a-f]{27}")
+
+
+def stable_text(obj: dict[str, Any], namespace: str) -> dict[str, Any]:
+    """Every string with the run's namespace as `pipelines` and the simulator's random pipeline ids as
+    `pipe_000...1`, `pipe_000...2` (in order of first appearance): a re-record shows only real changes."""
+    ids: dict[str, str] = {}
+
+    def fix(text: str) -> str:
+        text = text.replace(namespace, "pipelines")
+        return PIPELINE_ID.sub(lambda m: ids.setdefault(m.group(0), f"pipe_{len(ids) + 1:027x}"), text)
+
+    def walk(value: Any) -> Any:
+        if isinstance(value, str):
+            return fix(value)
+        if isinstance(value, dict):
+            return {fix(k): walk(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [walk(v) for v in value]
+        return value
+
+    return walk(obj)  # type: ignore[no-any-return]
+
+
+def normalise(obj: dict[str, Any], namespace: str) -> dict[str, Any]:
+    """The live object as a stable test case: no server-set identity, fixed times, stable names and ids."""
     meta = obj["metadata"]
     out = {
         "apiVersion": obj["apiVersion"], "kind": obj["kind"],
@@ -74,7 +98,7 @@ def normalise(obj: dict[str, Any]) -> dict[str, Any]:
             status[key] = FIXED_TIME
     if "destinationHealth" in status:
         status["destinationHealth"]["checkedAt"] = FIXED_TIME
-    return out
+    return stable_text(out, namespace)
 
 
 def utc_now(offset: float = 0) -> str:
@@ -126,7 +150,7 @@ def test_argo_cd_and_kstatus_agree_on_every_state(
         argo, flux = result.argo["status"], result.kstatus["status"]
         assert result.agree, f"{case}: Argo CD {argo} vs kstatus {flux}: {obj['status']}"
         assert (argo, flux) == table[case], f"{case}: live ({argo}, {flux}) but the README says {table[case]}"
-        seen[case] = normalise(obj)
+        seen[case] = normalise(obj, kubectl.namespace)
         if not RECORD:
             committed = TESTDATA / f"{case}.yaml"
             assert committed.exists(), f"{committed} is missing: run with GOLDRUSH_RECORD_SNAPSHOTS=1"
@@ -241,6 +265,10 @@ def test_argo_cd_and_kstatus_agree_on_every_state(
     kubectl.apply(pipeline_manifest("noabi", abi={"configMapRef": {"name": "abi-missing", "key": "abi.json"}}))
     snap("progressing_configmap_not_found", when("noabi", lambda o: cond(o, "Ready").get("reason")
                                                  == "ConfigMapNotFound"))
+    kubectl.apply({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "abi-garbled"},
+                   "data": {"abi.json": "{this is not JSON"}})
+    kubectl.apply(pipeline_manifest("garbled", abi={"configMapRef": {"name": "abi-garbled", "key": "abi.json"}}))
+    snap("degraded_invalid_input", when("garbled", lambda o: cond(o, "Stalled").get("reason") == "InvalidSpec"))
     kubectl.apply(secret_manifest("badkey", {"key": "cqt_not_a_known_key"}))
     kubectl.apply(pipeline_manifest("badkey", serviceKeySecretRef={"name": "badkey", "key": "key"}))
     snap("degraded_auth_failed", when("badkey", lambda o: cond(o, "Stalled").get("reason") == "AuthFailed"))
