@@ -177,6 +177,36 @@ async def test_secrets_of_other_fields_are_scrubbed_before_the_text_is_shortened
     assert "Hunter2" not in str(info.value) and "postgresql://u:" not in str(info.value)
 
 
+PER_PIPELINE_CALLS: dict[str, Callable[[GoldRushClient, list[str]], Coroutine[Any, Any, Any]]] = {
+    "get": lambda c, s: c.get_pipeline("pipe_1", secrets=s),
+    "status": lambda c, s: c.get_status("pipe_1", secrets=s),
+    "logs": lambda c, s: c.get_logs("pipe_1", secrets=s),
+    "metrics": lambda c, s: c.get_metrics("pipe_1", secrets=s),
+    "destination-health": lambda c, s: c.get_destination_health("pipe_1", secrets=s),
+    "put": lambda c, s: c.set_status("pipe_1", "paused", secrets=s),
+    "delete": lambda c, s: c.delete_pipeline("pipe_1", secrets=s),
+}
+
+
+@pytest.mark.parametrize("status", [400, 500])
+@pytest.mark.parametrize("call", sorted(PER_PIPELINE_CALLS))
+async def test_every_per_pipeline_call_scrubs_the_objects_secrets_before_the_text_is_shortened(
+    call: str, status: int
+) -> None:
+    """Reads, pause/resume and delete carry no secret in their body, but their error text may echo one (a
+    DSN in a failing probe's message): the object's secrets, given to the call, are scrubbed before the cut
+    at 500 characters, which would otherwise leave a prefix no later scrub recognises."""
+    def handler(request: httpx.Request) -> httpx.Response:
+        text = "x" * 470 + " probe failed for " + DSN
+        return httpx.Response(status, json={"error": True, "error_message": text})
+
+    async with make(handler, max_retries=0) as client:
+        with pytest.raises(GoldRushError) as info:
+            await PER_PIPELINE_CALLS[call](client, [DSN])
+    assert "Hunter2" not in str(info.value) and "postgresql://u:" not in str(info.value)
+    assert "[RED" in str(info.value)
+
+
 def test_a_value_read_from_a_file_is_scrubbed_without_its_newline() -> None:
     """`kubectl create secret --from-file` keeps the trailing newline; the API echoes the value without it."""
     redactor = Redactor([DSN + "\n"])

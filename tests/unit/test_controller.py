@@ -7,6 +7,7 @@ import asyncio
 import copy
 import itertools
 import json
+import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -97,6 +98,7 @@ class FakeApi:
         self.phase: dict[str, str] = {}
         self.journal: list[tuple[str, str]] = []
         self.fail: dict[tuple[str, str], int] = {}
+        self.fail_text: dict[tuple[str, str], str] = {}  # the error_message of a failure (default "injected N")
         self.no_runtime: set[str] = set()  # pipelines whose `/status/` answers 404 (the API leaves it open)
         self.vanish_on_patch = False  # the pipeline is deleted out of band just before a PATCH arrives
         self.health: dict[str, Any] = {"healthy": True, "last_error": None}
@@ -111,7 +113,8 @@ class FakeApi:
         self.journal.append((method, route))
         if (method, route) in self.fail:
             status = self.fail[(method, route)]
-            return httpx.Response(status, json={"data": None, "error": True, "error_message": f"injected {status}"})
+            text = self.fail_text.get((method, route), f"injected {status}")
+            return httpx.Response(status, json={"data": None, "error": True, "error_message": text})
         if route == "list":
             return self._ok({"items": [self._masked(p) for p in self.pipelines.values()],
                              "pagination": {"page_number": 1, "has_more": False}})
@@ -378,6 +381,25 @@ async def test_transient_poll_error_keeps_ready_and_says_retrying(world: World) 
     assert world.cond("Ready")["status"] == "True"  # type: ignore[index]
     assert world.cond("Synced")["status"] == "True"  # type: ignore[index]
     assert world.cond("Reconciling")["reason"] == "Retrying"  # type: ignore[index]
+
+
+@pytest.mark.parametrize("route", ["status", "destination-health"])
+async def test_a_read_error_echoing_a_secret_at_the_cut_leaves_no_prefix_of_it(
+    world: World, route: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A read's error text with the destination password where the client shortens it (500 characters): the
+    pass gives the client the object's secrets, so not even a prefix reaches a condition, an Event or a log."""
+    caplog.set_level(logging.DEBUG)
+    await _running(world)
+    world.api.fail[("GET", route)] = 503
+    world.api.fail_text[("GET", route)] = "x" * 495 + " " + PASSWORD
+    for _ in range(3):
+        world.now += 1000
+        await world.run()
+    assert world.api.journal.count(("GET", route)) >= 2
+    texts = [json.dumps(world.obj()["status"]), caplog.text] + [m for _, m in world.kube.events]
+    assert "x" * 100 in "".join(texts)  # the error text itself was written or logged
+    assert not any(PASSWORD[:4] in t for t in texts), texts
 
 
 @pytest.mark.parametrize("health", [{"healthy": None, "last_error": None}, {"last_error": None}, "fail"])

@@ -45,7 +45,7 @@ class Act:
         """
         record = p.record
         if remote is None:
-            remote = await self.external.fetch(client, pipeline_id)
+            remote = await self.external.fetch(client, pipeline_id, p.secrets)
             if remote is None:
                 await self.observer.remote_gone(p, d, pipeline_id)
                 return None
@@ -81,7 +81,7 @@ class Act:
         try:
             await self._send(p, d, client, pipeline_id, diff, applied, created)
         except NotFoundError:  # a write answered 404: gone only if `GET /{id}/` says so too
-            if await self.external.fetch(client, pipeline_id) is not None:
+            if await self.external.fetch(client, pipeline_id, p.secrets) is not None:
                 raise  # the 404 is the write's own answer: a stall
             await self.observer.remote_gone(p, d, pipeline_id)  # deleted since it was read
             return None

@@ -503,7 +503,7 @@ class External:
     async def set_paused(self, p: Pass, client: GoldRushClient, pipeline_id: str, paused: bool) -> None:
         step = "pause" if paused else "resume"
         crash_point(f"{step}.before-put")
-        await client.set_status(pipeline_id, "paused" if paused else "running")
+        await client.set_status(pipeline_id, "paused" if paused else "running", secrets=p.secrets)
         crash_point(f"{step}.after-put")
         await self.event(p, "Paused" if paused else "Resumed", f"{step}d pipeline {pipeline_id}")
 
@@ -519,19 +519,21 @@ class External:
         return landed[0].id if landed else None
 
     @staticmethod
-    async def fetch(client: GoldRushClient, pipeline_id: str) -> Pipeline | None:
+    async def fetch(client: GoldRushClient, pipeline_id: str, secrets: Iterable[str] = ()) -> Pipeline | None:
         """`GET /{id}/`; None when the pipeline is gone. Every "is it really gone?" asks this: a 404 from another
-        route (`/status/`, a write) may be that route's own answer."""
+        route (`/status/`, a write) may be that route's own answer. `secrets`: scrubbed from error text."""
         try:
-            return await client.get_pipeline(pipeline_id)
+            return await client.get_pipeline(pipeline_id, secrets=secrets)
         except NotFoundError:
             return None
 
-    async def delete(self, client: GoldRushClient, pipeline_id: str, *, already_sent: bool) -> bool:
+    async def delete(
+        self, client: GoldRushClient, pipeline_id: str, *, already_sent: bool, secrets: Iterable[str] = ()
+    ) -> bool:
         """Send DELETE once; True when the pipeline is gone (404 counts as gone)."""
         if not already_sent:
             crash_point("delete.before-delete")
             with contextlib.suppress(NotFoundError):
-                await client.delete_pipeline(pipeline_id)
+                await client.delete_pipeline(pipeline_id, secrets=secrets)
             crash_point("delete.after-delete")
-        return await self.fetch(client, pipeline_id) is None
+        return await self.fetch(client, pipeline_id, secrets) is None

@@ -158,7 +158,8 @@ class Finalizer:
             await self.external.announce(p, [decide.delete_call(str(pipeline_id))])
             raise DeleteLater(f"dry run: would delete remote pipeline {pipeline_id}; the finalizer stays until the "
                               "operator runs without GOLDRUSH_DRY_RUN", self.settings.poll_slow_seconds / 10)
-        gone = await self.external.delete(client, str(pipeline_id), already_sent=record.delete_sent)
+        gone = await self.external.delete(client, str(pipeline_id), already_sent=record.delete_sent,
+                                          secrets=p.secrets)
         record.delete_sent = True
         if not gone:
             raise DeleteLater(f"waiting for remote pipeline {pipeline_id} to be deleted",

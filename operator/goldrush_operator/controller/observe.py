@@ -46,7 +46,7 @@ class Observer:
     ) -> tuple[float, str]:
         """Read the runtime (and, on a full check, destination health) and write the status."""
         record = p.record
-        runtime = await self._runtime(client, pipeline_id)
+        runtime = await self._runtime(client, pipeline_id, p.secrets)
         if runtime is None:
             await self.remote_gone(p, d, pipeline_id)
             return 0.0, "recreate"
@@ -101,7 +101,7 @@ class Observer:
         """The latest destination probe into `DestinationHealthy`; kept as it was when the API has no verdict
         or the read fails (an auxiliary read never keeps the phase from being mirrored)."""
         try:
-            health = await client.get_destination_health(pipeline_id)
+            health = await client.get_destination_health(pipeline_id, secrets=p.secrets)
         except NotFoundError:
             return
         except GoldRushError as exc:
@@ -110,7 +110,9 @@ class Observer:
         if health.healthy is not None:
             status.destination_health(p, health.healthy, p.scrub(health.last_error or "") or None, now_iso())
 
-    async def _runtime(self, client: GoldRushClient, pipeline_id: str) -> RuntimeStatus | None:
+    async def _runtime(
+        self, client: GoldRushClient, pipeline_id: str, secrets: tuple[str, ...]
+    ) -> RuntimeStatus | None:
         """`GET /{id}/status/`; None only when the pipeline itself is gone.
 
         The API does not say what `/status/` answers while no runtime exists (right after a create, for a
@@ -119,10 +121,10 @@ class Observer:
         else `DEPLOYING` (polled fast until the runtime shows up).
         """
         try:
-            return await client.get_status(pipeline_id)
+            return await client.get_status(pipeline_id, secrets=secrets)
         except NotFoundError:
             pass
-        remote = await self.external.fetch(client, pipeline_id)
+        remote = await self.external.fetch(client, pipeline_id, secrets)
         if remote is None:
             return None
         return RuntimeStatus(status="PAUSED" if remote.status == "paused" else "DEPLOYING", replicas=0, ready=0)
@@ -130,7 +132,7 @@ class Observer:
     async def _failure_hint(self, p: Pass, client: GoldRushClient, pipeline_id: str) -> str:
         """The latest non-empty log line of the failed worker (scrubbed), as a hint for humans."""
         try:
-            logs = await client.get_logs(pipeline_id)
+            logs = await client.get_logs(pipeline_id, secrets=p.secrets)
         except GoldRushError:
             return ""
         for pod in reversed(logs.pods):
@@ -145,7 +147,7 @@ class Observer:
         record.metrics_paid = False
         record.next_metrics = self.clock() + (self.timing.metrics_interval() or 0.0)
         try:
-            metrics: PipelineMetrics | None = await client.get_metrics(pipeline_id)
+            metrics: PipelineMetrics | None = await client.get_metrics(pipeline_id, secrets=p.secrets)
         except NotFoundError:
             metrics = None
         except GoldRushError as exc:

@@ -16,8 +16,9 @@ Rules enforced here:
 * With ``dry_run=True`` (``GOLDRUSH_DRY_RUN=true``) every request but GET is refused with
   :class:`~.errors.DryRunRefusedError` before any I/O: the client then cannot write.
 * A body that contains the read mask ``******`` is refused with :class:`~.errors.MaskedSecretError`
-  before any I/O. Error messages are scrubbed of the service key and of the secret values of the request
-  body; request and response bodies are never logged.
+  before any I/O. Error messages are scrubbed of the service key, of the secret values of the request
+  body and of the ``secrets`` a call is given (every call on one pipeline takes them), before they are
+  shortened; request and response bodies are never logged.
 """
 
 from __future__ import annotations
@@ -355,9 +356,11 @@ class GoldRushClient:
         response, redactor = await self._call("POST", "create", "", body=payload, secrets=secrets)
         return self._parse(response, Pipeline, "POST", "create", redactor)
 
-    async def get_pipeline(self, pipeline_id: str) -> Pipeline:
-        """Fetch one pipeline (``GET /{id}/``); secret fields come back as ``******``."""
-        response, redactor = await self._call("GET", "get", _pipeline_path(pipeline_id))
+    async def get_pipeline(self, pipeline_id: str, *, secrets: Iterable[str] = ()) -> Pipeline:
+        """Fetch one pipeline (``GET /{id}/``); secret fields come back as ``******``. ``secrets``: the
+        object's secret values, scrubbed from error text before it is shortened (as for every per-pipeline
+        call below)."""
+        response, redactor = await self._call("GET", "get", _pipeline_path(pipeline_id), secrets=secrets)
         return self._parse(response, Pipeline, "GET", "get", redactor)
 
     async def update_pipeline(
@@ -370,37 +373,41 @@ class GoldRushClient:
         )
         return self._parse(response, Pipeline, "PATCH", "patch", redactor)
 
-    async def set_status(self, pipeline_id: str, status: Literal["running", "paused"]) -> Pipeline:
+    async def set_status(
+        self, pipeline_id: str, status: Literal["running", "paused"], *, secrets: Iterable[str] = ()
+    ) -> Pipeline:
         """Set the intent status to ``running`` or ``paused`` (``PUT /{id}/``, body ``{"status": ...}``)."""
         if status not in ("running", "paused"):
             raise ValueError("status must be 'running' or 'paused'")
         body = {"status": status}
-        response, redactor = await self._call("PUT", "put", _pipeline_path(pipeline_id), body=body)
+        response, redactor = await self._call("PUT", "put", _pipeline_path(pipeline_id), body=body, secrets=secrets)
         return self._parse(response, Pipeline, "PUT", "put", redactor)
 
-    async def delete_pipeline(self, pipeline_id: str) -> None:
+    async def delete_pipeline(self, pipeline_id: str, *, secrets: Iterable[str] = ()) -> None:
         """Delete a pipeline (``DELETE /{id}/``); raises NotFoundError on 404 (the caller decides: gone)."""
-        await self._call("DELETE", "delete", _pipeline_path(pipeline_id))
+        await self._call("DELETE", "delete", _pipeline_path(pipeline_id), secrets=secrets)
 
-    async def get_status(self, pipeline_id: str) -> RuntimeStatus:
+    async def get_status(self, pipeline_id: str, *, secrets: Iterable[str] = ()) -> RuntimeStatus:
         """Runtime phase and replicas (``GET /{id}/status/``)."""
-        response, redactor = await self._call("GET", "status", _pipeline_path(pipeline_id, "status/"))
+        response, redactor = await self._call("GET", "status", _pipeline_path(pipeline_id, "status/"),
+                                              secrets=secrets)
         return self._parse(response, RuntimeStatus, "GET", "status", redactor)
 
-    async def get_logs(self, pipeline_id: str) -> PipelineLogs:
+    async def get_logs(self, pipeline_id: str, *, secrets: Iterable[str] = ()) -> PipelineLogs:
         """Recent log tail per pod (``GET /{id}/logs/``)."""
-        response, redactor = await self._call("GET", "logs", _pipeline_path(pipeline_id, "logs/"))
+        response, redactor = await self._call("GET", "logs", _pipeline_path(pipeline_id, "logs/"), secrets=secrets)
         return self._parse(response, PipelineLogs, "GET", "logs", redactor)
 
-    async def get_metrics(self, pipeline_id: str) -> PipelineMetrics:
+    async def get_metrics(self, pipeline_id: str, *, secrets: Iterable[str] = ()) -> PipelineMetrics:
         """Point-in-time throughput and lag counters (``GET /{id}/metrics/``)."""
-        response, redactor = await self._call("GET", "metrics", _pipeline_path(pipeline_id, "metrics/"))
+        response, redactor = await self._call("GET", "metrics", _pipeline_path(pipeline_id, "metrics/"),
+                                              secrets=secrets)
         return self._parse(response, PipelineMetrics, "GET", "metrics", redactor)
 
-    async def get_destination_health(self, pipeline_id: str) -> DestinationHealth:
+    async def get_destination_health(self, pipeline_id: str, *, secrets: Iterable[str] = ()) -> DestinationHealth:
         """Result of the latest destination probe (``GET /{id}/destination-health/``)."""
         path = _pipeline_path(pipeline_id, "destination-health/")
-        response, redactor = await self._call("GET", "destination-health", path)
+        response, redactor = await self._call("GET", "destination-health", path, secrets=secrets)
         return self._parse(response, DestinationHealth, "GET", "destination-health", redactor)
 
     # ----------------------------------------------------------------- request machinery
