@@ -819,13 +819,13 @@ async def test_the_name_listing_is_renewed_ahead_of_time(world: World) -> None:
 async def test_an_outdated_name_listing_is_not_kept(world: World) -> None:
     """A listing past its age limit is never read again: it is dropped (with 10,000 remote pipelines it would
     otherwise hold 10,000 models for the life of the process)."""
-    world.controller.external.listing_kept = 0.05
+    world.controller.external.listings.kept = 0.05
     world.apply(pipeline("p1"))
     await world.run("p1")  # listed before its POST: the listing is empty
     world.now += 11
     world.apply(pipeline("p2"))
     await world.run("p2")  # a new listing (it holds p1), then p2 is created and joins it
-    directory = next(iter(world.controller.external._directories.values()))
+    directory = next(iter(world.controller.external.listings._directories.values()))
     assert [i.name for i in directory.items] == ["ns-p1", "ns-p2"] and len(directory.created) == 1
     await asyncio.sleep(0.2)
     assert len(directory.items) == 2  # still young on the controller's clock: kept

@@ -21,20 +21,19 @@ Rules (design.md section 5):
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import datetime as dt
 import json
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 from goldrush_operator import conditions as cond
 from goldrush_operator.controller import decide
 from goldrush_operator.controller import status as rules
 from goldrush_operator.controller.inputs import Desired
+from goldrush_operator.controller.listing import Listings
 from goldrush_operator.controller.outcome import InputProblem, Stall
 from goldrush_operator.controller.ports import KubePort
 from goldrush_operator.controller.status import Pass, StatusWriter
@@ -57,7 +56,6 @@ from goldrush_operator.state import ObjectRecord
 
 log = logging.getLogger("goldrush_operator.controller")
 
-LOOKUP_TTL_SECONDS = 10.0
 # How long after a POST's request timeout the API may still commit the create it received (an assumption:
 # the API documents none; bench/README "B14's floor").
 LANDING_MARGIN_SECONDS = 5.0
@@ -127,20 +125,6 @@ def trusted_hashes(resolved: ResolvedSecrets, remote_config: Mapping[str, Any]) 
     return out
 
 
-@dataclass
-class _Directory:
-    """A short-lived listing of all remote pipelines visible to one key (shared by concurrent creates)."""
-
-    fetched_at: float = -1e9  # when the last listing began
-    items: list[Pipeline] = field(default_factory=list)
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    refresh: asyncio.Task[None] | None = None  # a listing fetched ahead of time (see `External.listing`)
-    expiry: asyncio.TimerHandle | None = None  # drops `items` once no caller can use them any more
-    # Pipelines this process created since (event-loop time -> pipeline): a listing that began before their
-    # POST may lack them, and the next create of the same name must still see them.
-    created: list[tuple[float, Pipeline]] = field(default_factory=list)
-
-
 def adopted_secrets_note(trusted: Mapping[str, str]) -> str:
     """The part of the `Adopted` Event that names the secret fields taken as already applied (names only)."""
     if not trusted:
@@ -176,10 +160,9 @@ class External:
         self._request_timeout = request_timeout
         self._fast = fast
         self._clock = clock
-        self._directories: dict[str, _Directory] = {}
+        self.listings = Listings(clock)
         # (key id, name, project) -> the object whose create of that name is in flight in this process.
         self._creating: dict[tuple[str, str, str], tuple[str, str]] = {}
-        self.listing_kept = LOOKUP_TTL_SECONDS + 1.0  # seconds (event-loop time) a fetched listing is kept
         self.writer_since = clock()  # when this process last became a writer (start, or a Lease taken over)
 
     def became_writer(self) -> None:
@@ -225,54 +208,6 @@ class External:
         if p.record.last_event_reason != reason:
             p.record.last_event_reason = reason
             await self.event(p, reason, message, warning=True)
-
-    async def listing(self, client: GoldRushClient, key_id: str, *, fresh: bool) -> list[Pipeline]:
-        """All remote pipelines of the key: begun after this call (`fresh`), or at most `LOOKUP_TTL_SECONDS`
-        old. Past half its age a listing is renewed in the background, so that a burst of creates keeps using
-        one (every create would otherwise wait, at once, on the pages of the next)."""
-        directory = self._directories.setdefault(key_id, _Directory())
-        asked = self._clock()
-        if not fresh and asked - directory.fetched_at <= LOOKUP_TTL_SECONDS:
-            if asked - directory.fetched_at > LOOKUP_TTL_SECONDS / 2 and directory.refresh is None:
-                directory.refresh = asyncio.create_task(self._renew(client, directory))
-            return list(directory.items)
-        async with directory.lock:
-            # A listing fetched after this caller asked is fresh for it: concurrent lookups share one.
-            stale = directory.fetched_at < asked if fresh else self._clock() - directory.fetched_at > LOOKUP_TTL_SECONDS
-            if stale:
-                await self._fetch(client, directory)
-            return list(directory.items)
-
-    async def _fetch(self, client: GoldRushClient, directory: _Directory) -> None:
-        # Creates wait on this listing: it gets the rate-limit priority of a write. `fetched_at` is when the
-        # listing began: it holds every pipeline created before then.
-        began = self._clock()
-        items = [item async for item in client.list_pipelines(urgent=True)]
-        directory.created = [(at, item) for at, item in directory.created if at >= began]
-        listed = {item.id for item in items}
-        directory.items = items + [item for _, item in directory.created if item.id not in listed]
-        directory.fetched_at = began
-        # Past its age limit a listing is never read again (the next caller fetches a new one): keeping it
-        # would hold a model of every remote pipeline of the key for as long as the process runs.
-        if directory.expiry is not None:
-            directory.expiry.cancel()
-        directory.expiry = asyncio.get_running_loop().call_later(self.listing_kept, self._expire, directory)
-
-    def _expire(self, directory: _Directory) -> None:
-        if self._clock() - directory.fetched_at > LOOKUP_TTL_SECONDS:
-            directory.items, directory.created, directory.expiry = [], [], None  # a new listing shows them all
-        else:  # still young (renewed meanwhile): look again later
-            directory.expiry = asyncio.get_running_loop().call_later(self.listing_kept, self._expire, directory)
-
-    async def _renew(self, client: GoldRushClient, directory: _Directory) -> None:
-        try:
-            async with directory.lock:
-                if self._clock() - directory.fetched_at > LOOKUP_TTL_SECONDS / 2:
-                    await self._fetch(client, directory)
-        except Exception as exc:  # the next create past the age limit fetches it itself
-            log.info("could not renew the pipeline listing ahead of time: %s", type(exc).__name__)
-        finally:
-            directory.refresh = None
 
     # ------------------------------------------------------------------------------------------ create
 
@@ -345,9 +280,7 @@ class External:
     async def forget_id(self, p: Pass, pipeline_id: str) -> None:
         """Drop the id annotation (the remote pipeline vanished out of band), and the pipeline from the cached
         listings (the object's next create must not meet it under the name rule)."""
-        for directory in self._directories.values():
-            directory.items = [i for i in directory.items if i.id != pipeline_id]
-            directory.created = [(at, i) for at, i in directory.created if i.id != pipeline_id]
+        self.listings.forget(pipeline_id)
         await self._kube.patch_annotations(p.namespace, p.name, {ANNOTATION_PIPELINE_ID: None})
 
     async def create_or_adopt(self, p: Pass, d: Desired, client: GoldRushClient) -> tuple[Pipeline, bool]:
@@ -359,7 +292,7 @@ class External:
         record = p.record
         pending = record.create_pending or p.annotations.get(ANNOTATION_CREATE_PENDING)
         name, project = d.payload["name"], d.payload["project"]
-        items = await self.listing(client, d.key_id, fresh=bool(pending))
+        items = await self.listings.get(client, d.key_id, fresh=bool(pending))
         named = [i for i in items if i.name == name and i.project == project]
         if pending:
             sent_as = self.pending_name(p) or name
@@ -417,10 +350,7 @@ class External:
         finally:
             record.create_call_ended = self._clock()
         crash_point("create.after-post")
-        directory = self._directories.get(d.key_id)
-        if directory is not None:  # later creates of the same name meet it before the next listing
-            directory.created.append((self._clock(), remote))
-            directory.items.append(remote)
+        self.listings.created(d.key_id, remote)  # later creates of the same name meet it before the next listing
         # The id goes into the first full status of the new pipeline: one status write, not two.
         rules.created(p, remote.id)
         p.out.update(createdAt=now_iso(), pipelineName=d.payload["name"])
@@ -448,7 +378,7 @@ class External:
         lacks the adopt annotation (the name rule: writes would follow).
         """
         name, project = d.payload["name"], d.payload["project"]
-        named = [i for i in await self.listing(client, d.key_id, fresh=False)
+        named = [i for i in await self.listings.get(client, d.key_id, fresh=False)
                  if i.name == name and i.project == project]
         verdict = decide.lookup(named, d.spec, p.annotations.get(ANNOTATION_ADOPT) == "true")
         if verdict == "not-found":
@@ -513,7 +443,7 @@ class External:
                                topic: str, pending: str) -> str | None:
         """The id of a pipeline an interrupted create may have left (deletion must not orphan it); one
         created well before the mark is someone else's and is never deleted."""
-        items = [i for i in await self.listing(client, key_id, fresh=True)
+        items = [i for i in await self.listings.get(client, key_id, fresh=True)
                  if i.name == name and i.project == project and i.topic == topic]
         landed = _not_before_mark(items, pending)
         return landed[0].id if landed else None
