@@ -175,11 +175,11 @@ def pipeline(name: str = "p1", generation: int = 1, **spec: Any) -> dict[str, An
 class World:
     """A controller wired to the fakes; `sync()` mirrors the fake cluster into the store like the watch."""
 
-    def __init__(self, rate_limit: float = 0) -> None:  # 0: unlimited (the bucket runs on the real clock)
+    def __init__(self, rate_limit: float = 0, service_key: str = KEY) -> None:  # rate 0: unlimited (real clock)
         self.kube, self.api, self.store = FakeKube(), FakeApi(), Store()
         self.kube.secrets[("ns", "pg")] = {"password": PASSWORD}
         self.now = 1000.0
-        settings = Settings(service_key=KEY, poll_fast_seconds=2.0, poll_slow_seconds=900.0, rate_limit=20.0)
+        settings = Settings(service_key=service_key, poll_fast_seconds=2.0, poll_slow_seconds=900.0, rate_limit=20.0)
         shared = SharedState()
 
         def client_for(key: str) -> GoldRushClient:
@@ -484,6 +484,18 @@ async def test_a_remote_changed_in_an_immutable_field_stalls_and_synced_says_so(
     assert stalled is not None and stalled["reason"] == "ImmutableFieldChanged" and "topic" in stalled["message"]
     assert synced is not None and synced["status"] == "False" and synced["reason"] == "ImmutableFieldChanged"
     assert len(world.api.writes()) == writes
+
+
+async def test_an_operator_without_a_service_key_stalls_auth_failed_without_any_request() -> None:
+    """No key configured and none referenced: nothing can be sent. Stalled and Synced both say AuthFailed
+    (Synced must not say ApiError: the API refused nothing), and no request leaves."""
+    world = World(service_key="")
+    world.apply(pipeline())
+    await world.run()
+    for ctype in ("Ready", "Synced", "Stalled"):
+        got = world.cond(ctype)
+        assert got is not None and got["reason"] == "AuthFailed" and "no service key" in got["message"], ctype
+    assert world.api.journal == []
 
 
 async def test_missing_secret_waits_without_api_calls(world: World) -> None:

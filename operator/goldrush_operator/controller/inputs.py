@@ -210,7 +210,8 @@ class Inputs:
         service_key = own if key_ref is not None else self._key_source.get()
         if not service_key:
             raise InputProblem(Stall(cond.AUTH_FAILED, "no service key: set GOLDRUSH_SERVICE_KEY_FILE or "
-                                                       "GOLDRUSH_SERVICE_KEY, or spec.credentialsRef"))
+                                                       "GOLDRUSH_SERVICE_KEY, or spec.credentialsRef",
+                                     synced_reason=cond.AUTH_FAILED))  # nothing was sent: no ApiError
         p.secrets = (*p.secrets, service_key)
         abi_file = await self._abi(p, spec)
         try:
