@@ -52,15 +52,17 @@ def readme_table() -> dict[str, tuple[str, str]]:
 
 
 PIPELINE_ID = re.compile(r"pipe_[0-9a-f]{27}")
+SECRET_HASH = re.compile(r"hmac-sha256:[0-9a-f]{64}")  # keyed by the object's uid: new in every run
 
 
 def stable_text(obj: dict[str, Any], namespace: str) -> dict[str, Any]:
-    """Every string with the run's namespace as `pipelines` and the simulator's random pipeline ids as
-    `pipe_000...1`, `pipe_000...2` (in order of first appearance): a re-record shows only real changes."""
+    """Every string with the run's namespace as `pipelines`, the simulator's random pipeline ids as
+    `pipe_000...1`, `pipe_000...2` (in order of first appearance) and the per-object keyed secret hashes as
+    zeros: a re-record shows only real changes."""
     ids: dict[str, str] = {}
 
     def fix(text: str) -> str:
-        text = text.replace(namespace, "pipelines")
+        text = SECRET_HASH.sub("hmac-sha256:" + "0" * 64, text.replace(namespace, "pipelines"))
         return PIPELINE_ID.sub(lambda m: ids.setdefault(m.group(0), f"pipe_{len(ids) + 1:027x}"), text)
 
     def walk(value: Any) -> Any:
@@ -378,6 +380,16 @@ def test_argo_cd_and_kstatus_agree_on_every_state(
         dry.stop()
     denied = forbidden_lines(dry.log)
     assert not denied, f"the dry-run operator's requests were denied by RBAC: {denied}"
+
+    # An operator with no service key, and an object that references none: AuthFailed, and nothing is sent.
+    keyless = OperatorProcess.start(operator_identity, sim.base_url, tmp_path / "keyless.log",
+                                    namespaces=[kubectl.namespace], service_key=None)
+    try:
+        kubectl.apply(pipeline_manifest("keyless"))
+        snap("degraded_no_service_key", when("keyless", lambda o: cond(o, "Synced").get("reason") == "AuthFailed"))
+    finally:
+        keyless.stop()
+    assert not [i for i in sim.admin("GET", "pipelines")["items"] if i["name"] == f"{kubectl.namespace}-keyless"]
 
     assert set(seen) == set(table), f"README cases without a snapshot: {sorted(set(table) - set(seen))}"
     if RECORD:
