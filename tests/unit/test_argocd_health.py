@@ -344,3 +344,21 @@ def test_verdicts_of_both_tools_agree_and_match_the_readme(case: dict[str, Any],
     both = verdicts.verdicts(_load_input(case))
     assert both.agree, (both.argo, both.kstatus["status"])
     assert (both.argo["status"], both.kstatus["status"]) == _readme_table()[Path(case["inputPath"]).stem]
+
+
+def test_the_installation_guides_rule_table_names_only_what_the_script_compares() -> None:
+    """docs/installation.md describes the script rule by rule; every condition reason it names (two words or
+    more, e.g. `UpdateNotAllowed`) is one the script compares against, and every remote phase and reason the
+    script compares against is named there. A table that drifted from the script (rules for reasons it never
+    reads) fails."""
+    guide = (ROOT / "docs" / "installation.md").read_text()
+    start = guide.index("| object | health |")
+    table = guide[start:guide.index("\n\n", start)]
+    script = HEALTH_LUA.read_text()
+    literals = set(re.findall(r'"([A-Za-z]+)"', script)) | set(re.findall(r"^\s+([A-Z]+) = true,", script, re.M))
+    named = set(re.findall(r"`([A-Za-z]+)`", table))
+    reasons = {n for n in named if re.fullmatch(r"(?:[A-Z][a-z]+){2,}", n)}
+    assert reasons <= literals, sorted(reasons - literals)
+    compared = set(re.findall(r'reason [=~]= "([A-Za-z]+)"', script)) | set(re.findall(r'phase == "([A-Z]+)"', script))
+    compared |= set(re.findall(r"^\s+([A-Z]+) = true,", script, re.M))
+    assert compared and compared <= named, sorted(compared - named)
