@@ -294,6 +294,7 @@ async def test_check_reports_a_valid_key_and_the_users(cworld: CredsWorld) -> No
     assert (plural, namespace, name) == ("goldrushcredentials", "ns", "team")
     assert ready_of(status) == ("True", "KeyValid") and status["usedBy"] == 1
     assert c.get_condition(status["conditions"], "Stalled") is None
+    assert c.get_condition(status["conditions"], "Reconciling") is None
     assert cworld.api.keys[-1] == TEAM_KEY and cworld.api.journal[-1] == ("GET", "list")
     await ctl.check(("GoldRushCredentials", "ns", "team"))
     assert len(kube.writes) == 1, "no status write when nothing changed"
@@ -308,7 +309,25 @@ async def test_check_reports_a_refused_key(cworld: CredsWorld, status_code: int,
     assert (plural, namespace, name) == ("clustergoldrushcredentials", None, "shared")
     assert ready_of(status) == ("False", reason) and status["usedBy"] == 0
     assert (c.get_condition(status["conditions"], "Stalled") or {}).get("reason") == reason
+    assert c.get_condition(status["conditions"], "Reconciling") is None  # a human must act: not in progress
     assert SHARED_KEY not in str(status)
+
+
+async def test_a_key_the_api_cannot_check_now_is_reconciling_not_stalled(cworld: CredsWorld) -> None:
+    """A 503 to the check: retried with backoff, so Reconciling=True ApiUnavailable (kstatus InProgress) and
+    no Stalled; once the API answers, Ready=True and Reconciling is gone."""
+    ctl, kube, _ = checker(cworld)
+    cworld.api.refuse[SHARED_KEY] = 503
+    await ctl.check(("ClusterGoldRushCredentials", "", "shared"))
+    status = kube.writes[-1][3]
+    assert ready_of(status) == ("False", "ApiUnavailable")
+    reconciling = c.get_condition(status["conditions"], "Reconciling")
+    assert reconciling is not None and reconciling["status"] == "True" and reconciling["reason"] == "ApiUnavailable"
+    assert c.get_condition(status["conditions"], "Stalled") is None
+    del cworld.api.refuse[SHARED_KEY]
+    await ctl.check(("ClusterGoldRushCredentials", "", "shared"))
+    status = kube.writes[-1][3]
+    assert ready_of(status) == ("True", "KeyValid") and c.get_condition(status["conditions"], "Reconciling") is None
 
 
 async def test_check_reports_a_missing_secret_and_rechecks_when_it_appears(cworld: CredsWorld) -> None:
@@ -318,6 +337,10 @@ async def test_check_reports_a_missing_secret_and_rechecks_when_it_appears(cworl
     assert cworld.store.referenced("ns", "team-key"), "the key Secret is followed by the Secret watch"
     await ctl.check(("GoldRushCredentials", "ns", "team"))
     assert ready_of(kube.writes[-1][3]) == ("False", "SecretNotFound") and cworld.api.journal == []
+    # Waited for, not stalled: Reconciling says so (Flux's kstatus: InProgress, not Current).
+    reconciling = c.get_condition(kube.writes[-1][3]["conditions"], "Reconciling")
+    assert reconciling is not None and reconciling["status"] == "True" and reconciling["reason"] == "SecretNotFound"
+    assert c.get_condition(kube.writes[-1][3]["conditions"], "Stalled") is None
     cworld.store.secret_event("ns", "team-key", {"key": TEAM_KEY}, "5")
     ctl.on_secret_changed(("ns", "team-key"))
     assert ("GoldRushCredentials", "ns", "team") in ctl._due

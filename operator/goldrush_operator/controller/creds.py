@@ -272,6 +272,11 @@ class CredentialsController:
                                         verdict.message, creds.generation, now)
         conditions = cond.set_condition(conditions, cond.STALLED, verdict.stalled, verdict.reason,
                                         verdict.message if verdict.stalled else "", creds.generation, now)
+        # Not ready and no human needed: waited for (its Secret) or retried (the API). Flux's kstatus reads a
+        # custom resource by Reconciling and Stalled, not Ready: without it, such an object would be Current.
+        waiting = not verdict.ready and not verdict.stalled
+        conditions = cond.set_condition(conditions, cond.RECONCILING, waiting, verdict.reason,
+                                        verdict.message if waiting else "", creds.generation, now)
         patch = {"observedGeneration": creds.generation, "conditions": conditions,
                  "usedBy": self.keyring.used_by(key)}
         if not cond.status_changed(current, patch):
