@@ -1,7 +1,11 @@
--- Argo CD health check for goldrush.dev/GoldRushPipeline.
+-- Argo CD health check for goldrush.dev/GoldRushPipeline, and for the credentials objects
+-- goldrush.dev/GoldRushCredentials and ClusterGoldRushCredentials (no phase, no Synced: their Stalled,
+-- Reconciling and Ready decide through the same rules).
 --
--- Register it in argocd-cm under the key
+-- Register it in argocd-cm under the keys
 --   resource.customizations.health.goldrush.dev_GoldRushPipeline
+--   resource.customizations.health.goldrush.dev_GoldRushCredentials
+--   resource.customizations.health.goldrush.dev_ClusterGoldRushCredentials
 -- (see docs/installation.md). Test cases: health_test.yaml and testdata/ beside this file.
 --
 -- It reads what goldrush-operator writes: the top-level status.observedGeneration, the

@@ -159,9 +159,10 @@ def test_argo_cd_and_kstatus_agree_on_every_state(
             stored = argocd.compute(argocd.ensure_binary(), yaml.safe_load(committed.read_text()))
             assert stored["status"] == argo, f"{case}: committed snapshot says {stored['status']}, live {argo}"
 
-    def when(name: str, predicate: Callable[[dict[str, Any]], bool], timeout: float = 40) -> dict[str, Any]:
+    def when(name: str, predicate: Callable[[dict[str, Any]], bool], timeout: float = 40,
+             kind: str = "goldrushpipeline") -> dict[str, Any]:
         def check() -> dict[str, Any] | None:
-            obj = get(kubectl, name)
+            obj: dict[str, Any] = get(kubectl, name) if kind == "goldrushpipeline" else kubectl.json("get", kind, name)
             return obj if predicate(obj) else None
 
         result: dict[str, Any] = wait_for(check, timeout, message=f"{name} to reach the state")
@@ -293,6 +294,21 @@ def test_argo_cd_and_kstatus_agree_on_every_state(
                                                       == "CredentialsNotAllowed"))
     finally:
         kubectl("delete", "clustergoldrushcredentials", elsewhere, "--wait=false", check=False)
+
+    # Credentials objects: the same script judges them (registered under their kinds too); kstatus reads
+    # their Stalled and Reconciling like a pipeline's.
+    kubectl.apply(secret_manifest("credskey", {"key": "dev-key"}))
+    for creds_name, creds_secret in (("creds-valid", "credskey"), ("creds-revoked", "badkey"),
+                                     ("creds-nosecret", "creds-missing")):
+        kubectl.apply({"apiVersion": "goldrush.dev/v1alpha1", "kind": "GoldRushCredentials",
+                       "metadata": {"name": creds_name},
+                       "spec": {"serviceKeySecretRef": {"name": creds_secret, "key": "key"}}})
+    snap("healthy_credentials_key_valid", when("creds-valid", lambda o: cond(o, "Ready").get("reason") == "KeyValid",
+                                               kind="goldrushcredentials"))
+    snap("degraded_credentials_auth_failed", when("creds-revoked", lambda o: cond(o, "Stalled").get("reason")
+                                                  == "AuthFailed", kind="goldrushcredentials"))
+    snap("progressing_credentials_secret_not_found", when("creds-nosecret", lambda o: cond(o, "Reconciling").get(
+        "reason") == "SecretNotFound", kind="goldrushcredentials"))
 
     # Writes under way or refused: each on an object of its own, running first.
     def running_object(name: str, **spec: Any) -> str:

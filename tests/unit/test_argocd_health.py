@@ -129,7 +129,7 @@ def test_lua_runtime_is_lua51() -> None:
 def test_health_case(case: dict[str, Any]) -> None:
     obj = _load_input(case)
     assert obj["apiVersion"] == "goldrush.dev/v1alpha1"
-    assert obj["kind"] == "GoldRushPipeline"
+    assert obj["kind"] in ("GoldRushPipeline", "GoldRushCredentials", "ClusterGoldRushCredentials")
     hs = run_health(obj)
     assert set(hs) == {"status", "message"}
     assert hs["status"] == case["healthStatus"]["status"]
@@ -215,8 +215,11 @@ def test_script_uses_no_library_outside_argo_sandbox() -> None:
 
 def test_installation_docs_register_the_check() -> None:
     docs = (ROOT / "docs" / "installation.md").read_text()
-    assert "resource.customizations.health.goldrush.dev_GoldRushPipeline" in docs
+    for kind in ("GoldRushPipeline", "GoldRushCredentials", "ClusterGoldRushCredentials"):
+        assert f"resource.customizations.health.goldrush.dev_{kind}" in docs, kind
     assert "deploy/argocd/health.lua" in docs
+    judged = {_load_input(case)["kind"] for case in CASES}  # every registered kind has recorded snapshots
+    assert judged == {"GoldRushPipeline", "GoldRushCredentials"}, judged
 
 
 def _variants() -> list[tuple[str, dict[str, Any]]]:
