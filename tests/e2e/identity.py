@@ -52,6 +52,8 @@ def _without_namespace(obj: Obj) -> Obj:
 # The text log's timestamp (local time, as `logging` writes it).
 TIMESTAMP = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d{3}) ")
 DEBUG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} DEBUG ")
+# The GoldRush API's own 403 (a regular API key held by a credentials object) is not an RBAC denial.
+GOLDRUSH_API_403 = re.compile(r"GoldRush API (?:refused|rejected) the (?:service )?key \(403\)")
 # A denial is logged a moment after the apiserver answered it (the operator's event loop may be busy).
 LOG_DELAY_SECONDS = 2.0
 
@@ -80,7 +82,8 @@ def forbidden_lines(log: str, unready: Iterable[tuple[float, float]] = ()) -> li
     # A denial is logged at WARNING or above (the adapter's retry, kopf's failed request); DEBUG lines are body
     # dumps, which may quote an earlier (excused) denial kept in a condition message.
     return [line for line in log.splitlines()
-            if FORBIDDEN.search(line) and not excused(line) and not DEBUG_LINE.match(line)]
+            if FORBIDDEN.search(line) and not excused(line) and not DEBUG_LINE.match(line)
+            and not GOLDRUSH_API_403.search(line)]
 
 
 def write_operator_kubeconfig(plane: ControlPlane, path: Path) -> Path:

@@ -38,8 +38,10 @@ HEALTH_TEST = REPO / "deploy" / "argocd" / "health_test.yaml"
 RECORD = os.environ.get("GOLDRUSH_RECORD_SNAPSHOTS") == "1"
 # `limited-key`: a second key of the same group, for the object whose writes a Retry-After holds (per key);
 # `fresh-key`: a third, whose first listing (the operator caches one per key) meets an API that answers 503.
+# `regular-key`: a regular GoldRush API key (answered 403), held by a credentials object.
 SIM_ARGS = ("--service-key", "dev-key=group_default", "--service-key", "limited-key=group_default",
-            "--service-key", "fresh-key=group_default", "--deploy-seconds", "3", "--stop-seconds", "0.5")
+            "--service-key", "fresh-key=group_default", "--api-key", "regular-key",
+            "--deploy-seconds", "3", "--stop-seconds", "0.5")
 FIXED_TIME = "2026-01-01T00:00:00Z"
 
 
@@ -298,8 +300,9 @@ def test_argo_cd_and_kstatus_agree_on_every_state(
     # Credentials objects: the same script judges them (registered under their kinds too); kstatus reads
     # their Stalled and Reconciling like a pipeline's.
     kubectl.apply(secret_manifest("credskey", {"key": "dev-key"}))
+    kubectl.apply(secret_manifest("regularkey", {"key": "regular-key"}))
     for creds_name, creds_secret in (("creds-valid", "credskey"), ("creds-revoked", "badkey"),
-                                     ("creds-nosecret", "creds-missing")):
+                                     ("creds-regular", "regularkey"), ("creds-nosecret", "creds-missing")):
         kubectl.apply({"apiVersion": "goldrush.dev/v1alpha1", "kind": "GoldRushCredentials",
                        "metadata": {"name": creds_name},
                        "spec": {"serviceKeySecretRef": {"name": creds_secret, "key": "key"}}})
@@ -307,6 +310,8 @@ def test_argo_cd_and_kstatus_agree_on_every_state(
                                                kind="goldrushcredentials"))
     snap("degraded_credentials_auth_failed", when("creds-revoked", lambda o: cond(o, "Stalled").get("reason")
                                                   == "AuthFailed", kind="goldrushcredentials"))
+    snap("degraded_credentials_not_a_service_key", when("creds-regular", lambda o: cond(o, "Stalled").get("reason")
+                                                        == "NotAServiceKey", kind="goldrushcredentials"))
     snap("progressing_credentials_secret_not_found", when("creds-nosecret", lambda o: cond(o, "Reconciling").get(
         "reason") == "SecretNotFound", kind="goldrushcredentials"))
 
