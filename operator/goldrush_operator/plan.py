@@ -257,8 +257,7 @@ class Planner:
         if plan.immutable:
             raise InputProblem(Stall(cond.IMMUTABLE_FIELD_CHANGED,
                                       f"remote pipeline {remote.id} differs in fields that cannot change: "
-                                      + ", ".join(plan.immutable),
-                                      synced_reason=cond.IMMUTABLE_FIELD_CHANGED))
+                                      + ", ".join(plan.immutable)))
         out.calls.extend(plan.calls)
         if plan.blocked:
             out.note = f"differs in {', '.join(plan.blocked)}; not written (spec.managementPolicies lack Update)"

@@ -296,6 +296,7 @@ async def test_rejected_patch_is_not_sent_again_until_the_spec_changes(world: Wo
     stalled = world.cond("Stalled")
     assert stalled is not None and stalled["reason"] == "InvalidSpec" and "422" in stalled["message"]
     assert world.cond("Synced")["status"] == "False"  # type: ignore[index]
+    assert world.cond("Synced")["reason"] == "ApiError"  # type: ignore[index]  # the API refused the write
     patches = world.api.writes().count(("PATCH", "patch"))
     polls = world.api.journal.count(("GET", "status"))
     for _ in range(3):  # later passes (slow poll, recheck) do not repeat the rejected write
@@ -321,6 +322,7 @@ async def test_a_write_answered_any_other_4xx_is_not_sent_again_until_the_spec_c
     await world.run()
     stalled = world.cond("Stalled")
     assert stalled is not None and stalled["reason"] == "UnexpectedResponse" and str(code) in stalled["message"]
+    assert world.cond("Synced")["reason"] == "ApiError"  # type: ignore[index]
     for _ in range(3):
         world.now += 1000
         await world.run()

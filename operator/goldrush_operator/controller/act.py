@@ -74,7 +74,7 @@ class Act:
         if diff.immutable:
             fields = ", ".join(f"{name} (remote {r!r}, spec {w!r})" for name, (w, r) in sorted(diff.immutable.items()))
             msg = f"remote pipeline {pipeline_id} differs in fields that cannot change: {fields}"
-            raise InputProblem(Stall(cond.IMMUTABLE_FIELD_CHANGED, msg, synced_reason=cond.IMMUTABLE_FIELD_CHANGED))
+            raise InputProblem(Stall(cond.IMMUTABLE_FIELD_CHANGED, msg))
         if (diff.patch or diff.status is not None) and p.applied_generation() != p.generation and not created:
             status.update_pending(p, pipeline_id)
             await self.writer.write(p)  # what GitOps tools read while the write is under way

@@ -313,7 +313,7 @@ class External:
             msg = (f"a pipeline named {name!r} in project {project!r} already exists ({ids}) and was not created "
                    f"by this object; set {ANNOTATION_ADOPT}: \"true\" to take it over")
             await self.warn_once(p, cond.NAME_CONFLICT, msg)
-            raise InputProblem(Stall(cond.NAME_CONFLICT, msg, synced_reason=cond.NAME_CONFLICT))
+            raise InputProblem(Stall(cond.NAME_CONFLICT, msg))
         if client.dry_run:
             raise WouldWrite(decide.create_call(d.payload))
         claim = (d.key_id, name, project)
@@ -322,7 +322,7 @@ class External:
             msg = (f"object {holder[0]}/{holder[1]} is creating a pipeline named {name!r} in project {project!r}; "
                    "two objects cannot share one remote pipeline (set spec.pipelineName)")
             await self.warn_once(p, cond.NAME_CONFLICT, msg)
-            raise InputProblem(Stall(cond.NAME_CONFLICT, msg, synced_reason=cond.NAME_CONFLICT))
+            raise InputProblem(Stall(cond.NAME_CONFLICT, msg))
         self._creating[claim] = record.key
         try:
             return await self._create(p, d, client)
@@ -390,7 +390,7 @@ class External:
                    f"a pipeline named {name!r} in project {project!r} already exists ({ids}) and was not "
                    f"adopted by this object; set {ANNOTATION_ADOPT}: \"true\" to take it over")
             await self.warn_once(p, cond.NAME_CONFLICT, msg)
-            raise InputProblem(Stall(cond.NAME_CONFLICT, msg, synced_reason=cond.NAME_CONFLICT))
+            raise InputProblem(Stall(cond.NAME_CONFLICT, msg))
         await self.record_id(p, named[0].id, None)
         verb = "adopted" if d.spec.allows("Update") else "observing"
         await self.event(p, "Adopted" if d.spec.allows("Update") else "Observed",
@@ -415,7 +415,7 @@ class External:
             ids = ", ".join(sorted(i.id for i in same))
             msg = f"an interrupted create left several matching pipelines ({ids}); set {ANNOTATION_PIPELINE_ID}"
             await self.warn_once(p, cond.CREATE_INCOMPLETE, msg)
-            raise InputProblem(Stall(cond.CREATE_INCOMPLETE, msg, synced_reason=cond.CREATE_INCOMPLETE))
+            raise InputProblem(Stall(cond.CREATE_INCOMPLETE, msg))
         if self.create_may_land_for(p.record, pending) > 0:
             raise Wait(self._fast)  # an earlier POST may still land: look again before deciding
         return None

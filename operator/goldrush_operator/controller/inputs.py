@@ -19,7 +19,7 @@ from pydantic import ValidationError
 
 from goldrush_operator import conditions as cond
 from goldrush_operator.config import ServiceKeySource
-from goldrush_operator.controller.outcome import InputProblem, Stall, invalid
+from goldrush_operator.controller.outcome import InputProblem, Stall
 from goldrush_operator.controller.ports import KubePort
 from goldrush_operator.controller.status import Pass
 from goldrush_operator.credentials import ResolvedSecrets, resolve_destination_secrets
@@ -69,7 +69,7 @@ def parse_spec(p: Pass) -> PipelineSpec:
         return PipelineSpec.model_validate(p.body.get("spec") or {})
     except ValidationError as exc:
         msg = "; ".join(f"spec.{'.'.join(str(x) for x in e['loc'])}: {e['msg']}" for e in exc.errors())
-        raise InputProblem(invalid(f"invalid spec: {msg}")) from None
+        raise InputProblem(Stall(cond.INVALID_SPEC, f"invalid spec: {msg}")) from None
 
 
 def reconcile_requested(p: Pass) -> bool:
@@ -128,12 +128,12 @@ class Inputs:
                 self.keyring.release(p.record.key)
             return None
         if self.keyring is None:
-            raise InputProblem(invalid("spec.credentialsRef: credentials objects are not served"))
+            raise InputProblem(Stall(cond.INVALID_SPEC, "spec.credentialsRef: credentials objects are not served"))
         try:
             use = self.keyring.resolve(p.record.key, spec.credentials_ref)
         except Refused as refused:
             if refused.stall:
-                raise InputProblem(Stall(refused.reason, refused.message, synced_reason=refused.reason)) from None
+                raise InputProblem(Stall(refused.reason, refused.message)) from None
             raise Missing(refused.reason, refused.message) from None
         return KeyRef(use.secret, use.credentials.secret_key, use.origin, use.credentials.key)
 
@@ -210,14 +210,13 @@ class Inputs:
         service_key = own if key_ref is not None else self._key_source.get()
         if not service_key:
             raise InputProblem(Stall(cond.AUTH_FAILED, "no service key: set GOLDRUSH_SERVICE_KEY_FILE or "
-                                                       "GOLDRUSH_SERVICE_KEY, or spec.credentialsRef",
-                                     synced_reason=cond.AUTH_FAILED))  # nothing was sent: no ApiError
+                                                       "GOLDRUSH_SERVICE_KEY, or spec.credentialsRef"))
         p.secrets = (*p.secrets, service_key)
         abi_file = await self._abi(p, spec)
         try:
             payload = desired_payload(p.namespace, p.name, spec, resolved.values, abi_file)
         except ValueError as exc:
-            raise InputProblem(invalid(p.scrub(str(exc)))) from None
+            raise InputProblem(Stall(cond.INVALID_SPEC, p.scrub(str(exc)))) from None
         key_id = hashlib.sha256(service_key.encode()).hexdigest()
         return Desired(spec, payload, resolved, service_key, key_id, key_ref.credentials if key_ref else None)
 
@@ -234,4 +233,4 @@ class Inputs:
         try:
             return parse_abi_file(data[ref.key])
         except ValueError as exc:
-            raise InputProblem(invalid(f"spec.abi.configMapRef: {exc}")) from None
+            raise InputProblem(Stall(cond.INVALID_SPEC, f"spec.abi.configMapRef: {exc}")) from None

@@ -136,7 +136,7 @@ class Controller:
             return undecided.delay, "create_wait"
         except (InputProblem, GoldRushError) as exc:
             outcome = classify(exc, p.scrub)
-            if isinstance(outcome, Stall) and holds(outcome):
+            if holds(outcome):
                 # Never send the same rejected write again before the inputs change.
                 record.held_on, record.held_reason = fingerprint, (outcome.reason, outcome.message,
                                                                  outcome.synced_reason)

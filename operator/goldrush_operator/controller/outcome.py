@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeGuard
 
 from goldrush_operator import conditions as cond
 from goldrush_operator.goldrush_api import (
@@ -56,29 +57,29 @@ class Retry:
 
 @dataclass(frozen=True)
 class Stall:
-    """A human must act; `synced_reason` is the reason `Synced` shows (default `ApiError`). `hold`: a write
-    the API refused, never sent again before the inputs change (as the reasons of `HOLD_UNTIL_CHANGE`)."""
+    """A human must act. `synced_reason` is the reason `Synced` shows: `reason` itself unless given (what the
+    operator found: a spec, key or name it cannot use), `ApiError` for every request the API refused (`_api`
+    sets it). `hold`: a write the API refused, never sent again before the inputs change (as the reasons of
+    `HOLD_UNTIL_CHANGE`)."""
 
     reason: str
     message: str
-    synced_reason: str = cond.API_ERROR
+    synced_reason: str = ""
     hold: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.synced_reason:
+            object.__setattr__(self, "synced_reason", self.reason)
 
 
 Outcome = Retry | Stall
-
-
-def invalid(message: str) -> Stall:
-    """The operator itself found the spec unusable before any request (no API error happened): `Synced`
-    names `InvalidSpec` too, not `ApiError`."""
-    return Stall(cond.INVALID_SPEC, message, synced_reason=cond.INVALID_SPEC)
 
 # Stalls that only a change of the inputs can end, whatever raised them.
 HOLD_UNTIL_CHANGE = frozenset({cond.AUTH_FAILED, cond.INVALID_SPEC})
 WRITE_METHODS = frozenset({"POST", "PATCH", "PUT"})
 
 
-def holds(outcome: Outcome) -> bool:
+def holds(outcome: Outcome) -> TypeGuard[Stall]:
     """Whether the object is held (no API write) until its spec, a Secret or the key changes."""
     return isinstance(outcome, Stall) and (outcome.hold or outcome.reason in HOLD_UNTIL_CHANGE)
 
@@ -94,14 +95,14 @@ class InputProblem(Exception):
 def _api(exc: GoldRushError, message: str) -> Outcome:
     status = f" ({exc.status})" if exc.status else ""
     if isinstance(exc, UnauthorizedError | ForbiddenError):
-        return Stall(cond.AUTH_FAILED, f"GoldRush API rejected the service key{status}: {message}")
+        return Stall(cond.AUTH_FAILED, f"GoldRush API rejected the service key{status}: {message}", cond.API_ERROR)
     if isinstance(exc, InvalidRequestError):
-        return Stall(cond.INVALID_SPEC, f"GoldRush API rejected the pipeline{status}: {message}")
+        return Stall(cond.INVALID_SPEC, f"GoldRush API rejected the pipeline{status}: {message}", cond.API_ERROR)
     if isinstance(exc, DryRunRefusedError):
         # The controller announces its writes before it would send them; this is the client's backstop.
-        return Stall(cond.DRY_RUN, f"{message}; the operator runs in dry-run mode", synced_reason=cond.DRY_RUN)
+        return Stall(cond.DRY_RUN, f"{message}; the operator runs in dry-run mode")
     if isinstance(exc, MaskedSecretError):
-        return invalid(f"refusing to send the API's secret mask: {message}")
+        return Stall(cond.INVALID_SPEC, f"refusing to send the API's secret mask: {message}")
     if isinstance(exc, RateLimitedError):
         return Retry(cond.RATE_LIMITED, f"GoldRush API rate limit: {message}", exc.retry_after)
     if isinstance(exc, ConflictError):
@@ -110,12 +111,13 @@ def _api(exc: GoldRushError, message: str) -> Outcome:
         return Retry(OUTCOME_UNKNOWN, f"write outcome unknown; looking the pipeline up: {message}")
     if isinstance(exc, UnexpectedResponseError) and exc.status is not None and not 200 <= exc.status < 300:
         return Stall(UNEXPECTED_RESPONSE, f"GoldRush API answered an unexpected status{status} "
-                                          f"(check GOLDRUSH_API_URL): {message}")
+                                          f"(check GOLDRUSH_API_URL): {message}", cond.API_ERROR)
     if exc.transient:
         return Retry(cond.API_UNAVAILABLE, f"GoldRush API unavailable: {message}")
     # Any other 4xx to a write (402, 405, 410, 413, 415, ...): the same request would be refused again.
     refused = exc.method in WRITE_METHODS and exc.status is not None and 400 <= exc.status < 500
-    return Stall(UNEXPECTED_RESPONSE, f"GoldRush API answered an unexpected status{status}: {message}", hold=refused)
+    return Stall(UNEXPECTED_RESPONSE, f"GoldRush API answered an unexpected status{status}: {message}", cond.API_ERROR,
+                 hold=refused)
 
 
 def classify(exc: BaseException, scrub: Callable[[str], str]) -> Outcome:
@@ -128,7 +130,7 @@ def classify(exc: BaseException, scrub: Callable[[str], str]) -> Outcome:
     if isinstance(exc, KubeError):
         return Retry(KUBERNETES_ERROR, f"Kubernetes API error: {message}")
     if isinstance(exc, MaskedValueError):
-        return invalid(f"spec.destination.config: {message}")
+        return Stall(cond.INVALID_SPEC, f"spec.destination.config: {message}")
     if isinstance(exc, ValueError):
-        return invalid(f"invalid input: {message}")
+        return Stall(cond.INVALID_SPEC, f"invalid input: {message}")
     return Retry(INTERNAL_ERROR, f"internal error ({type(exc).__name__}); retrying")
