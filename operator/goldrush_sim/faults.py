@@ -36,10 +36,15 @@ class _Strict(BaseModel):
 
 
 class Rule(_Strict):
-    """Answer matching requests with `status` (probability `rate`, `count` times, null = forever)."""
+    """Answer matching requests with `status` (probability `rate`, `count` times, null = forever).
+
+    `key_sha256` narrows the rule to requests bearing one key (the sha256 hex of the bearer token,
+    as the journal shows it), so one key can meet an outage while every other key is served.
+    """
 
     route: str = "*"
     method: str = "*"
+    key_sha256: str | None = Field(default=None, pattern="^[0-9a-f]{64}$")
     status: int = Field(ge=400, le=599)
     rate: float = Field(default=1.0, ge=0.0, le=1.0)
     count: int | None = Field(default=None, ge=1)
@@ -191,6 +196,8 @@ class Faults:
             return Rejection(429, "Too many requests: rate limit exceeded", wait, "rate_limit_rps")
         for rule in self.rules:
             if not (_match(rule.route, route) and _match(rule.method, method)):
+                continue
+            if rule.key_sha256 is not None and rule.key_sha256 != key:
                 continue
             if rule.rate < 1.0 and self.rng.random() >= rule.rate:
                 continue

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import hashlib
 import os
 import re
 import time
@@ -38,9 +39,11 @@ HEALTH_TEST = REPO / "deploy" / "argocd" / "health_test.yaml"
 RECORD = os.environ.get("GOLDRUSH_RECORD_SNAPSHOTS") == "1"
 # `limited-key`: a second key of the same group, for the object whose writes a Retry-After holds (per key);
 # `fresh-key`: a third, whose first listing (the operator caches one per key) meets an API that answers 503.
-# `regular-key`: a regular GoldRush API key (answered 403), held by a credentials object.
+# `regular-key`: a regular GoldRush API key (answered 403), held by a credentials object;
+# `outage-key`: a service key whose requests alone meet an API answering 503, held by a credentials object.
 SIM_ARGS = ("--service-key", "dev-key=group_default", "--service-key", "limited-key=group_default",
             "--service-key", "fresh-key=group_default", "--api-key", "regular-key",
+            "--service-key", "outage-key=group_default",
             "--deploy-seconds", "3", "--stop-seconds", "0.5")
 FIXED_TIME = "2026-01-01T00:00:00Z"
 
@@ -301,8 +304,13 @@ def test_argo_cd_and_kstatus_agree_on_every_state(
     # their Stalled and Reconciling like a pipeline's.
     kubectl.apply(secret_manifest("credskey", {"key": "dev-key"}))
     kubectl.apply(secret_manifest("regularkey", {"key": "regular-key"}))
+    kubectl.apply(secret_manifest("outagekey", {"key": "outage-key"}))
+    # Only this key's requests meet the outage: every other object of the test is served.
+    sim.faults(rules=[{"route": "*", "method": "*", "status": 503, "rate": 1.0,
+                       "key_sha256": hashlib.sha256(b"outage-key").hexdigest()}])
     for creds_name, creds_secret in (("creds-valid", "credskey"), ("creds-revoked", "badkey"),
-                                     ("creds-regular", "regularkey"), ("creds-nosecret", "creds-missing")):
+                                     ("creds-regular", "regularkey"), ("creds-nosecret", "creds-missing"),
+                                     ("creds-outage", "outagekey")):
         kubectl.apply({"apiVersion": "goldrush.dev/v1alpha1", "kind": "GoldRushCredentials",
                        "metadata": {"name": creds_name},
                        "spec": {"serviceKeySecretRef": {"name": creds_secret, "key": "key"}}})
@@ -314,6 +322,8 @@ def test_argo_cd_and_kstatus_agree_on_every_state(
                                                         == "NotAServiceKey", kind="goldrushcredentials"))
     snap("progressing_credentials_secret_not_found", when("creds-nosecret", lambda o: cond(o, "Reconciling").get(
         "reason") == "SecretNotFound", kind="goldrushcredentials"))
+    snap("progressing_credentials_api_unavailable", when("creds-outage", lambda o: cond(o, "Reconciling").get(
+        "reason") == "ApiUnavailable", kind="goldrushcredentials"))
 
     # Writes under way or refused: each on an object of its own, running first.
     def running_object(name: str, **spec: Any) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from typing import Any
 
@@ -70,6 +72,19 @@ def test_rule_matches_route_and_method(sim: SimProcess) -> None:
     sim.faults(rules=[{"route": "status", "status": 502}])
     assert sim.api("GET", f"{pid}/status/").status_code == 502
     assert sim.api("GET", f"{pid}/metrics/").status_code == 200
+
+
+def test_rule_with_a_key_answers_only_that_keys_requests(sim: SimProcess) -> None:
+    other = hashlib.sha256(b"other-key").hexdigest()
+    shown = sim.faults(rules=[{"route": "list", "status": 503, "key_sha256": other}])
+    assert shown["rules"][0]["key_sha256"] == other
+    assert "other-key" not in json.dumps(shown)  # the fault set never holds a raw key
+    assert sim.api("GET", "", key="other-key").status_code == 503
+    assert sim.api("GET", "", key="dev-key").status_code == 200
+    assert sim.api("GET", "", key="other-key").status_code == 503  # count null: until cleared
+    with pytest.raises(SimAdminError) as info:
+        sim.admin("POST", "faults", {"rules": [{"status": 503, "key_sha256": "other-key"}]})
+    assert info.value.status == 422
 
 
 def test_rule_rate_is_a_seeded_probability(sim: SimProcess) -> None:
