@@ -3,7 +3,9 @@
 Called by `cli.main`. Reads the object and its Secrets through `kube.Kube`, then the API through
 `api.GoldRushClient` with the object's own service key: its `serviceKeySecretRef`, the key of the credentials
 object its `credentialsRef` names (a ClusterGoldRushCredentials' Secret in POD_NAMESPACE, default
-goldrush-system), or the operator's.
+goldrush-system), or the operator's. What it prints (worker logs, the destination probe's error, API errors) is
+scrubbed of that key and of the values the object's `spec.destination.secretRefs` name (`_destination_secrets`),
+as the operator scrubs what it writes: a failing probe's DSN or a worker's error can carry the password.
 `describe` reads the metrics
 twice, `trend_seconds` apart, and prints them as a table with the change of each (`metrics_table`);
 a countdown on stderr (terminals only, `progress.Progress`) shows what it is waiting for.
@@ -24,7 +26,7 @@ from goldrush_operator.resource_credentials import (
     PLURAL_CLUSTER_CREDENTIALS,
     PLURAL_CREDENTIALS,
 )
-from goldrush_operator.secret_values import scrub
+from goldrush_operator.secret_values import Scrubber
 
 
 def _value(value: float | None) -> str:
@@ -56,6 +58,30 @@ async def inspect_command(
         return await _inspect(command, name, namespace, settings, trend_seconds, progress)
     finally:
         progress.done()
+
+
+async def _destination_secrets(kube: Kube, namespace: str, obj: dict[str, Any]) -> list[str]:
+    """The values `spec.destination.secretRefs` names, to scrub from what is printed.
+
+    Best effort: a Secret that is missing or that the caller may not read adds nothing (the field-name scrub
+    still covers `"password": "..."` forms); reading it is never a reason to fail the command.
+    """
+    refs = (((obj.get("spec") or {}).get("destination") or {}).get("secretRefs")) or {}
+    read: dict[str, dict[str, str]] = {}
+    values: list[str] = []
+    for ref in refs.values() if isinstance(refs, dict) else ():
+        if not isinstance(ref, dict) or not isinstance(ref.get("name"), str):
+            continue
+        name = ref["name"]
+        if name not in read:
+            try:
+                read[name] = await kube.get_secret_data(namespace, name)
+            except KubeError:
+                read[name] = {}
+        value = read[name].get(str(ref.get("key")))
+        if value:
+            values.append(value)
+    return values
 
 
 def _error(progress: Progress, message: str) -> int:
@@ -101,26 +127,28 @@ async def _inspect(
             key = ServiceKeySource(settings).get()
             if not key:
                 return _error(progress, "no service key: set GOLDRUSH_SERVICE_KEY_FILE or GOLDRUSH_SERVICE_KEY")
+        secrets = [key, *await _destination_secrets(kube, ns, obj)]
+        scrub = Scrubber(secrets)
         async with GoldRushClient(settings.api_url, key, rate_limit=0) as client:
             progress.update(f"reading pipeline {pipeline_id} from the GoldRush API")
             try:
                 if command == "logs":
-                    logs = await client.get_logs(pipeline_id)
+                    logs = await client.get_logs(pipeline_id, secrets=secrets)
                     progress.done()
                     for pod in logs.pods:
                         print(f"==> {pod.pod} <==")
-                        print(scrub(pod.logs, [key]))
+                        print(scrub(pod.logs))
                     return 0
-                status = await client.get_status(pipeline_id)
-                health = await client.get_destination_health(pipeline_id)
+                status = await client.get_status(pipeline_id, secrets=secrets)
+                health = await client.get_destination_health(pipeline_id, secrets=secrets)
                 before: PipelineMetrics | None = None
-                metrics = await client.get_metrics(pipeline_id)
+                metrics = await client.get_metrics(pipeline_id, secrets=secrets)
                 if trend_seconds > 0:
                     before = metrics
                     await progress.countdown(trend_seconds, "reading the metrics again for their trend")
-                    metrics = await client.get_metrics(pipeline_id)
+                    metrics = await client.get_metrics(pipeline_id, secrets=secrets)
             except GoldRushError as exc:
-                return _error(progress, f"GoldRush API: {scrub(str(exc), [key])}")
+                return _error(progress, f"GoldRush API: {scrub(str(exc))}")
         progress.done()
         print(f"Name:         {ns}/{name}")
         print(f"Pipeline:     {pipeline_id}")
@@ -129,7 +157,7 @@ async def _inspect(
         print(f"Started:      {status.start_time or '-'}")
         verdict = "not probed yet" if health.healthy is None else "healthy" if health.healthy else "unhealthy"
         print(f"Destination:  {verdict}"
-              + (f" ({scrub(health.last_error, [key])})" if health.last_error else ""))
+              + (f" ({scrub(health.last_error)})" if health.last_error else ""))
         print("Metrics:" + (f"      trend over {trend_seconds:g}s" if before is not None else ""))
         for line in metrics_table(metrics, before, arrows_for(sys.stdout)):
             print(line)

@@ -11,7 +11,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from pipelines import pipeline_manifest, secret_manifest, wait_phase
+from pipelines import CANARY, pipeline_manifest, secret_manifest, wait_phase
 
 from support.kubectl import Kubectl
 from support.operator import OperatorProcess, operator_executable
@@ -59,6 +59,19 @@ def test_logs_and_describe_show_the_live_pipeline(
     assert "Metrics:" in out
     metrics = sim.api("GET", f"{pid}/metrics/").json()["data"]
     assert any(field in out for field in metrics if field != "uid"), out
+
+    # What the API returns can carry the destination's password (a failing probe's DSN, a worker's error):
+    # both commands print it scrubbed, as the operator writes it.
+    dsn = f"postgresql://pipeline:{CANARY}@db.example.com:5432/analytics"
+    sim.admin("POST", f"pipelines/{pid}/destination-health", {"healthy": False, "last_error": f"{dsn}: refused"})
+    proc = cli(kubeconfig, sim, "describe", "p1", "-n", ns)
+    assert proc.returncode == 0, proc.stderr
+    assert "Destination:  unhealthy (postgresql://pipeline:[REDACTED]@db.example.com" in proc.stdout, proc.stdout
+    sim.admin("POST", f"pipelines/{pid}/phase", {"phase": "FAILED", "log": f"ERROR cannot write to {dsn}"})
+    proc = cli(kubeconfig, sim, "logs", "p1", "-n", ns)
+    assert proc.returncode == 0, proc.stderr
+    assert "ERROR cannot write to postgresql://pipeline:[REDACTED]@" in proc.stdout, proc.stdout
+    assert CANARY not in proc.stdout + proc.stderr
 
     # Clear errors: a missing object, no key at all, no usable kubeconfig, no remote pipeline yet.
     proc = cli(kubeconfig, sim, "describe", "nope", "-n", ns)
