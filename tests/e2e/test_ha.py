@@ -252,6 +252,60 @@ def test_shards_rebalance_on_replica_loss_and_add(
     shards_rebalance(kubectl, sim, start_operator, namespace, every_replica_watches_every_object)
 
 
+@pytest.mark.slow
+def test_objects_of_one_remote_name_in_different_shards_leave_one_pipeline_per_name(
+    kubectl: Kubectl, sim: SimProcess, start_operator: Start, namespace: str
+) -> None:
+    """Pairs of objects naming one remote pipeline (`spec.pipelineName`), applied at once to three sharded
+    replicas: a pair split over two replicas races (each replica's listing may predate the other's POST, and
+    the in-process claim covers one process only). The name rule holds across replicas: per name exactly one
+    remote pipeline, held by one object of the pair; the other stalls NameConflict (a twin its replica created
+    is deleted by that replica), and nothing else is written."""
+    inv = Invariants(kubectl, sim)  # replicas are watched for leaked secrets and crashes
+    kubectl.apply(secret_manifest())
+    for n in ("r0", "r1", "r2"):
+        start_replica(start_operator, inv, namespace, n, {"GOLDRUSH_SHARDS": "3"})
+    wait_for(lambda: set(shard_holders(kubectl, 3)) == {"r0", "r1", "r2"}, 90, message="one shard per replica")
+    pairs = 6
+    kubectl.apply({"apiVersion": "v1", "kind": "List", "items": [
+        pipeline_manifest(f"{side}{i}", pipelineName=f"shared-{i}") for i in range(pairs) for side in "ab"]})
+
+    def outcome(obj: dict[str, Any]) -> str | None:
+        conditions = {c["type"]: c for c in obj.get("status", {}).get("conditions", [])}
+        stalled, ready = conditions.get("Stalled", {}), conditions.get("Ready", {})
+        if stalled.get("status") == "True" and stalled.get("reason") == "NameConflict":
+            return "conflict"
+        if ready.get("status") == "True" and obj["status"].get("phase") == "RUNNING":
+            return "running"
+        return None
+
+    def settled() -> dict[str, dict[str, Any]] | None:
+        """Per pair one object running and one stalled NameConflict (two that yielded at once retry)."""
+        objs = {o["metadata"]["name"]: o for o in kubectl.json("get", "goldrushpipelines")["items"]}
+        if len(objs) != 2 * pairs:
+            return None
+        for i in range(pairs):
+            if sorted(str(outcome(objs[f"{side}{i}"])) for side in "ab") != ["conflict", "running"]:
+                return None
+        return objs
+
+    objs = wait_for(settled, 150, message="per pair one object running and one stalled NameConflict")
+    writes = committed_writes(sim)
+    time.sleep(6)  # quiet: no create, delete or status flip follows
+    assert committed_writes(sim) == writes and settled() is not None
+    remote = sim.pipelines()
+    for i in range(pairs):
+        named = [r["id"] for r in remote if r["name"] == f"shared-{i}"]
+        winner = next(objs[f"{side}{i}"] for side in "ab" if outcome(objs[f"{side}{i}"]) == "running")
+        assert named == [winner["status"]["pipelineId"]], (named, winner["metadata"]["name"])
+    assert len(remote) == pairs
+    assert writes["create"] - writes["delete"] == pairs and not writes["patch"] and not writes["put"], writes
+    for name, obj in objs.items():
+        if outcome(obj) == "conflict":
+            assert "pipelineId" not in obj["status"], name
+            assert "goldrush.dev/pipeline-id" not in obj["metadata"].get("annotations", {}), name
+
+
 def watched(op: OperatorProcess) -> float | None:
     return gauge(op, "goldrush_watched_pipelines")
 

@@ -206,6 +206,43 @@ def test_foreign_pipeline_with_the_same_name_is_never_touched(
     inv.check(writes={}, expect_stalled={"p1": "NameConflict"}, timeout=20, quiet=4)
 
 
+def test_a_same_named_pipeline_created_after_the_listing_keeps_the_name(
+    kubectl: Kubectl, sim: SimProcess, start_operator: Start
+) -> None:
+    """A pipeline of the object's name and project created after the listing its create consulted (made by
+    hand, another cluster's operator or another replica, within the listing's 10 s life): the listing begun
+    after the POST shows it was first. The operator deletes the twin it created, the object stalls
+    NameConflict, and the other pipeline is never touched (I7); no second POST follows."""
+    inv = Invariants(kubectl, sim)
+    start_debug(start_operator, inv)
+    kubectl.apply(secret_manifest())
+    kubectl.apply(pipeline_manifest("first"))
+    wait_for(lambda: get(kubectl, "first").get("status", {}).get("pipelineId"), 20, message="first created")
+    # The listing `first`'s create consulted is kept (and shared) for a few seconds: `second` reuses it.
+    spec = pipeline_manifest("second")["spec"]
+    foreign = inv.seed_foreign(
+        name=f"{kubectl.namespace}-second", project=spec["project"], topic="eth.mainnet.ref.block.logs",
+        destination_type="postgres", execution_mode="unbounded", group="group_default",
+        destination_config={"type": "postgres", "url": "postgresql://other.example.com/x", "user": "someone",
+                            "password": "not-ours"})
+    kubectl.apply(pipeline_manifest("second"))
+    obj = wait_reason(kubectl, "second", "Stalled", "True", "NameConflict", timeout=40)
+    journal = sim.journal()
+    twin_posts = [e for e in journal if e["route"] == "create" and 200 <= int(e["status"]) < 300
+                  and e["body"]["name"] == f"{kubectl.namespace}-second"]
+    assert len(twin_posts) == 1, "the twin was not created: the race this test sets up did not happen"
+    deleted = [e["path"].rstrip("/").rsplit("/", 1)[-1] for e in journal
+               if e["route"] == "delete" and 200 <= int(e["status"]) < 300]
+    assert len(deleted) == 1 and deleted[0] not in (foreign["id"], get(kubectl, "first")["status"]["pipelineId"])
+    message = condition(obj, "Stalled")["message"]  # type: ignore[index]
+    assert foreign["id"] in message and deleted[0] in message
+    assert "pipelineId" not in obj["status"]
+    named = [p["id"] for p in sim.pipelines() if p["name"] == f"{kubectl.namespace}-second"]
+    assert named == [foreign["id"]]
+    assert "NameConflict" in [e["reason"] for e in events(kubectl) if e["involvedObject"]["name"] == "second"]
+    inv.check(writes={"create": 2, "delete": 1}, expect_stalled={"second": "NameConflict"}, timeout=20, quiet=4)
+
+
 def test_adoption_by_annotation(kubectl: Kubectl, sim: SimProcess, start_operator: Start) -> None:
     """`goldrush.dev/adopt: "true"` takes over a same-name pipeline; `goldrush.dev/pipeline-id` a given one."""
     inv = Invariants(kubectl, sim)

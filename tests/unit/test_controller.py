@@ -16,8 +16,9 @@ import pytest
 
 from goldrush_operator import conditions as c
 from goldrush_operator.config import ServiceKeySource, Settings
+from goldrush_operator.controller.external import keeps_the_name
 from goldrush_operator.controller.loop import Controller, DeleteLater
-from goldrush_operator.goldrush_api import GoldRushClient, SharedState
+from goldrush_operator.goldrush_api import GoldRushClient, Pipeline, SharedState
 from goldrush_operator.kube import KubeError, NotFound
 from goldrush_operator.resource import ANNOTATION_CREATE_PENDING, FINALIZER
 from goldrush_operator.state import Store
@@ -861,6 +862,10 @@ async def test_a_poll_steps_aside_while_writes_flow() -> None:
     assert len(world.api.journal) == reads and delay is not None and delay <= 2.0  # nothing sent, due soon
     await asyncio.sleep(0.25)
     world.now += 2
+    await world.run()  # the name check's listing first (a create's priority: the poll steps aside again)
+    assert world.api.journal[reads:] == [("GET", "list")]
+    await asyncio.sleep(0.25)
+    world.now += 2
     await world.run()
     assert ("GET", "status") in world.api.journal[reads:]
 
@@ -972,6 +977,89 @@ async def test_a_create_in_flight_keeps_another_object_from_creating_the_same_na
     assert world.api.writes() == [("POST", "create")] and len(world.api.pipelines) == 1
     reasons = {n: (world.cond("Stalled", n) or {}).get("reason") for n in ("p1", "p2")}
     assert sorted(reasons.values(), key=str) == ["NameConflict", None]
+
+
+def _lists(world: World) -> int:
+    return sum(1 for m, r in world.api.journal if (m, r) == ("GET", "list"))
+
+
+@pytest.mark.parametrize(("other", "keeps"), [
+    ({"created_at": "2026-01-01T00:00:00Z"}, True),  # created a second earlier
+    ({"created_at": "2026-01-01T00:00:02Z"}, False),  # a second later: ours was first for certain
+    ({}, True),  # the same second: which was first is unknown, ours yields (the other's check may not see it)
+    ({"created_at": None}, True),  # no time: the same
+])
+def test_who_keeps_a_name_two_creates_share(other: dict[str, Any], keeps: bool) -> None:
+    ours = Pipeline.model_validate({"id": "pipe_m", "created_at": "2026-01-01T00:00:01Z"})
+    theirs = Pipeline.model_validate({"id": "pipe_x", "created_at": "2026-01-01T00:00:01Z", **other})
+    assert keeps_the_name(theirs, ours) is keeps
+    assert keeps_the_name(ours, theirs) or keeps  # never both stay: at least one of the two yields
+
+
+async def test_a_same_named_pipeline_created_first_but_unseen_keeps_the_name(world: World) -> None:
+    """The listing a create consults may lack a pipeline of the same name and project (made within the
+    listing's age by hand, or by another replica: the in-process claim covers only this process). A listing
+    begun after the POST shows it: the first created keeps the name, this object's own twin is deleted and
+    the object stalls NameConflict, as if it had seen the other first; it never creates again beside it."""
+    world.apply(pipeline())
+    await world.run()
+    ours = world.obj()["status"]["pipelineId"]
+    # Another replica's create of the same name and project landed before ours, after our listing began.
+    world.api.pipelines["pipe_other"] = {"id": "pipe_other", "name": "ns-p1", "project": "proj",
+                                         "topic": "eth.mainnet.ref.block.logs", "created_at": "2098-12-31T23:59:59Z"}
+    world.now += 2
+    await world.run()
+    assert world.api.writes() == [("POST", "create"), ("DELETE", "delete")]
+    assert set(world.api.pipelines) == {"pipe_other"}
+    stalled = world.cond("Stalled")
+    assert stalled is not None and stalled["reason"] == "NameConflict"
+    assert "pipe_other" in stalled["message"] and ours in stalled["message"]
+    assert world.cond("Synced")["reason"] == "NameConflict"  # type: ignore[index]
+    status = world.obj()["status"]
+    assert "pipelineId" not in status and status["phase"] == "PENDING"
+    assert "goldrush.dev/pipeline-id" not in world.obj()["metadata"]["annotations"]
+    assert [r for r, _ in world.kube.events].count("NameConflict") == 1
+    for _ in range(3):  # later passes meet the name rule before any POST: no twin, no second Warning
+        world.now += 60
+        await world.run()
+    assert world.api.writes() == [("POST", "create"), ("DELETE", "delete")]
+    assert world.cond("Stalled")["reason"] == "NameConflict"  # type: ignore[index]
+    assert [r for r, _ in world.kube.events].count("NameConflict") == 1
+
+
+async def test_a_same_named_pipeline_created_after_ours_leaves_ours_alone(world: World) -> None:
+    """The check runs once, on one listing begun after the POST: when this object's pipeline was created
+    first it keeps the name (the later one is the other's to give up), and no further listing is read."""
+    world.apply(pipeline())
+    await world.run()
+    ours = world.obj()["status"]["pipelineId"]
+    world.api.pipelines["pipe_other"] = {"id": "pipe_other", "name": "ns-p1", "project": "proj",
+                                         "topic": "eth.mainnet.ref.block.logs", "created_at": "2099-01-01T00:00:01Z"}
+    world.now += 2
+    await world.run()
+    assert _lists(world) == 2
+    assert world.api.writes() == [("POST", "create")] and world.cond("Stalled") is None
+    world.api.phase[ours] = "RUNNING"
+    for _ in range(3):
+        world.now += 60
+        await world.run()
+    assert _lists(world) == 2 and world.obj()["status"]["pipelineId"] == ours
+    assert world.cond("Ready")["status"] == "True"  # type: ignore[index]
+
+
+async def test_the_name_check_reads_a_listing_begun_after_the_post_without_a_fetch_of_its_own(world: World) -> None:
+    """A burst's creates renew the key's listing: a later object's listing, begun after this object's POST,
+    serves its check (no listing of its own); only an object created after every kept listing fetches."""
+    world.apply(pipeline("p1"))
+    await world.run("p1")
+    world.now += 6
+    world.apply(pipeline("p2"))
+    await world.run("p2")  # past half the listing's age: renewed in the background
+    await asyncio.sleep(0.2)
+    assert _lists(world) == 2
+    world.now += 1
+    await world.run("p1")
+    assert _lists(world) == 2 and world.controller.store.get(("ns", "p1")).name_check is None  # type: ignore[union-attr]
 
 
 def _foreign(world: World, topic: str, created_at: str) -> None:

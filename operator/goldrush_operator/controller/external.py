@@ -103,6 +103,19 @@ def _not_before_mark(items: list[Pipeline], pending: str) -> list[Pipeline]:
     return [i for i in items if (parse_time(i.created_at) or floor) >= floor]
 
 
+def keeps_the_name(other: Pipeline, ours: Pipeline) -> bool:
+    """Whether `other`, of the same name and project, keeps the name rather than `ours` (this object's).
+
+    `ours` keeps it only when it was created first for certain: the API gives creation times to the second,
+    and a check may run before a pipeline created in the same second exists. So `other` keeps it unless
+    `ours` is strictly older. Whoever was created later always sees the older one (its check's listing began
+    after its own POST), so two pipelines never both stay; two of the same second that see each other both
+    yield, and their objects' retries (backoff with jitter) let one create first.
+    """
+    mine, theirs = parse_time(ours.created_at), parse_time(other.created_at)
+    return mine is None or theirs is None or not mine < theirs
+
+
 def pending_hashes(annotations: Mapping[str, str]) -> dict[str, str]:
     try:
         parsed = json.loads(annotations.get(ANNOTATION_CREATE_PENDING_SECRETS) or "{}")
@@ -277,11 +290,56 @@ class External:
         p.record.pipeline_id = pipeline_id
         p.record.create_pending = p.record.pending_hashes = p.record.pending_name = None
 
-    async def forget_id(self, p: Pass, pipeline_id: str) -> None:
-        """Drop the id annotation (the remote pipeline vanished out of band), and the pipeline from the cached
-        listings (the object's next create must not meet it under the name rule)."""
+    async def forget_id(self, p: Pass, pipeline_id: str, message: str) -> None:
+        """The object has no remote pipeline any more (it vanished out of band, or this object deleted its own
+        under the name rule): the status describes none (`status.vanished`), the id leaves the cached listings
+        (the object's next create must not meet it), the annotation, the status and the record."""
+        rules.vanished(p, message)
         self.listings.forget(pipeline_id)
         await self._kube.patch_annotations(p.namespace, p.name, {ANNOTATION_PIPELINE_ID: None})
+        await self._status.record(p, {"pipelineId": None, "phase": "PENDING"})
+        record = p.record
+        record.forgotten_id = pipeline_id
+        record.pipeline_id = record.applied_hashes = record.synced_generation = record.not_applied = None
+        record.name_check = None
+        record.last_status = None
+
+    async def check_name_kept(self, p: Pass, d: Desired, client: GoldRushClient, pipeline_id: str) -> None:
+        """The name rule once more after this object's create, on a listing begun after its POST returned.
+
+        The listing a create consults may lack a pipeline of the same name and project: one made within the
+        listing's age by hand, by another client, or by another replica (the in-process claim covers only this
+        process's creates). The pipeline created first keeps the name (`keeps_the_name`). When that is another
+        one, this object's own is deleted, and the object stalls with `NameConflict` as if it had seen the other
+        before creating (its next create attempt meets it). Reads a kept listing when one began late enough;
+        fetches one only while the key's writes are idle (a burst's POSTs go first), else a later pass looks.
+        """
+        record = p.record
+        if record.name_check is None:
+            return
+        since, name, project = record.name_check
+        items = self.listings.begun_after(d.key_id, since)
+        if items is None:
+            if client.writes_flowing():
+                return
+            items = await self.listings.get(client, d.key_id, fresh=False, since=since)
+        named = [i for i in items if i.name == name and i.project == project]
+        ours = next((i for i in named if i.id == pipeline_id), None)
+        first = next((i for i in named if ours is not None and i.id != pipeline_id and keeps_the_name(i, ours)),
+                     None)
+        if first is None:
+            record.name_check = None  # kept (or this one is not listed: the status reads see to it)
+            return
+        msg = (f"a pipeline named {name!r} in project {project!r} ({first.id}), not created by this object, "
+               f"was created no later than the one this object created ({pipeline_id}), which was deleted: one "
+               f"name, one pipeline; set spec.pipelineName to another name, or {ANNOTATION_ADOPT}: \"true\" "
+               f"to take {first.id} over")
+        with contextlib.suppress(NotFoundError):
+            await client.delete_pipeline(pipeline_id, secrets=p.secrets)
+        await self.forget_id(p, pipeline_id, msg)
+        await self.event(p, cond.NAME_CONFLICT, msg, warning=True)
+        p.record.last_event_reason = cond.NAME_CONFLICT
+        raise InputProblem(Stall(cond.NAME_CONFLICT, msg))
 
     async def create_or_adopt(self, p: Pass, d: Desired, client: GoldRushClient) -> tuple[Pipeline, bool]:
         """Create the remote pipeline exactly once, or adopt the one an interrupted attempt created.
@@ -351,6 +409,7 @@ class External:
             record.create_call_ended = self._clock()
         crash_point("create.after-post")
         self.listings.created(d.key_id, remote)  # later creates of the same name meet it before the next listing
+        record.name_check = (record.create_call_ended or self._clock(), d.payload["name"], d.payload["project"])
         # The id goes into the first full status of the new pipeline: one status write, not two.
         rules.created(p, remote.id)
         p.out.update(createdAt=now_iso(), pipelineName=d.payload["name"])

@@ -4,7 +4,8 @@ Called by `external.External`: the name rule before a create, an interrupted cre
 of management policies without Create all read `Listings.get`. A listing is at most `LOOKUP_TTL_SECONDS` old
 (or begun after the caller asked, `fresh`), renewed in the background past half its age, and dropped once no
 caller can use it. Pipelines this process creates join the listing of their key at once (`created`), and a
-pipeline deleted out of band leaves every listing (`forget`).
+pipeline deleted out of band leaves every listing (`forget`). The name check after a create reads a listing
+begun after its POST (`begun_after`) when one is kept, and fetches one only when the key's writes are idle.
 """
 
 from __future__ import annotations
@@ -56,19 +57,38 @@ class Listings:
             directory.items = [i for i in directory.items if i.id != pipeline_id]
             directory.created = [(at, i) for at, i in directory.created if i.id != pipeline_id]
 
-    async def get(self, client: GoldRushClient, key_id: str, *, fresh: bool) -> list[Pipeline]:
-        """All remote pipelines of the key: begun after this call (`fresh`), or at most `LOOKUP_TTL_SECONDS`
-        old. Past half its age a listing is renewed in the background, so that a burst of creates keeps using
-        one (every create would otherwise wait, at once, on the pages of the next)."""
+    def begun_after(self, key_id: str, since: float) -> list[Pipeline] | None:
+        """The key's kept listing if it began after `since` (event-loop time), else None; never fetches."""
+        directory = self._directories.get(key_id)
+        if directory is None or directory.fetched_at <= since:
+            return None
+        if self._clock() - directory.fetched_at > LOOKUP_TTL_SECONDS:
+            return None  # its items are dropped, or about to be (`_expire`)
+        return list(directory.items)
+
+    async def get(
+        self, client: GoldRushClient, key_id: str, *, fresh: bool, since: float | None = None
+    ) -> list[Pipeline]:
+        """All remote pipelines of the key: begun after this call (`fresh`), after `since` (event-loop time),
+        or at most `LOOKUP_TTL_SECONDS` old. Past half its age a listing is renewed in the background, so that
+        a burst of creates keeps using one (every create would otherwise wait, at once, on the pages of the
+        next)."""
+        if since is not None and (kept := self.begun_after(key_id, since)) is not None:
+            return kept
         directory = self._directories.setdefault(key_id, Directory())
         asked = self._clock()
-        if not fresh and asked - directory.fetched_at <= LOOKUP_TTL_SECONDS:
+        if not fresh and since is None and asked - directory.fetched_at <= LOOKUP_TTL_SECONDS:
             if asked - directory.fetched_at > LOOKUP_TTL_SECONDS / 2 and directory.refresh is None:
                 directory.refresh = asyncio.create_task(self._renew(client, directory))
             return list(directory.items)
         async with directory.lock:
-            # A listing fetched after this caller asked is fresh for it: concurrent lookups share one.
-            stale = directory.fetched_at < asked if fresh else self._clock() - directory.fetched_at > LOOKUP_TTL_SECONDS
+            # A listing begun after what the caller needs is fresh for it: concurrent lookups share one.
+            if since is not None:
+                stale = directory.fetched_at <= since
+            elif fresh:
+                stale = directory.fetched_at < asked
+            else:
+                stale = self._clock() - directory.fetched_at > LOOKUP_TTL_SECONDS
             if stale:
                 await self._fetch(client, directory)
             return list(directory.items)

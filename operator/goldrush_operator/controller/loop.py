@@ -184,6 +184,8 @@ class Controller:
                 return await self.act.would_create(p, would.call)
             pipeline_id = remote.id
             applied = record.applied_hashes if record.applied_hashes is not None else applied
+        elif record.name_check is not None:
+            await self.external.check_name_kept(p, d, client, pipeline_id)  # raises NameConflict if it lost
         applied_gen = p.applied_generation()
         p.in_sync = applied_gen == p.generation and d.resolved.hashes == applied and not created
         # A difference the policies or dry-run mode keep unwritten is not work again until the inputs change: it

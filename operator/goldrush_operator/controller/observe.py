@@ -160,13 +160,7 @@ class Observer:
         again = "creating it again" if d.spec.allows("Create") else "looking it up by name"
         msg = f"remote pipeline {pipeline_id} no longer exists; {again}"
         log.warning(msg)
-        status.vanished(p, msg)
-        await self.external.forget_id(p, pipeline_id)
-        await self.writer.record(p, {"pipelineId": None, "phase": "PENDING"})
-        record = p.record
-        record.forgotten_id = pipeline_id
-        record.pipeline_id = record.applied_hashes = record.synced_generation = record.not_applied = None
-        record.last_status = None
+        await self.external.forget_id(p, pipeline_id, msg)
         await self.external.event(p, "RemoteDeleted", msg, warning=True)
 
     def report(self, store: Store, p: Pass, result: str) -> None:
