@@ -325,10 +325,12 @@ class External:
             items = await self.listings.get(client, d.key_id, fresh=False, since=since)
         named = [i for i in items if i.name == name and i.project == project]
         ours = next((i for i in named if i.id == pipeline_id), None)
-        first = next((i for i in named if ours is not None and i.id != pipeline_id and keeps_the_name(i, ours)),
-                     None)
-        if first is None:
-            record.name_check = None  # kept (or this one is not listed: the status reads see to it)
+        if ours is None:  # not listed (deleted out of band meanwhile): the status reads see to it
+            record.name_check = None
+            return
+        first = next((i for i in named if i.id != pipeline_id and keeps_the_name(i, ours)), None)
+        if first is None:  # the name is this object's
+            record.name_check = None
             return
         msg = (f"a pipeline named {name!r} in project {project!r} ({first.id}), not created by this object, "
                f"was created no later than the one this object created ({pipeline_id}), which was deleted: one "
