@@ -996,19 +996,26 @@ def test_who_keeps_a_name_two_creates_share(other: dict[str, Any], keeps: bool) 
     assert keeps_the_name(ours, theirs) or keeps  # never both stay: at least one of the two yields
 
 
+async def _created_with_a_twin(world: World, created_at: str) -> str:
+    """The object's create (the fake API dates it 2099-01-01T00:00:00Z), then a pipeline of the same name and
+    project made elsewhere at `created_at`, then the next pass; returns the object's pipeline id."""
+    world.apply(pipeline())
+    await world.run()
+    ours: str = world.obj()["status"]["pipelineId"]
+    world.api.pipelines["pipe_other"] = {"id": "pipe_other", "name": "ns-p1", "project": "proj",
+                                         "topic": "eth.mainnet.ref.block.logs", "created_at": created_at}
+    world.now += 2
+    await world.run()
+    return ours
+
+
 async def test_a_same_named_pipeline_created_first_but_unseen_keeps_the_name(world: World) -> None:
     """The listing a create consults may lack a pipeline of the same name and project (made within the
     listing's age by hand, or by another replica: the in-process claim covers only this process). A listing
     begun after the POST shows it: the first created keeps the name, this object's own twin is deleted and
     the object stalls NameConflict, as if it had seen the other first; it never creates again beside it."""
-    world.apply(pipeline())
-    await world.run()
-    ours = world.obj()["status"]["pipelineId"]
     # Another replica's create of the same name and project landed before ours, after our listing began.
-    world.api.pipelines["pipe_other"] = {"id": "pipe_other", "name": "ns-p1", "project": "proj",
-                                         "topic": "eth.mainnet.ref.block.logs", "created_at": "2098-12-31T23:59:59Z"}
-    world.now += 2
-    await world.run()
+    ours = await _created_with_a_twin(world, "2098-12-31T23:59:59Z")
     assert world.api.writes() == [("POST", "create"), ("DELETE", "delete")]
     assert set(world.api.pipelines) == {"pipe_other"}
     stalled = world.cond("Stalled")
@@ -1030,13 +1037,7 @@ async def test_a_same_named_pipeline_created_first_but_unseen_keeps_the_name(wor
 async def test_a_same_named_pipeline_created_after_ours_leaves_ours_alone(world: World) -> None:
     """The check runs once, on one listing begun after the POST: when this object's pipeline was created
     first it keeps the name (the later one is the other's to give up), and no further listing is read."""
-    world.apply(pipeline())
-    await world.run()
-    ours = world.obj()["status"]["pipelineId"]
-    world.api.pipelines["pipe_other"] = {"id": "pipe_other", "name": "ns-p1", "project": "proj",
-                                         "topic": "eth.mainnet.ref.block.logs", "created_at": "2099-01-01T00:00:01Z"}
-    world.now += 2
-    await world.run()
+    ours = await _created_with_a_twin(world, "2099-01-01T00:00:01Z")  # a second after ours
     assert _lists(world) == 2
     assert world.api.writes() == [("POST", "create")] and world.cond("Stalled") is None
     world.api.phase[ours] = "RUNNING"
