@@ -16,11 +16,14 @@ from __future__ import annotations
 import sys
 from typing import Any
 
+from pydantic import ValidationError
+
 from goldrush_operator.config import ServiceKeySource, Settings
+from goldrush_operator.credentials import SecretData, resolve_destination_secrets
 from goldrush_operator.goldrush_api import GoldRushClient, GoldRushError, PipelineMetrics
 from goldrush_operator.kube import Kube, KubeError, NotFound, current_namespace
 from goldrush_operator.progress import ARROWS, Progress, arrows_for, trend
-from goldrush_operator.resource import ANNOTATION_PIPELINE_ID
+from goldrush_operator.resource import ANNOTATION_PIPELINE_ID, PipelineSpec
 from goldrush_operator.resource_credentials import (
     KIND_CLUSTER_CREDENTIALS,
     PLURAL_CLUSTER_CREDENTIALS,
@@ -61,27 +64,23 @@ async def inspect_command(
 
 
 async def _destination_secrets(kube: Kube, namespace: str, obj: dict[str, Any]) -> list[str]:
-    """The values `spec.destination.secretRefs` names, to scrub from what is printed.
+    """The values `spec.destination.secretRefs` names (`credentials.resolve_destination_secrets`), to scrub
+    from what is printed.
 
-    Best effort: a Secret that is missing or that the caller may not read adds nothing (the field-name scrub
-    still covers `"password": "..."` forms); reading it is never a reason to fail the command.
+    Best effort: a spec that does not parse, or a Secret that is missing or that the caller may not read, adds
+    nothing (the field-name scrub still covers `"password": "..."` forms); never a reason to fail the command.
     """
-    refs = (((obj.get("spec") or {}).get("destination") or {}).get("secretRefs")) or {}
-    read: dict[str, dict[str, str]] = {}
-    values: list[str] = []
-    for ref in refs.values() if isinstance(refs, dict) else ():
-        if not isinstance(ref, dict) or not isinstance(ref.get("name"), str):
-            continue
-        name = ref["name"]
-        if name not in read:
-            try:
-                read[name] = await kube.get_secret_data(namespace, name)
-            except KubeError:
-                read[name] = {}
-        value = read[name].get(str(ref.get("key")))
-        if value:
-            values.append(value)
-    return values
+    try:
+        spec = PipelineSpec.model_validate(obj.get("spec") or {})
+    except ValidationError:
+        return []
+    found: dict[str, SecretData | None] = {}
+    for name in {ref.name for ref in (spec.destination.secret_refs or {}).values()}:
+        try:
+            found[name] = await kube.get_secret_data(namespace, name)
+        except KubeError:
+            found[name] = None
+    return list(resolve_destination_secrets(spec, found, b"").values.values())
 
 
 def _error(progress: Progress, message: str) -> int:

@@ -101,9 +101,9 @@ class ObjectRecord:
     create_call_ended: float | None = None  # when this process's POST for `create_pending` returned or failed
     pending_hashes: dict[str, str] | None = None
     pending_name: str | None = None  # the remote name the create marked `create_pending` was sent with
-    # After this process created the object's pipeline: (when its POST returned, name, project), until a listing
-    # begun after that showed the name kept (`External.check_name_kept`).
-    name_check: tuple[float, str, str] | None = None
+    # After this process created the object's pipeline: when its POST returned, until a listing begun after that
+    # showed the name kept (`External.check_name_kept`).
+    name_check: float | None = None
     applied_hashes: dict[str, str] | None = None
     synced_generation: int | None = None
     _last_status: bytes | None = None

@@ -315,23 +315,22 @@ class External:
         fetches one only while the key's writes are idle (a burst's POSTs go first), else a later pass looks.
         """
         record = p.record
-        if record.name_check is None:
+        since = record.name_check
+        if since is None:
             return
-        since, name, project = record.name_check
         items = self.listings.begun_after(d.key_id, since)
         if items is None:
             if client.writes_flowing():
                 return
             items = await self.listings.get(client, d.key_id, fresh=False, since=since)
-        named = [i for i in items if i.name == name and i.project == project]
-        ours = next((i for i in named if i.id == pipeline_id), None)
-        if ours is None:  # not listed (deleted out of band meanwhile): the status reads see to it
+        ours = next((i for i in items if i.id == pipeline_id), None)
+        # The name and project as the remote holds them (a rename may have followed the create).
+        first = None if ours is None else next((i for i in items if i.id != pipeline_id and i.name == ours.name
+                                                and i.project == ours.project and keeps_the_name(i, ours)), None)
+        if ours is None or first is None:  # the name is this object's (or it is not listed: the status reads see)
             record.name_check = None
             return
-        first = next((i for i in named if i.id != pipeline_id and keeps_the_name(i, ours)), None)
-        if first is None:  # the name is this object's
-            record.name_check = None
-            return
+        name, project = ours.name, ours.project
         msg = (f"a pipeline named {name!r} in project {project!r} ({first.id}), not created by this object, "
                f"was created no later than the one this object created ({pipeline_id}), which was deleted: one "
                f"name, one pipeline; set spec.pipelineName to another name, or {ANNOTATION_ADOPT}: \"true\" "
@@ -411,7 +410,7 @@ class External:
             record.create_call_ended = self._clock()
         crash_point("create.after-post")
         self.listings.created(d.key_id, remote)  # later creates of the same name meet it before the next listing
-        record.name_check = (record.create_call_ended or self._clock(), d.payload["name"], d.payload["project"])
+        record.name_check = record.create_call_ended
         # The id goes into the first full status of the new pipeline: one status write, not two.
         rules.created(p, remote.id)
         p.out.update(createdAt=now_iso(), pipelineName=d.payload["name"])
