@@ -22,6 +22,7 @@ from pipelines import (
     wait_reason,
 )
 
+from goldrush_operator import crash
 from support.kubectl import Kubectl
 from support.operator import OperatorProcess, wait_for
 from support.sim import SimProcess
@@ -206,15 +207,18 @@ def test_foreign_pipeline_with_the_same_name_is_never_touched(
     inv.check(writes={}, expect_stalled={"p1": "NameConflict"}, timeout=20, quiet=4)
 
 
+@pytest.mark.parametrize("crash_at", [None, "create.after-post", "create.after-record"])
 def test_a_same_named_pipeline_created_after_the_listing_keeps_the_name(
-    kubectl: Kubectl, sim: SimProcess, start_operator: Start
+    crash_at: str | None, kubectl: Kubectl, sim: SimProcess, start_operator: Start
 ) -> None:
     """A pipeline of the object's name and project created after the listing its create consulted (made by
     hand, another cluster's operator or another replica, within the listing's 10 s life): the listing begun
     after the POST shows it was first. The operator deletes the twin it created, the object stalls
-    NameConflict, and the other pipeline is never touched (I7); no second POST follows."""
+    NameConflict, and the other pipeline is never touched (I7); no second POST follows. With `crash_at` the
+    process dies right after its POST (before it records the id, or after), before its name check: the next
+    process makes the check."""
     inv = Invariants(kubectl, sim)
-    start_debug(start_operator, inv)
+    first = start_debug(start_operator, inv, env={"GOLDRUSH_CRASH_AT": crash_at} if crash_at else {})
     kubectl.apply(secret_manifest())
     # An observe-only object makes the operator list the key's pipelines once (its next look is a minute
     # away); `second`'s create, within that listing's 10 s life, reuses it.
@@ -227,6 +231,10 @@ def test_a_same_named_pipeline_created_after_the_listing_keeps_the_name(
         destination_config={"type": "postgres", "url": "postgresql://other.example.com/x", "user": "someone",
                             "password": "not-ours"})
     kubectl.apply(pipeline_manifest("second"))
+    if crash_at:
+        assert first.wait_exit(40) == crash.EXIT_CODE, first.log[-3000:]
+        assert f"GOLDRUSH_CRASH_AT={crash_at}" in first.log
+        start_debug(start_operator, inv)
     obj = wait_reason(kubectl, "second", "Stalled", "True", "NameConflict", timeout=40)
     kubectl("delete", "goldrushpipeline", "watcher")
     journal = sim.journal()

@@ -27,7 +27,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, NoReturn
 
 from goldrush_operator import conditions as cond
 from goldrush_operator.controller import decide
@@ -66,6 +66,10 @@ ANNOTATION_CREATE_PENDING_SECRETS = "goldrush.dev/create-pending-secrets"
 # interrupted create is resolved; the pipeline that create left carries this name, not the new one.
 ANNOTATION_CREATE_PENDING_NAME = "goldrush.dev/create-pending-name"
 PENDING_ANNOTATIONS = (ANNOTATION_CREATE_PENDING, ANNOTATION_CREATE_PENDING_SECRETS, ANNOTATION_CREATE_PENDING_NAME)
+# A create the previous writer of an object (an earlier run, or the replica that held the Lease) made less than
+# this long before this process took the object over may not have had its name check yet: it is checked again.
+# The check normally runs within seconds of the create; a burst's tail can hold it back while writes flow.
+NAME_RECHECK_SECONDS = 300.0
 
 
 def now_iso() -> str:
@@ -114,6 +118,13 @@ def keeps_the_name(other: Pipeline, ours: Pipeline) -> bool:
     """
     mine, theirs = parse_time(ours.created_at), parse_time(other.created_at)
     return mine is None or theirs is None or not mine < theirs
+
+
+def first_keeper(items: Iterable[Pipeline], ours: Pipeline) -> Pipeline | None:
+    """Another listed pipeline of `ours`'s name and project (as the remote holds them: a rename may have followed
+    the create) that keeps the name rather than `ours` (`keeps_the_name`); None when the name is `ours`'s."""
+    return next((i for i in items if i.id != ours.id and i.name == ours.name and i.project == ours.project
+                 and keeps_the_name(i, ours)), None)
 
 
 def pending_hashes(annotations: Mapping[str, str]) -> dict[str, str]:
@@ -295,6 +306,7 @@ class External:
         under the name rule): the status describes none (`status.vanished`), the id leaves the cached listings
         (the object's next create must not meet it), the annotation, the status and the record."""
         rules.vanished(p, message)
+        p.out.pop("pipelineId", None)  # recorded earlier in this pass (an adoption): its last write must not restore it
         self.listings.forget(pipeline_id)
         await self._kube.patch_annotations(p.namespace, p.name, {ANNOTATION_PIPELINE_ID: None})
         await self._status.record(p, {"pipelineId": None, "phase": "PENDING"})
@@ -324,20 +336,39 @@ class External:
                 return
             items = await self.listings.get(client, d.key_id, fresh=False, since=since)
         ours = next((i for i in items if i.id == pipeline_id), None)
-        # The name and project as the remote holds them (a rename may have followed the create).
-        first = None if ours is None else next((i for i in items if i.id != pipeline_id and i.name == ours.name
-                                                and i.project == ours.project and keeps_the_name(i, ours)), None)
+        first = None if ours is None else first_keeper(items, ours)
         if ours is None or first is None:  # the name is this object's (or it is not listed: the status reads see)
             record.name_check = None
             return
+        await self._yield_name(p, client, ours, first)
+
+    def recheck_after_takeover(self, p: Pass, pipeline_id: str) -> None:
+        """On this process's first pass of an object that has a pipeline: when the previous writer (an earlier
+        run, or the replica that held the Lease) created it less than `NAME_RECHECK_SECONDS` ago, by
+        `status.createdAt`, its name check may have died with that process. It runs once more, on a listing
+        begun after this process became the object's writer (every pipeline created before the POST returned
+        is in it). A pipeline this process created, or one adopted, keeps the check it has (or none)."""
+        record = p.record
+        if record.name_check is not None or record.create_call_ended is not None:
+            return
+        if p.current.get("pipelineId") != pipeline_id:
+            return
+        created = parse_time(p.current.get("createdAt"))
+        if created is not None and (dt.datetime.now(dt.UTC) - created).total_seconds() <= NAME_RECHECK_SECONDS:
+            record.name_check = self.writer_since
+
+    async def _yield_name(self, p: Pass, client: GoldRushClient, ours: Pipeline, first: Pipeline) -> NoReturn:
+        """The name rule's verdict after a create: `first` keeps the name, so this object's own pipeline (`ours`)
+        is deleted, the object forgets its id, one Warning Event names both, and it stalls `NameConflict` (its
+        next create attempt meets `first` before any POST). Always raises."""
         name, project = ours.name, ours.project
         msg = (f"a pipeline named {name!r} in project {project!r} ({first.id}), not created by this object, "
-               f"was created no later than the one this object created ({pipeline_id}), which was deleted: one "
+               f"was created no later than the one this object created ({ours.id}), which was deleted: one "
                f"name, one pipeline; set spec.pipelineName to another name, or {ANNOTATION_ADOPT}: \"true\" "
                f"to take {first.id} over")
         with contextlib.suppress(NotFoundError):
-            await client.delete_pipeline(pipeline_id, secrets=p.secrets)
-        await self.forget_id(p, pipeline_id, msg)
+            await client.delete_pipeline(ours.id, secrets=p.secrets)
+        await self.forget_id(p, ours.id, msg)
         await self.event(p, cond.NAME_CONFLICT, msg, warning=True)
         p.record.last_event_reason = cond.NAME_CONFLICT
         raise InputProblem(Stall(cond.NAME_CONFLICT, msg))
@@ -358,6 +389,10 @@ class External:
             found = await self._resolve_pending(p, d, pending, [
                 i for i in items if i.name == sent_as and i.project == project and i.topic == d.payload["topic"]])
             if found is not None:
+                # The listing shows the pipeline the interrupted create left, so it shows every pipeline created
+                # before it: the name check that create's pass never ran is made on it now.
+                if (first := first_keeper(items, found[0])) is not None:
+                    await self._yield_name(p, client, found[0], first)
                 return found
             # Nothing this object sent landed: any pipeline of that name and project is someone else's.
         if named:
