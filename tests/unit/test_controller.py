@@ -187,19 +187,8 @@ class World:
             return GoldRushClient("http://goldrush.test/platform/pipeline-api/", key, rate_limit=rate_limit,
                                   transport=httpx.MockTransport(self.api.handler), shared=shared, max_retries=0)
 
-        self._wiring = (settings, client_for)
-        self.controller = self._controller()
-
-    def _controller(self) -> Controller:
-        settings, client_for = self._wiring
-        return Controller(settings, self.kube, self.store, client_for, ServiceKeySource(settings),
-                          clock=lambda: self.now)
-
-    def restart(self) -> None:
-        """A new operator process over the same cluster and API: no records, no listings; the watch's first list."""
-        self.store = Store()
-        self.controller = self._controller()
-        self.sync()
+        self.controller = Controller(settings, self.kube, self.store, client_for, ServiceKeySource(settings),
+                                     clock=lambda: self.now)
 
     def apply(self, body: dict[str, Any]) -> None:
         key = (body["metadata"]["namespace"], body["metadata"]["name"])
@@ -1072,46 +1061,6 @@ async def test_the_name_check_reads_a_listing_begun_after_the_post_without_a_fet
     world.now += 1
     await world.run("p1")
     assert _lists(world) == 2 and world.controller.store.get(("ns", "p1")).name_check is None  # type: ignore[union-attr]
-
-
-async def test_a_create_just_before_a_restart_is_checked_by_the_next_process(world: World) -> None:
-    """The process that created the pipeline died before its name check (or a replica took the object over):
-    the next writer checks once, on a listing of its own, since `status.createdAt` is recent. The twin goes."""
-    world.apply(pipeline())
-    await world.run()
-    ours = world.obj()["status"]["pipelineId"]
-    world.api.pipelines["pipe_other"] = {"id": "pipe_other", "name": "ns-p1", "project": "proj",
-                                         "topic": "eth.mainnet.ref.block.logs", "created_at": "2098-12-31T23:59:59Z"}
-    world.restart()
-    world.now += 2
-    await world.run()
-    assert _lists(world) == 2 and world.api.writes() == [("POST", "create"), ("DELETE", "delete")]
-    assert set(world.api.pipelines) == {"pipe_other"}
-    stalled = world.cond("Stalled")
-    assert stalled is not None and stalled["reason"] == "NameConflict" and ours in stalled["message"]
-    assert "pipelineId" not in world.obj()["status"]
-
-
-async def test_an_old_create_is_not_checked_again_after_a_restart(world: World) -> None:
-    """A create older than `NAME_RECHECK_SECONDS` had its check in the process that made it: a restart reads no
-    listing for it and leaves its pipeline alone."""
-    world.apply(pipeline())
-    await world.run()
-    ours = world.obj()["status"]["pipelineId"]
-    world.api.phase[ours] = "RUNNING"
-    world.now += 2
-    await world.run()
-    assert world.cond("Ready")["status"] == "True"  # type: ignore[index]
-    world.obj()["status"]["createdAt"] = "2020-01-01T00:00:00Z"
-    lists = _lists(world)
-    world.api.pipelines["pipe_other"] = {"id": "pipe_other", "name": "ns-p1", "project": "proj",
-                                         "topic": "eth.mainnet.ref.block.logs", "created_at": "2098-12-31T23:59:59Z"}
-    world.restart()
-    for _ in range(3):
-        world.now += 60
-        await world.run()
-    assert _lists(world) == lists and world.api.writes() == [("POST", "create")]
-    assert world.obj()["status"]["pipelineId"] == ours and world.cond("Stalled") is None
 
 
 async def test_an_interrupted_create_that_landed_beside_an_older_same_named_pipeline_gives_the_name_up(

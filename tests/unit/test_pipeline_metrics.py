@@ -345,8 +345,6 @@ async def test_series_go_when_reconciliation_is_paused_and_when_the_object_is_de
 async def test_after_a_restart_the_phase_is_exported_before_any_read() -> None:
     world, _ = metrics_world()
     pid = await running(world)
-    # Created long before the restart (a create of the last 5 minutes gets one more name check: test_controller).
-    world.obj()["status"]["createdAt"] = "2020-01-01T00:00:00Z"
     world.store = Store()  # a new process: no memory, the object's status is authoritative
     m = attach(world)
     world.sync()

@@ -66,10 +66,6 @@ ANNOTATION_CREATE_PENDING_SECRETS = "goldrush.dev/create-pending-secrets"
 # interrupted create is resolved; the pipeline that create left carries this name, not the new one.
 ANNOTATION_CREATE_PENDING_NAME = "goldrush.dev/create-pending-name"
 PENDING_ANNOTATIONS = (ANNOTATION_CREATE_PENDING, ANNOTATION_CREATE_PENDING_SECRETS, ANNOTATION_CREATE_PENDING_NAME)
-# A create the previous writer of an object (an earlier run, or the replica that held the Lease) made less than
-# this long before this process took the object over may not have had its name check yet: it is checked again.
-# The check normally runs within seconds of the create; a burst's tail can hold it back while writes flow.
-NAME_RECHECK_SECONDS = 300.0
 
 
 def now_iso() -> str:
@@ -341,21 +337,6 @@ class External:
             record.name_check = None
             return
         await self._yield_name(p, client, ours, first)
-
-    def recheck_after_takeover(self, p: Pass, pipeline_id: str) -> None:
-        """On this process's first pass of an object that has a pipeline: when the previous writer (an earlier
-        run, or the replica that held the Lease) created it less than `NAME_RECHECK_SECONDS` ago, by
-        `status.createdAt`, its name check may have died with that process. It runs once more, on a listing
-        begun after this process became the object's writer (every pipeline created before the POST returned
-        is in it). A pipeline this process created, or one adopted, keeps the check it has (or none)."""
-        record = p.record
-        if record.name_check is not None or record.create_call_ended is not None:
-            return
-        if p.current.get("pipelineId") != pipeline_id:
-            return
-        created = parse_time(p.current.get("createdAt"))
-        if created is not None and (dt.datetime.now(dt.UTC) - created).total_seconds() <= NAME_RECHECK_SECONDS:
-            record.name_check = self.writer_since
 
     async def _yield_name(self, p: Pass, client: GoldRushClient, ours: Pipeline, first: Pipeline) -> NoReturn:
         """The name rule's verdict after a create: `first` keeps the name, so this object's own pipeline (`ours`)

@@ -159,8 +159,6 @@ class Controller:
             or any(mark in p.annotations for mark in PENDING_ANNOTATIONS)
         ):
             await self.external.finish_record(p, pipeline_id)  # a crash between the two writes of record_id
-        if record.fresh and pipeline_id:
-            self.external.recheck_after_takeover(p, pipeline_id)  # a create just before a restart or takeover
         remote, created = None, False
         if held is not None:
             if not pipeline_id:
