@@ -1079,7 +1079,12 @@ async def test_an_interrupted_create_that_landed_beside_an_older_same_named_pipe
     stalled = world.cond("Stalled")
     assert stalled is not None and stalled["reason"] == "NameConflict" and "pipe_landed" in stalled["message"]
     assert "pipelineId" not in world.obj()["status"]
-    assert "goldrush.dev/pipeline-id" not in world.obj()["metadata"]["annotations"]
+    annotations = world.obj()["metadata"]["annotations"]
+    assert "goldrush.dev/pipeline-id" not in annotations and ANNOTATION_CREATE_PENDING not in annotations
+    assert [r for r, _ in world.kube.events] == ["NameConflict"]  # never announced as adopted
+    world.now += 60
+    await world.run()  # the next attempt meets the older pipeline before any POST
+    assert world.api.writes() == [("DELETE", "delete")] and world.cond("Stalled")["reason"] == "NameConflict"  # type: ignore[index]
 
 
 def _foreign(world: World, topic: str, created_at: str) -> None:

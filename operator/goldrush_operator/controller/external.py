@@ -302,7 +302,6 @@ class External:
         under the name rule): the status describes none (`status.vanished`), the id leaves the cached listings
         (the object's next create must not meet it), the annotation, the status and the record."""
         rules.vanished(p, message)
-        p.out.pop("pipelineId", None)  # recorded earlier in this pass (an adoption): its last write must not restore it
         self.listings.forget(pipeline_id)
         await self._kube.patch_annotations(p.namespace, p.name, {ANNOTATION_PIPELINE_ID: None})
         await self._status.record(p, {"pipelineId": None, "phase": "PENDING"})
@@ -336,12 +335,15 @@ class External:
         if ours is None or first is None:  # the name is this object's (or it is not listed: the status reads see)
             record.name_check = None
             return
-        await self._yield_name(p, client, ours, first)
+        await self._yield_name(p, client, ours, first, recorded=True)
 
-    async def _yield_name(self, p: Pass, client: GoldRushClient, ours: Pipeline, first: Pipeline) -> NoReturn:
+    async def _yield_name(
+        self, p: Pass, client: GoldRushClient, ours: Pipeline, first: Pipeline, *, recorded: bool
+    ) -> NoReturn:
         """The name rule's verdict after a create: `first` keeps the name, so this object's own pipeline (`ours`)
-        is deleted, the object forgets its id, one Warning Event names both, and it stalls `NameConflict` (its
-        next create attempt meets `first` before any POST). Always raises."""
+        is deleted, the object forgets it (its id when `recorded`, else the create-pending marks of the
+        interrupted create that left it), one Warning Event names both, and it stalls `NameConflict` (its next
+        create attempt meets `first` before any POST). Always raises."""
         name, project = ours.name, ours.project
         msg = (f"a pipeline named {name!r} in project {project!r} ({first.id}), not created by this object, "
                f"was created no later than the one this object created ({ours.id}), which was deleted: one "
@@ -349,7 +351,11 @@ class External:
                f"to take {first.id} over")
         with contextlib.suppress(NotFoundError):
             await client.delete_pipeline(ours.id, secrets=p.secrets)
-        await self.forget_id(p, ours.id, msg)
+        if recorded:
+            await self.forget_id(p, ours.id, msg)
+        else:
+            self.listings.forget(ours.id)
+            await self._drop_pending(p)
         await self.event(p, cond.NAME_CONFLICT, msg, warning=True)
         p.record.last_event_reason = cond.NAME_CONFLICT
         raise InputProblem(Stall(cond.NAME_CONFLICT, msg))
@@ -367,13 +373,14 @@ class External:
         named = [i for i in items if i.name == name and i.project == project]
         if pending:
             sent_as = self.pending_name(p) or name
-            found = await self._resolve_pending(p, d, pending, [
-                i for i in items if i.name == sent_as and i.project == project and i.topic == d.payload["topic"]])
+            same = _not_before_mark([i for i in items if i.name == sent_as and i.project == project
+                                     and i.topic == d.payload["topic"]], pending)
+            # The listing that shows what the interrupted create left shows every pipeline created before it: the
+            # name check that create's pass never ran is made on it, before the pipeline is adopted.
+            if len(same) == 1 and (first := first_keeper(items, same[0])) is not None:
+                await self._yield_name(p, client, same[0], first, recorded=False)
+            found = await self._resolve_pending(p, d, pending, same)
             if found is not None:
-                # The listing shows the pipeline the interrupted create left, so it shows every pipeline created
-                # before it: the name check that create's pass never ran is made on it now.
-                if (first := first_keeper(items, found[0])) is not None:
-                    await self._yield_name(p, client, found[0], first)
                 return found
             # Nothing this object sent landed: any pipeline of that name and project is someone else's.
         if named:
@@ -477,9 +484,8 @@ class External:
         self, p: Pass, d: Desired, pending: str, same: list[Pipeline]
     ) -> tuple[Pipeline, bool] | None:
         """Adopt what an interrupted create left (`same`: the listing's pipelines with the object's name,
-        project and topic; those created more than 5 s before the mark are not its); None when it never
-        landed (then the name rule decides, as for any create)."""
-        same = _not_before_mark(same, pending)
+        project and topic, created at most 5 s before the mark); None when it never landed (then the name rule
+        decides, as for any create)."""
         if len(same) == 1:
             record = p.record
             sent = record.pending_hashes if record.pending_hashes is not None else pending_hashes(p.annotations)
