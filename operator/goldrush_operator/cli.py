@@ -273,6 +273,7 @@ def run(
                                         scheduler.wake, recheck_seconds=settings.poll_slow_seconds,
                                         tick=settings.poll_fast_seconds)
     controller.on_auth_failed = credentials.auth_failed
+    controller.audit.wake = scheduler.wake
     runtime = handlers.Runtime(controller=controller, store=store, scheduler=scheduler,
                                list_versions=kube.list_pipeline_versions, on_loop_lag=metrics.loop_lag,
                                secret_watch=SecretWatch(kube, store, scheduler.wake, credentials.on_secret_changed),

@@ -207,7 +207,7 @@ def test_foreign_pipeline_with_the_same_name_is_never_touched(
     inv.check(writes={}, expect_stalled={"p1": "NameConflict"}, timeout=20, quiet=4)
 
 
-@pytest.mark.parametrize("crash_at", [None, "create.after-post"])
+@pytest.mark.parametrize("crash_at", [None, "create.after-post", "create.after-record"])
 def test_a_same_named_pipeline_created_after_the_listing_keeps_the_name(
     crash_at: str | None, kubectl: Kubectl, sim: SimProcess, start_operator: Start
 ) -> None:
@@ -215,8 +215,9 @@ def test_a_same_named_pipeline_created_after_the_listing_keeps_the_name(
     hand, another cluster's operator or another replica, within the listing's 10 s life): the listing begun
     after the POST shows it was first. The operator deletes the twin it created, the object stalls
     NameConflict, and the other pipeline is never touched (I7); no second POST follows. With `crash_at` the
-    process dies right after its POST, before it records the id: the next process finds the pipeline the
-    interrupted create left and checks the name on the same listing."""
+    process dies right after its POST: before it records the id (the next process finds the pipeline the
+    interrupted create left and checks the name on the same listing), or after (the next process audits the
+    young create in the background and wakes the object that lost the name)."""
     inv = Invariants(kubectl, sim)
     first = start_debug(start_operator, inv, env={"GOLDRUSH_CRASH_AT": crash_at} if crash_at else {})
     kubectl.apply(secret_manifest())

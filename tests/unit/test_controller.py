@@ -21,7 +21,7 @@ from goldrush_operator.controller.loop import Controller, DeleteLater
 from goldrush_operator.goldrush_api import GoldRushClient, Pipeline, SharedState
 from goldrush_operator.kube import KubeError, NotFound
 from goldrush_operator.resource import ANNOTATION_CREATE_PENDING, FINALIZER
-from goldrush_operator.state import Store
+from goldrush_operator.state import ObjectKey, Store
 
 KEY = "cqt_service_key_for_tests"
 PASSWORD = "pg-Secret-Value-1"
@@ -187,8 +187,19 @@ class World:
             return GoldRushClient("http://goldrush.test/platform/pipeline-api/", key, rate_limit=rate_limit,
                                   transport=httpx.MockTransport(self.api.handler), shared=shared, max_retries=0)
 
-        self.controller = Controller(settings, self.kube, self.store, client_for, ServiceKeySource(settings),
-                                     clock=lambda: self.now)
+        self._wiring = (settings, client_for)
+        self.controller = self._controller()
+
+    def _controller(self) -> Controller:
+        settings, client_for = self._wiring
+        return Controller(settings, self.kube, self.store, client_for, ServiceKeySource(settings),
+                          clock=lambda: self.now)
+
+    def restart(self) -> None:
+        """A new operator process over the same cluster and API: no records, no listings; the watch's first list."""
+        self.store = Store()
+        self.controller = self._controller()
+        self.sync()
 
     def apply(self, body: dict[str, Any]) -> None:
         key = (body["metadata"]["namespace"], body["metadata"]["name"])
@@ -1061,6 +1072,75 @@ async def test_the_name_check_reads_a_listing_begun_after_the_post_without_a_fet
     world.now += 1
     await world.run("p1")
     assert _lists(world) == 2 and world.controller.store.get(("ns", "p1")).name_check is None  # type: ignore[union-attr]
+
+
+async def _restarted_after_a_create(world: World, other_created_at: str | None) -> tuple[str, list[ObjectKey]]:
+    """The object's create, then the process dies before the pass that checks the name (a crash, a restart, a
+    Lease taken over); with `other_created_at` a same-named pipeline made elsewhere. The next process's first
+    pass; returns the object's pipeline id and the objects the audit woke (`delay` short for the test)."""
+    world.apply(pipeline())
+    await world.run()
+    ours: str = world.obj()["status"]["pipelineId"]
+    if other_created_at is not None:
+        world.api.pipelines["pipe_other"] = {"id": "pipe_other", "name": "ns-p1", "project": "proj",
+                                             "topic": "eth.mainnet.ref.block.logs", "created_at": other_created_at}
+    world.restart()
+    woken: list[ObjectKey] = []
+    world.controller.audit.wake, world.controller.audit.delay = woken.append, 0.2
+    lists = _lists(world)
+    world.now += 2
+    await world.run()
+    assert _lists(world) == lists, "the pass waited for the audit's listing"
+    await asyncio.gather(*world.controller.audit.tasks())
+    assert _lists(world) == lists + 1 and not world.controller.audit.tasks()
+    return ours, woken
+
+
+async def test_a_create_just_before_a_restart_is_audited_and_its_twin_goes(world: World) -> None:
+    """The process that created the pipeline died before its name check: the next process audits the young
+    create in the background (the pass does not wait), wakes only the object that lost the name, and that
+    object's next pass deletes its twin and stalls NameConflict."""
+    ours, woken = await _restarted_after_a_create(world, "2098-12-31T23:59:59Z")
+    assert woken == [("ns", "p1")]
+    assert world.api.writes() == [("POST", "create")]
+    world.now += 2
+    await world.run()
+    assert world.api.writes() == [("POST", "create"), ("DELETE", "delete")]
+    assert set(world.api.pipelines) == {"pipe_other"}
+    stalled = world.cond("Stalled")
+    assert stalled is not None and stalled["reason"] == "NameConflict" and ours in stalled["message"]
+    assert "pipelineId" not in world.obj()["status"]
+    assert [r for r, _ in world.kube.events].count("NameConflict") == 1
+
+
+@pytest.mark.parametrize("other_created_at", [None, "2099-01-01T00:00:01Z"])  # none; or one created after ours
+async def test_the_audit_after_a_restart_leaves_a_pipeline_that_keeps_its_name_alone(
+    world: World, other_created_at: str | None
+) -> None:
+    ours, woken = await _restarted_after_a_create(world, other_created_at)
+    assert woken == [] and world.controller.store.get(("ns", "p1")).name_check is None  # type: ignore[union-attr]
+    world.api.phase[ours] = "RUNNING"
+    for _ in range(2):
+        world.now += 60
+        await world.run()
+    assert world.api.writes() == [("POST", "create")] and world.cond("Ready")["status"] == "True"  # type: ignore[index]
+
+
+async def test_an_old_create_is_not_audited_after_a_restart(world: World) -> None:
+    """A create older than `NAME_AUDIT_SECONDS` had its check in the process that made it: a restart lists
+    nothing for it and leaves its pipeline alone."""
+    world.apply(pipeline())
+    await world.run()
+    ours = world.obj()["status"]["pipelineId"]
+    world.obj()["status"]["createdAt"] = "2020-01-01T00:00:00Z"
+    world.api.pipelines["pipe_other"] = {"id": "pipe_other", "name": "ns-p1", "project": "proj",
+                                         "topic": "eth.mainnet.ref.block.logs", "created_at": "2098-12-31T23:59:59Z"}
+    world.restart()
+    lists = _lists(world)
+    world.now += 2
+    await world.run()
+    assert not world.controller.audit.tasks() and _lists(world) == lists
+    assert world.api.writes() == [("POST", "create")] and world.obj()["status"]["pipelineId"] == ours
 
 
 async def test_an_interrupted_create_that_landed_beside_an_older_same_named_pipeline_gives_the_name_up(

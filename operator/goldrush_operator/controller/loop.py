@@ -4,8 +4,9 @@
 due again). The steps, one module each: `inputs` (spec, Secrets, key, ABI -> the desired payload), `external`
 (create crash-safe or adopt, and every other write), `act` (plan and apply the configuration: PATCH, pause and
 resume), `observe` (the runtime phase into status), `finalize` (the pass of an object being deleted that
-carries the operator's finalizer). `timing` says when the object is due again; every failure goes through
-`outcome.classify`, and only `status.StatusWriter` writes status.
+carries the operator's finalizer); `name_audit` (the name check of a create its previous writer made just
+before this process took the object over, in the background). `timing` says when the object is due again;
+every failure goes through `outcome.classify`, and only `status.StatusWriter` writes status.
 
 Per-pipeline metrics: after every pass the phase and destination health it saw go to `Metrics`
 (no extra read); a budget-paid poll of a stable pipeline also reads `GET /{id}/metrics/` when the
@@ -27,6 +28,7 @@ from goldrush_operator.controller.external import PENDING_ANNOTATIONS, External,
 from goldrush_operator.controller.failure import HOLD_RECHECK_SECONDS, Failures
 from goldrush_operator.controller.finalize import DeleteLater, Finalizer
 from goldrush_operator.controller.inputs import Desired, Inputs, Missing, parse_spec, reconcile_requested
+from goldrush_operator.controller.name_audit import NameAudit
 from goldrush_operator.controller.observe import Observer
 from goldrush_operator.controller.outcome import InputProblem, Stall, classify, holds
 from goldrush_operator.controller.ports import ClientFactory, KubePort, Metrics, NoMetrics
@@ -70,6 +72,8 @@ class Controller:
         self.timing = Timing(settings, store, clock, metrics_enabled=exported)
         self.observer = Observer(settings, self.external, self.status, self.metrics, self.timing, clock)
         self.act = Act(self.external, self.status, self.metrics, self.observer, self.timing)
+        # Creates an earlier writer made just before this process took their objects over (`name_audit`).
+        self.audit = NameAudit(store, clock, settings.poll_fast_seconds)
         self.failures = Failures(self.external, self.status, self.timing)
         self.finalizer = Finalizer(settings, store, self.inputs, self.external, client_for, key_source,
                                    self.metrics, self.timing.backoff)
@@ -159,6 +163,13 @@ class Controller:
             or any(mark in p.annotations for mark in PENDING_ANNOTATIONS)
         ):
             await self.external.finish_record(p, pipeline_id)  # a crash between the two writes of record_id
+        if record.fresh and pipeline_id and record.name_check is None and record.create_call_ended is None \
+                and d.spec.allows("Create") and p.annotations.get(ANNOTATION_ADOPT) != "true" \
+                and p.current.get("pipelineId") == pipeline_id:
+            # Its creator may have died before the create's name check: checked once the key's writes are idle.
+            self.audit.enlist(record.key, d.key_id, client, pipeline_id,
+                              str(p.current.get("pipelineName") or d.payload["name"]), str(d.payload["project"]),
+                              p.current.get("createdAt"))
         remote, created = None, False
         if held is not None:
             if not pipeline_id:
