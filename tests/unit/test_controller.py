@@ -1126,6 +1126,27 @@ async def test_the_audit_after_a_restart_leaves_a_pipeline_that_keeps_its_name_a
     assert world.api.writes() == [("POST", "create")] and world.cond("Ready")["status"] == "True"  # type: ignore[index]
 
 
+async def test_the_audit_tries_a_failed_listing_again_and_then_finds_the_twin(world: World) -> None:
+    """A listing the API answers 503 does not end the audit: it is tried again later (`ATTEMPTS` in all)."""
+    world.apply(pipeline())
+    await world.run()
+    world.api.pipelines["pipe_other"] = {"id": "pipe_other", "name": "ns-p1", "project": "proj",
+                                         "topic": "eth.mainnet.ref.block.logs", "created_at": "2098-12-31T23:59:59Z"}
+    world.restart()
+    woken: list[ObjectKey] = []
+    world.controller.audit.wake, world.controller.audit.delay = woken.append, 0.02
+    world.api.fail[("GET", "list")] = 503
+    world.now += 2
+    await world.run()
+    await asyncio.gather(*world.controller.audit.tasks())
+    lists = _lists(world)
+    assert lists >= 1 and woken == [] and world.controller.audit.tasks(), "no second attempt was planned"
+    del world.api.fail[("GET", "list")]
+    while tasks := world.controller.audit.tasks():
+        await asyncio.gather(*tasks)
+    assert _lists(world) == lists + 1 and woken == [("ns", "p1")]
+
+
 async def test_an_old_create_is_not_audited_after_a_restart(world: World) -> None:
     """A create older than `NAME_AUDIT_SECONDS` had its check in the process that made it: a restart lists
     nothing for it and leaves its pipeline alone."""

@@ -27,7 +27,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, NoReturn
+from typing import Any, NoReturn, Protocol, TypeVar
 
 from goldrush_operator import conditions as cond
 from goldrush_operator.controller import decide
@@ -103,7 +103,23 @@ def _not_before_mark(items: list[Pipeline], pending: str) -> list[Pipeline]:
     return [i for i in items if (parse_time(i.created_at) or floor) >= floor]
 
 
-def keeps_the_name(other: Pipeline, ours: Pipeline) -> bool:
+class Dated(Protocol):
+    """What the name rule reads of a listed pipeline (a `Pipeline`, or `name_audit`'s lighter record of one)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def name(self) -> str | None: ...
+    @property
+    def project(self) -> str | None: ...
+    @property
+    def created_at(self) -> dt.datetime | None: ...
+
+
+D = TypeVar("D", bound=Dated)
+
+
+def keeps_the_name(other: Dated, ours: Dated) -> bool:
     """Whether `other`, of the same name and project, keeps the name rather than `ours` (this object's).
 
     `ours` keeps it only when it was created first for certain: the API gives creation times to the second,
@@ -116,7 +132,7 @@ def keeps_the_name(other: Pipeline, ours: Pipeline) -> bool:
     return mine is None or theirs is None or not mine < theirs
 
 
-def first_keeper(items: Iterable[Pipeline], ours: Pipeline) -> Pipeline | None:
+def first_keeper(items: Iterable[D], ours: Dated) -> D | None:
     """Another listed pipeline of `ours`'s name and project (as the remote holds them: a rename may have followed
     the create) that keeps the name rather than `ours` (`keeps_the_name`); None when the name is `ours`'s."""
     return next((i for i in items if i.id != ours.id and i.name == ours.name and i.project == ours.project

@@ -22,9 +22,10 @@ import datetime as dt
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from goldrush_operator.controller.external import first_keeper, parse_time
-from goldrush_operator.goldrush_api import GoldRushClient, GoldRushError, Pipeline
+from goldrush_operator.goldrush_api import GoldRushClient, GoldRushError
 from goldrush_operator.state import ObjectKey, Store
 
 log = logging.getLogger("goldrush_operator.controller")
@@ -34,6 +35,15 @@ log = logging.getLogger("goldrush_operator.controller")
 # can hold it back while writes flow, so the window is generous.
 NAME_AUDIT_SECONDS = 300.0
 ATTEMPTS = 3
+
+
+class _Seen(NamedTuple):
+    """What the name rule reads of one listed pipeline (`external.Dated`), kept instead of the whole model."""
+
+    id: str
+    name: str | None
+    project: str | None
+    created_at: dt.datetime | None
 
 
 @dataclass
@@ -87,7 +97,7 @@ class NameAudit:
         finally:
             self._tasks.pop(key_id, None)
         try:
-            await self.sweep(pending)
+            await self._sweep(pending)
         except GoldRushError as exc:
             log.info("name audit of %d recent create(s) could not list the key's pipelines: %s",
                      len(pending.pipelines), type(exc).__name__)
@@ -101,16 +111,17 @@ class NameAudit:
         if key_id not in self._tasks:
             self._tasks[key_id] = asyncio.create_task(self._later(key_id))
 
-    async def sweep(self, pending: _Pending) -> None:
+    async def _sweep(self, pending: _Pending) -> None:
         """One listing of the key; every enlisted pipeline that lost the name gets its object's check."""
         began = self._clock()
-        ours: dict[str, Pipeline] = {}
-        named: dict[tuple[str | None, str | None], list[Pipeline]] = {}
+        ours: dict[str, _Seen] = {}
+        named: dict[tuple[str | None, str | None], list[_Seen]] = {}  # of an enlisted name (enlisted ones too)
         async for item in pending.client.list_pipelines():
+            seen = _Seen(item.id, item.name, item.project, item.created_at)
             if item.id in pending.pipelines:
-                ours[item.id] = item
+                ours[item.id] = seen
             if (item.name, item.project) in pending.names:
-                named.setdefault((item.name, item.project), []).append(item)
+                named.setdefault((item.name, item.project), []).append(seen)
         for pipeline_id, key in pending.pipelines.items():
             mine = ours.get(pipeline_id)
             if mine is None:
