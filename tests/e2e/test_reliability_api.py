@@ -236,7 +236,7 @@ def test_a_same_named_pipeline_created_after_the_listing_keeps_the_name(
         assert first.wait_exit(40) == crash.EXIT_CODE, first.log[-3000:]
         assert f"GOLDRUSH_CRASH_AT={crash_at}" in first.log
         start_debug(start_operator, inv)
-    obj = wait_reason(kubectl, "second", "Stalled", "True", "NameConflict", timeout=40)
+    obj = wait_reason(kubectl, "second", "Stalled", "True", "NameConflict", timeout=60)
     kubectl("delete", "goldrushpipeline", "watcher")
     journal = sim.journal()
     twin_posts = [e for e in journal if e["route"] == "create" and 200 <= int(e["status"]) < 300]

@@ -1086,7 +1086,7 @@ async def _restarted_after_a_create(world: World, other_created_at: str | None) 
                                              "topic": "eth.mainnet.ref.block.logs", "created_at": other_created_at}
     world.restart()
     woken: list[ObjectKey] = []
-    world.controller.audit.wake, world.controller.audit.delay = woken.append, 0.2
+    world.controller.audit.wake, world.controller.audit.settle = woken.append, 0.2
     lists = _lists(world)
     world.now += 2
     await world.run()
@@ -1134,7 +1134,7 @@ async def test_the_audit_tries_a_failed_listing_again_and_then_finds_the_twin(wo
                                          "topic": "eth.mainnet.ref.block.logs", "created_at": "2098-12-31T23:59:59Z"}
     world.restart()
     woken: list[ObjectKey] = []
-    world.controller.audit.wake, world.controller.audit.delay = woken.append, 0.02
+    world.controller.audit.wake, world.controller.audit.settle = woken.append, 0.02
     world.api.fail[("GET", "list")] = 503
     world.now += 2
     await world.run()

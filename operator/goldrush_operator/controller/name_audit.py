@@ -7,9 +7,10 @@ over), the check never ran, and a same-named pipeline made by someone else withi
 window could stay beside the object's own. The next writer enlists each create of this operator
 (`status.createdAt`) younger than `NAME_AUDIT_SECONDS`.
 
-No pass waits for the audit: per service key, one background task waits until the key's writes are idle
-(a burst's POSTs and a takeover's writes go first), streams one listing page by page and keeps only the
-pipelines of the enlisted names, so memory holds a page, not every pipeline of the key. Only an object
+No pass waits for the audit: per service key, one background task lets the start-up or takeover pass run
+first (`SETTLE_TICKS` ticks), then waits until the key's writes are idle (a burst's POSTs go first), streams
+one listing page by page and keeps a small record (id, name, project, creation time) only of the pipelines
+of an enlisted name, so memory holds a page and those records, not every pipeline of the key. Only an object
 whose pipeline lost the name (`external.first_keeper`) is touched: its `name_check` is set and it is woken
 (`wake`), and its next pass runs the ordinary check, which deletes its pipeline and stalls `NameConflict`
 on a listing of its own. A listing that fails is tried again later, up to `ATTEMPTS` times.
@@ -25,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from goldrush_operator.controller.external import first_keeper, parse_time
-from goldrush_operator.goldrush_api import GoldRushClient, GoldRushError
+from goldrush_operator.goldrush_api import GoldRushClient
 from goldrush_operator.state import ObjectKey, Store
 
 log = logging.getLogger("goldrush_operator.controller")
@@ -35,6 +36,9 @@ log = logging.getLogger("goldrush_operator.controller")
 # can hold it back while writes flow, so the window is generous.
 NAME_AUDIT_SECONDS = 300.0
 ATTEMPTS = 3
+# Ticks (GOLDRUSH_POLL_FAST_SECONDS) before the listing: the passes of a restart or a Lease takeover (their
+# writes and status reads) have the loop and the key's rate to themselves; a twin staying this long is harmless.
+SETTLE_TICKS = 10
 
 
 class _Seen(NamedTuple):
@@ -62,7 +66,8 @@ class NameAudit:
     def __init__(self, store: Store, clock: Callable[[], float], delay: float) -> None:
         self._store = store
         self._clock = clock
-        self.delay = delay  # seconds to gather a start-up pass's objects, and between looks at the key's writes
+        self.delay = delay  # seconds between looks at the key's writes (a tick)
+        self.settle = delay * SETTLE_TICKS  # seconds before the first look, after the first object enlisted
         self._pending: dict[str, _Pending] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self.wake: Callable[[ObjectKey], None] = lambda _key: None  # `cli` sets the scheduler's
@@ -87,7 +92,7 @@ class NameAudit:
     async def _later(self, key_id: str) -> None:
         try:
             pending = self._pending[key_id]
-            wait = self.delay * (1 + 4 * pending.attempt)
+            wait = self.settle * (1 + pending.attempt)
             while True:  # the client offers no signal when a key's writes stop: look once a tick
                 await asyncio.sleep(wait)
                 if not pending.client.writes_flowing():
@@ -98,7 +103,7 @@ class NameAudit:
             self._tasks.pop(key_id, None)
         try:
             await self._sweep(pending)
-        except GoldRushError as exc:
+        except Exception as exc:  # a background task: whatever failed, it is tried again
             log.info("name audit of %d recent create(s) could not list the key's pipelines: %s",
                      len(pending.pipelines), type(exc).__name__)
             if pending.attempt + 1 < ATTEMPTS:
