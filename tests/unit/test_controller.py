@@ -1164,6 +1164,26 @@ async def test_an_old_create_is_not_audited_after_a_restart(world: World) -> Non
     assert world.api.writes() == [("POST", "create")] and world.obj()["status"]["pipelineId"] == ours
 
 
+@pytest.mark.parametrize("change", ["observe-only", "adopt"])
+async def test_a_young_create_is_not_audited_when_the_object_may_no_longer_create(world: World, change: str) -> None:
+    """After the restart the object may not create (policies without Create) or is being adopted: its
+    pipeline is the one to keep whatever shares its name, so the new process lists nothing for it."""
+    world.apply(pipeline())
+    await world.run()
+    world.api.pipelines["pipe_other"] = {"id": "pipe_other", "name": "ns-p1", "project": "proj",
+                                         "topic": "eth.mainnet.ref.block.logs", "created_at": "2098-12-31T23:59:59Z"}
+    if change == "adopt":
+        world.obj()["metadata"]["annotations"]["goldrush.dev/adopt"] = "true"
+    else:
+        world.obj()["spec"]["managementPolicies"] = ["Observe", "Update", "Delete"]
+    world.restart()
+    lists = _lists(world)
+    world.now += 2
+    await world.run()
+    assert not world.controller.audit.tasks() and _lists(world) == lists
+    assert world.api.writes() == [("POST", "create")]
+
+
 async def test_an_interrupted_create_that_landed_beside_an_older_same_named_pipeline_gives_the_name_up(
     world: World,
 ) -> None:

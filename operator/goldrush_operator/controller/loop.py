@@ -163,13 +163,8 @@ class Controller:
             or any(mark in p.annotations for mark in PENDING_ANNOTATIONS)
         ):
             await self.external.finish_record(p, pipeline_id)  # a crash between the two writes of record_id
-        if record.fresh and pipeline_id and record.name_check is None and record.create_call_ended is None \
-                and d.spec.allows("Create") and p.annotations.get(ANNOTATION_ADOPT) != "true" \
-                and p.current.get("pipelineId") == pipeline_id:
-            # Its creator may have died before the create's name check: checked once the key's writes are idle.
-            self.audit.enlist(record.key, d.key_id, client, pipeline_id,
-                              str(p.current.get("pipelineName") or d.payload["name"]), str(d.payload["project"]),
-                              p.current.get("createdAt"))
+        if pipeline_id:  # its creator may have died before the create's name check: audited in the background
+            self.audit.consider(p, d, client, pipeline_id)
         remote, created = None, False
         if held is not None:
             if not pipeline_id:

@@ -1,6 +1,7 @@
 """The name rule for creates that an earlier writer of an object made just before this process took it over.
 
-Called by `loop.Controller` on its first pass of an object in this process (`NameAudit.enlist`). The check
+Called by `loop.Controller` on every pass that has a pipeline id (`NameAudit.consider`, which enlists an
+object on its first pass in this process when the rule below applies). The check
 after a create (`External.check_name_kept`) lives in the memory of the process that created the pipeline:
 when that process died within seconds of its create (a crash, a restart, a replica whose Lease another took
 over), the check never ran, and a same-named pipeline made by someone else within the create's listing
@@ -26,7 +27,10 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from goldrush_operator.controller.external import first_keeper, parse_time
+from goldrush_operator.controller.inputs import Desired
+from goldrush_operator.controller.status import Pass
 from goldrush_operator.goldrush_api import GoldRushClient
+from goldrush_operator.resource import ANNOTATION_ADOPT
 from goldrush_operator.state import ObjectKey, Store
 
 log = logging.getLogger("goldrush_operator.controller")
@@ -72,6 +76,22 @@ class NameAudit:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self.wake: Callable[[ObjectKey], None] = lambda _key: None  # `cli` sets the scheduler's
 
+    def consider(self, p: Pass, d: Desired, client: GoldRushClient, pipeline_id: str) -> bool:
+        """Enlist the object of pass `p` when its pipeline may have missed its creator's name check.
+
+        That is: this process's first pass of the object (`fresh`), with no create or check of this process's
+        own, an object that may create and is not being adopted, and a status that names the pipeline (its
+        `createdAt` then dates this operator's create of it).
+        """
+        record, current = p.record, p.current
+        if not record.fresh or record.name_check is not None or record.create_call_ended is not None \
+                or not d.spec.allows("Create") or p.annotations.get(ANNOTATION_ADOPT) == "true" \
+                or current.get("pipelineId") != pipeline_id:
+            return False
+        return self.enlist(record.key, d.key_id, client, pipeline_id,
+                           str(current.get("pipelineName") or d.payload["name"]), str(d.payload["project"]),
+                           current.get("createdAt"))
+
     def enlist(self, key: ObjectKey, key_id: str, client: GoldRushClient, pipeline_id: str, name: str,
                project: str, created_at: object) -> bool:
         """Audit `pipeline_id` (the object `key`'s, sent as `name` in `project`) when its create is recent."""
@@ -81,9 +101,13 @@ class NameAudit:
         pending = self._pending.setdefault(key_id, _Pending(client))
         pending.pipelines[pipeline_id] = key
         pending.names.add((name, project))
+        self._schedule(key_id)
+        return True
+
+    def _schedule(self, key_id: str) -> None:
+        """Start the key's background task unless one is under way (it takes whatever is pending then)."""
         if key_id not in self._tasks:
             self._tasks[key_id] = asyncio.create_task(self._later(key_id))
-        return True
 
     def tasks(self) -> list[asyncio.Task[None]]:
         """The audits under way (tests await them; they end on their own)."""
@@ -113,8 +137,7 @@ class NameAudit:
         again = self._pending.setdefault(key_id, _Pending(pending.client, attempt=pending.attempt + 1))
         again.pipelines.update(pending.pipelines)
         again.names.update(pending.names)
-        if key_id not in self._tasks:
-            self._tasks[key_id] = asyncio.create_task(self._later(key_id))
+        self._schedule(key_id)
 
     async def _sweep(self, pending: _Pending) -> None:
         """One listing of the key; every enlisted pipeline that lost the name gets its object's check."""
