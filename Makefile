@@ -13,6 +13,10 @@ RUNTIME_STAMP := $(RUNTIME_VENV)/.installed
 CHART := charts/goldrush-operator
 DEV_DIR := .dev
 SIM_PORT ?= 18080
+# The e2e tier spends most of its time waiting on the operator and the plane (under one core busy on average):
+# its modules run on E2E_WORKERS pytest-xdist workers, each with a control plane of its own (0: one process).
+E2E_WORKERS ?= 2
+E2E_PARALLEL := $(if $(filter 0,$(E2E_WORKERS)),,-n $(E2E_WORKERS) --dist loadfile)
 export PYTHONPATH := $(CURDIR)/operator:$(CURDIR)/tests
 
 .PHONY: help venv lint fmt test test-unit test-sim test-packaging test-e2e test-deps ensure-control-plane ensure-tools \
@@ -76,7 +80,8 @@ ensure-jemalloc:
 	  && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libjemalloc2)
 
 test: lint ensure-control-plane ensure-tools ensure-jemalloc test-deps
-	$(BIN)/pytest -p no:cacheprovider tests/unit tests/sim tests/packaging tests/e2e
+	$(BIN)/pytest -p no:cacheprovider tests/unit tests/sim tests/packaging
+	$(BIN)/pytest -p no:cacheprovider $(E2E_PARALLEL) tests/e2e
 
 # The unit and sim tiers against the lowest and the newest dependency versions pyproject allows.
 test-deps: $(STAMP)
@@ -92,7 +97,7 @@ test-sim: $(STAMP)
 	$(BIN)/pytest -p no:cacheprovider tests/sim
 
 test-e2e: $(STAMP) ensure-control-plane ensure-tools
-	$(BIN)/pytest -p no:cacheprovider tests/e2e
+	$(BIN)/pytest -p no:cacheprovider $(E2E_PARALLEL) tests/e2e
 
 cluster-up: $(STAMP) ensure-control-plane
 	$(BIN)/python -m support.ctlplane up --dir $(DEV_DIR)

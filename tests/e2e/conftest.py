@@ -1,4 +1,4 @@
-"""E2E fixtures: one real etcd + kube-apiserver per test session, a fresh namespace per test.
+"""E2E fixtures: one real etcd + kube-apiserver per test session (per pytest-xdist worker), a fresh namespace per test.
 
 The operator runs as the default install's ServiceAccount under the RBAC of `deploy/overlays/namespaced`
 (`identity.py`), never as the admin: the session installs the overlay's ClusterRoles once, every test

@@ -80,6 +80,15 @@ def _ephemeral_low() -> int:
         return 32768
 
 
+def _worker_slot() -> tuple[int, int]:
+    """(index, count) of this pytest-xdist worker (`gw<index>` of `count`); (0, 1) in any other process."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    try:
+        return int(worker.removeprefix("gw")), max(1, int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
+    except ValueError:
+        return 0, 1
+
+
 def free_port() -> int:
     """Return a TCP port that is free on every address right now, chosen below the ephemeral range.
 
@@ -87,11 +96,13 @@ def free_port() -> int:
     also takes its source port: between this call and the server's own bind, any client connection on the
     machine can take it, and the server (an operator's health port, once) fails with "address already in
     use". Below that range only explicit binds compete: ports are drawn at random there, checked, and never
-    handed out twice by this process.
+    handed out twice by this process. The parallel e2e tier's workers draw from disjoint sets (port modulo the
+    worker count), so two workers never race for one port between the check and the bind.
     """
     low = _ephemeral_low()
+    index, count = _worker_slot()
     for _ in range(200 if low > 11000 else 0):
-        port = random.randrange(10000, low)
+        port = random.randrange(10000 // count + 1, low // count) * count + index
         if port in _handed_out:
             continue
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
