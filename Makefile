@@ -79,7 +79,9 @@ ensure-jemalloc:
 	@ls /usr/lib/*/libjemalloc.so.2 >/dev/null 2>&1 || (apt-get update -qq \
 	  && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libjemalloc2)
 
-test: lint ensure-control-plane ensure-tools ensure-jemalloc test-deps
+# ensure-tools first: the lint's manifest checks then find kubeconform and kubectl-validate built in the tools'
+# pool, whose Go cache they share with the other tools.
+test: ensure-tools lint ensure-control-plane ensure-jemalloc test-deps
 	$(BIN)/pytest -p no:cacheprovider tests/unit tests/sim tests/packaging
 	$(BIN)/pytest -p no:cacheprovider $(E2E_PARALLEL) tests/e2e
 
