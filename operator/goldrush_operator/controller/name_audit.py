@@ -80,32 +80,25 @@ class NameAudit:
         """Enlist the object of pass `p` when its pipeline may have missed its creator's name check.
 
         That is: this process's first pass of the object (`fresh`), with no create or check of this process's
-        own, an object that may create and is not being adopted, and a status that names the pipeline (its
-        `createdAt` then dates this operator's create of it).
+        own, an object that may create and is not being adopted, and a status that names the pipeline, whose
+        `createdAt` (this operator's create of it) is under `NAME_AUDIT_SECONDS` old.
         """
         record, current = p.record, p.current
         if not record.fresh or record.name_check is not None or record.create_call_ended is not None \
                 or not d.spec.allows("Create") or p.annotations.get(ANNOTATION_ADOPT) == "true" \
                 or current.get("pipelineId") != pipeline_id:
             return
-        self._enlist(record.key, d.key_id, client, pipeline_id,
-                           str(current.get("pipelineName") or d.payload["name"]), str(d.payload["project"]),
-                           current.get("createdAt"))
-
-    def _enlist(self, key: ObjectKey, key_id: str, client: GoldRushClient, pipeline_id: str, name: str,
-                project: str, created_at: object) -> None:
-        """Audit `pipeline_id` (the object `key`'s, sent as `name` in `project`) when its create is recent."""
-        created = parse_time(created_at)
+        created = parse_time(current.get("createdAt"))
         if created is None or (dt.datetime.now(dt.UTC) - created).total_seconds() > NAME_AUDIT_SECONDS:
             return
-        pending = self._pending.setdefault(key_id, _Pending(client))
-        pending.pipelines[pipeline_id] = key
-        pending.names.add((name, project))
-        self._schedule(key_id)
+        pending = self._pending.setdefault(d.key_id, _Pending(client))
+        pending.pipelines[pipeline_id] = record.key
+        pending.names.add((str(current.get("pipelineName") or d.payload["name"]), str(d.payload["project"])))
+        self._schedule(d.key_id)
 
     def _schedule(self, key_id: str) -> None:
         """Start the key's background task unless one is under way (it takes whatever is pending then); called by
-        `_enlist` and `_retry`."""
+        `consider` and `_retry`."""
         if key_id not in self._tasks:
             self._tasks[key_id] = asyncio.create_task(self._later(key_id))
 
